@@ -1,0 +1,45 @@
+//! The CPU backend: parallel (rayon) kernels that accumulate in f32 for every dtype.
+//!
+//! Each kernel computes `C = alpha * op + beta * C`. As in BLAS, `beta == 0` means C is
+//! not read, so an uninitialized or NaN-filled output is overwritten cleanly.
+//!
+//! | kernel | computes | shapes |
+//! |---|---|---|
+//! | [`spmm`] | `C = alpha A B + beta C` | A: M x K sparse, B: K x N, C: M x N |
+//! | [`spmm_t`] | `C = alpha A^T B + beta C` | A: M x K sparse, B: M x N, C: K x N |
+//! | [`sddmm`] | `out[p] = alpha (L R^T)[i, j] + beta out[p]`, p = (i, j) in the mask | L: M x k, R: N x k, mask: M x N |
+
+mod convert;
+mod partition;
+mod sddmm;
+mod spmm;
+
+pub use sddmm::sddmm;
+pub use spmm::{spmm, spmm_t};
+
+use crate::{Error, Result};
+
+/// Scaling factors must be finite: a NaN alpha would silently poison every output.
+fn check_scalars(op: &'static str, alpha: f32, beta: f32) -> Result<()> {
+    if alpha.is_finite() && beta.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{op}: alpha ({alpha}) and beta ({beta}) must be finite"
+        )))
+    }
+}
+
+/// `alpha * acc + beta * old`, without reading `old` when `beta == 0`.
+#[inline(always)]
+fn scale_into<T: crate::Scalar>(out: &mut [T], acc: &[f32], alpha: f32, beta: f32) {
+    if beta == 0.0 {
+        for (o, &a) in out.iter_mut().zip(acc) {
+            *o = T::from_f32(alpha * a);
+        }
+    } else {
+        for (o, &a) in out.iter_mut().zip(acc) {
+            *o = T::from_f32(alpha * a + beta * o.to_f32());
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The transpose plan: the structure of A^T and where each of its entries lives in A.
+
+use super::StructureId;
+use crate::error::Error;
+use crate::Result;
+
+/// The CSR structure of `A^T` plus, for each of its entries, the index of the same entry
+/// in `A`'s values.
+///
+/// A sparse adapter's mask is fixed, so the plan is built once (O(nnz)) and every
+/// transposed product `A^T B` reads `A`'s current values through it: nothing is
+/// transposed per call. The plan remembers which structure it belongs to and the kernels
+/// refuse it for any other.
+///
+/// ```
+/// use rosa::{Csr, CsrShape};
+/// // A = [[1, 2],
+/// //      [0, 3]]
+/// let a = Csr::from_parts(2, 2, vec![0, 2, 3], vec![0, 1, 1], vec![1.0f32, 2.0, 3.0]).unwrap();
+/// let plan = a.transpose_plan();
+/// // A^T = [[1, 0], [2, 3]]: row 1 of A^T holds A's entries 1 and 2.
+/// assert_eq!(plan.row_ptr(), &[0, 1, 3]);
+/// assert_eq!(plan.col_idx(), &[0, 0, 1]);
+/// assert_eq!(plan.perm(), &[0, 1, 2]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransposePlan {
+    source: StructureId,
+    row_ptr: Vec<i32>,
+    col_idx: Vec<i32>,
+    perm: Vec<i32>,
+}
+
+impl TransposePlan {
+    pub(crate) fn new(source: StructureId, row_ptr: &[i32], col_idx: &[i32]) -> Self {
+        let (rows, cols, nnz) = (source.rows, source.cols, source.nnz);
+        // Counting sort by column; walking A's rows in order keeps each row of A^T sorted.
+        let mut t_ptr = vec![0i32; cols + 1];
+        for &c in col_idx {
+            t_ptr[c as usize + 1] += 1;
+        }
+        for j in 0..cols {
+            t_ptr[j + 1] += t_ptr[j];
+        }
+        let mut next: Vec<i32> = t_ptr[..cols].to_vec();
+        let mut t_col = vec![0i32; nnz];
+        let mut perm = vec![0i32; nnz];
+        for i in 0..rows {
+            for p in row_ptr[i] as usize..row_ptr[i + 1] as usize {
+                let c = col_idx[p] as usize;
+                let q = next[c] as usize;
+                next[c] += 1;
+                t_col[q] = i as i32;
+                perm[q] = p as i32;
+            }
+        }
+        TransposePlan {
+            source,
+            row_ptr: t_ptr,
+            col_idx: t_col,
+            perm,
+        }
+    }
+
+    /// The structure this plan was built from.
+    pub fn source(&self) -> StructureId {
+        self.source
+    }
+
+    /// Row offsets of `A^T` (`A.cols() + 1` of them).
+    pub fn row_ptr(&self) -> &[i32] {
+        &self.row_ptr
+    }
+
+    /// Column indices of `A^T`, that is row indices of `A`.
+    pub fn col_idx(&self) -> &[i32] {
+        &self.col_idx
+    }
+
+    /// For entry `q` of `A^T`, the index of the same entry in `A`'s values.
+    pub fn perm(&self) -> &[i32] {
+        &self.perm
+    }
+
+    /// Errors unless this plan was built from a matrix with structure `id`.
+    pub fn check(&self, id: StructureId) -> Result<()> {
+        if self.source == id {
+            Ok(())
+        } else {
+            Err(Error::PlanMismatch {
+                plan: self.source.to_string(),
+                matrix: id.to_string(),
+            })
+        }
+    }
+}

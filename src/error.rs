@@ -1,0 +1,104 @@
+//! The one error type of the crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `rosa`, as a value the caller can match on.
+///
+/// Library code never panics on user input: malformed matrices, mismatched shapes and
+/// unreadable files all come back as one of these.
+///
+/// ```
+/// use rosa::{Csr, Error};
+/// let err = Csr::<f32>::from_parts(2, 2, vec![0, 1], vec![0], vec![1.0]).unwrap_err();
+/// assert!(matches!(err, Error::RowPtrLength { got: 2, expected: 3 }));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `row_ptr` must hold `rows + 1` offsets.
+    #[error("row_ptr has {got} entries, expected rows + 1 = {expected}")]
+    RowPtrLength { got: usize, expected: usize },
+    /// `row_ptr[0]` must be 0.
+    #[error("row_ptr[0] is {got}, expected 0")]
+    RowPtrStart { got: i32 },
+    /// `row_ptr` must never decrease.
+    #[error("row_ptr decreases at row {row}: row_ptr[{row}] = {start} > row_ptr[{next}] = {end}", next = row + 1)]
+    RowPtrDecreasing { row: usize, start: i32, end: i32 },
+    /// `row_ptr[rows]` must equal the number of stored column indices.
+    #[error("row_ptr ends at {got}, but col_idx holds {nnz} entries")]
+    RowPtrEnd { got: i32, nnz: usize },
+    /// A column index outside `0..cols`.
+    #[error("column {col} at index {index} (row {row}) is out of range for {cols} columns")]
+    ColumnOutOfRange {
+        row: usize,
+        index: usize,
+        col: i32,
+        cols: usize,
+    },
+    /// Columns within a row must be strictly increasing.
+    #[error("row {row} is not sorted: column {col} at index {index} follows column {prev}")]
+    ColumnsUnsorted {
+        row: usize,
+        index: usize,
+        prev: i32,
+        col: i32,
+    },
+    /// A column may appear once per row.
+    #[error("column {col} is repeated in row {row} at index {index}")]
+    ColumnRepeated { row: usize, index: usize, col: i32 },
+    /// `values` must have one entry per stored column index.
+    #[error("values has {got} entries, but col_idx holds {nnz}")]
+    ValuesLength { got: usize, nnz: usize },
+    /// A dimension or count that does not fit the i32 indices of the CSR layout.
+    #[error("{what} = {value} does not fit a 32-bit index (max {max})", max = i32::MAX)]
+    IndexOverflow { what: &'static str, value: usize },
+    /// A triplet whose row or column lies outside the matrix.
+    #[error("triplet {index} at ({row}, {col}) lies outside a {rows} x {cols} matrix")]
+    TripletOutOfRange {
+        index: usize,
+        row: usize,
+        col: usize,
+        rows: usize,
+        cols: usize,
+    },
+    /// Triplet lists of different lengths.
+    #[error("triplet lists differ in length: {rows} rows, {cols} columns, {values} values")]
+    TripletLengths {
+        rows: usize,
+        cols: usize,
+        values: usize,
+    },
+    /// A dense buffer whose length is not `rows * cols`.
+    #[error("dense buffer has {len} elements, but a {rows} x {cols} matrix needs {needed}", needed = rows * cols)]
+    DenseLength { rows: usize, cols: usize, len: usize },
+    /// Two operands whose shapes do not fit together.
+    #[error("shape mismatch in {op}: {detail}")]
+    ShapeMismatch { op: &'static str, detail: String },
+    /// A transpose plan used with a matrix it was not built from.
+    #[error("the transpose plan was built for a different sparsity structure ({plan}), not this one ({matrix})")]
+    PlanMismatch { plan: String, matrix: String },
+    /// A value that is not allowed where it appears (NaN scaling factors, bad densities).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A file that could not be opened, read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file whose contents do not follow its format.
+    #[error("{}: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
+    /// Something the crate was built without, or a format feature it does not read.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// `Result` with [`Error`] as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shape of a dense or sparse operand, for error messages.
+pub(crate) fn shape(rows: usize, cols: usize) -> String {
+    format!("{rows} x {cols}")
+}

@@ -1,0 +1,1 @@
+//! Reading and writing matrices: Matrix Market for sparse, NPY for dense.
