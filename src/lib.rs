@@ -21,6 +21,7 @@ pub mod dense;
 pub mod dtype;
 pub mod error;
 pub mod io;
+pub mod random;
 
 pub use csr::{Csr, CsrMut, CsrRef, CsrShape, RowStats, StructureId, TransposePlan};
 pub use dense::{Dense, MatMut, MatRef};

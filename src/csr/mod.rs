@@ -9,6 +9,8 @@ mod stats;
 mod transpose;
 mod validate;
 
+pub(crate) use validate::check_index;
+
 pub use stats::RowStats;
 pub use transpose::TransposePlan;
 pub use validate::StructureId;

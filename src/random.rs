@@ -1,0 +1,158 @@
+//! Seeded random matrices for benchmarks, the command line and tests.
+//!
+//! A small SplitMix64 generator keeps the crate free of an RNG dependency and makes every
+//! matrix reproducible from its seed on every platform.
+
+use crate::{Csr, Dense, Error, Result, Scalar};
+
+/// A SplitMix64 pseudo-random generator: fast, seedable, statistically fine for test data.
+///
+/// ```
+/// use rosa::random::Rng;
+/// let mut a = Rng::new(7);
+/// let mut b = Rng::new(7);
+/// assert_eq!(a.next_u64(), b.next_u64());
+/// let x = a.uniform(-1.0, 1.0);
+/// assert!((-1.0..1.0).contains(&x));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.next_f64() as f32
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        // Multiply-shift: unbiased enough for test data and free of division.
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+}
+
+/// A dense matrix with entries uniform in `[-1, 1)`.
+///
+/// ```
+/// let d = rosa::random::dense::<f32>(3, 4, 1);
+/// assert_eq!((d.rows(), d.cols()), (3, 4));
+/// ```
+pub fn dense<T: Scalar>(rows: usize, cols: usize, seed: u64) -> Dense<T> {
+    let mut rng = Rng::new(seed);
+    Dense::from_fn(rows, cols, |_, _| T::from_f32(rng.uniform(-1.0, 1.0)))
+}
+
+/// A sparse matrix with about `density * rows * cols` entries, values uniform in
+/// `[-1, 1)`, and the same expected length for every row.
+///
+/// Each row draws its length from a binomial-like spread around the mean, then distinct
+/// sorted columns. `density` must lie in `[0, 1]`.
+///
+/// ```
+/// use rosa::CsrShape;
+/// let a = rosa::random::csr::<f32>(100, 200, 0.05, 3).unwrap();
+/// assert!((a.density() - 0.05).abs() < 0.01);
+/// ```
+pub fn csr<T: Scalar>(rows: usize, cols: usize, density: f64, seed: u64) -> Result<Csr<T>> {
+    if !(0.0..=1.0).contains(&density) {
+        return Err(Error::InvalidArgument(format!(
+            "density {density} is outside [0, 1]"
+        )));
+    }
+    let mut rng = Rng::new(seed);
+    let lens: Vec<usize> = (0..rows)
+        .map(|_| {
+            // Stochastic rounding keeps the expected density exact for short rows.
+            let mean = density * cols as f64;
+            let base = mean.floor();
+            (base as usize + usize::from(rng.next_f64() < mean - base)).min(cols)
+        })
+        .collect();
+    from_row_lengths(rows, cols, &lens, &mut rng)
+}
+
+/// A sparse matrix whose row `i` holds exactly `lens[i]` entries (at most `cols`) in
+/// random distinct columns, values uniform in `[-1, 1)`: for skewed and empty rows.
+///
+/// ```
+/// use rosa::{random, CsrShape};
+/// let a = random::csr_with_row_lengths::<f32>(3, 50, &[0, 50, 2], 9).unwrap();
+/// assert_eq!((a.row_len(0), a.row_len(1), a.row_len(2)), (0, 50, 2));
+/// ```
+pub fn csr_with_row_lengths<T: Scalar>(
+    rows: usize,
+    cols: usize,
+    lens: &[usize],
+    seed: u64,
+) -> Result<Csr<T>> {
+    if lens.len() != rows {
+        return Err(Error::InvalidArgument(format!(
+            "{} row lengths given for {rows} rows",
+            lens.len()
+        )));
+    }
+    let lens: Vec<usize> = lens.iter().map(|&l| l.min(cols)).collect();
+    from_row_lengths(rows, cols, &lens, &mut Rng::new(seed))
+}
+
+fn from_row_lengths<T: Scalar>(
+    rows: usize,
+    cols: usize,
+    lens: &[usize],
+    rng: &mut Rng,
+) -> Result<Csr<T>> {
+    let nnz: usize = lens.iter().sum();
+    crate::csr::check_index("nnz", nnz)?;
+    let mut row_ptr = Vec::with_capacity(rows + 1);
+    row_ptr.push(0i32);
+    let mut col_idx = Vec::with_capacity(nnz);
+    let mut picked = Vec::new();
+    let mut seen = vec![false; cols];
+    for &len in lens {
+        picked.clear();
+        if len * 2 > cols {
+            // Dense row: a partial Fisher-Yates shuffle picks `len` distinct columns.
+            let mut all: Vec<usize> = (0..cols).collect();
+            for i in 0..len {
+                let j = i + rng.below(cols - i);
+                all.swap(i, j);
+            }
+            picked.extend_from_slice(&all[..len]);
+        } else {
+            // Sparse row: rejection sampling of distinct columns.
+            while picked.len() < len {
+                let c = rng.below(cols);
+                if !std::mem::replace(&mut seen[c], true) {
+                    picked.push(c);
+                }
+            }
+            picked.iter().for_each(|&c| seen[c] = false);
+        }
+        picked.sort_unstable();
+        col_idx.extend(picked.iter().map(|&c| c as i32));
+        row_ptr.push(col_idx.len() as i32);
+    }
+    let values = (0..nnz)
+        .map(|_| T::from_f32(rng.uniform(-1.0, 1.0)))
+        .collect();
+    Csr::from_parts(rows, cols, row_ptr, col_idx, values)
+}
