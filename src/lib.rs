@@ -15,9 +15,11 @@
 //! assert_eq!(c.as_slice(), &[8.0, 11.0, 6.0, 9.0]);
 //! ```
 
+pub mod bench;
 pub mod cpu;
 pub mod csr;
 pub mod dense;
+mod dispatch;
 pub mod dtype;
 pub mod error;
 pub mod io;
