@@ -1,24 +1,14 @@
 //! File IO: round trips for every dtype, and every malformed file rejected with an
 //! error (never a panic).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use common::Scratch;
 use rosa::{bf16, f16, io, random, Csr, CsrShape, Dense, Error, Scalar};
 
-fn temp(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "rosa-test-io-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
 fn mtx_round_trip<T: Scalar>() {
-    let path = temp("a.mtx");
+    let tmp = Scratch::new();
+    let path = tmp.path("a.mtx");
     let a = random::csr::<T>(37, 23, 0.2, 5).unwrap();
     io::write_mtx(&path, &a).unwrap();
     assert_eq!(io::read_mtx::<T>(&path).unwrap(), a);
@@ -39,7 +29,8 @@ fn mtx_round_trips_every_dtype() {
 }
 
 fn read_mtx_text(text: &str) -> rosa::Result<Csr<f32>> {
-    let path = temp("m.mtx");
+    let tmp = Scratch::new();
+    let path = tmp.path("m.mtx");
     std::fs::write(&path, text).unwrap();
     io::read_mtx::<f32>(&path)
 }
@@ -124,17 +115,19 @@ fn mtx_rejects_malformed_files() {
     let garbage: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
-    let path = temp("garbage.mtx");
+    let tmp = Scratch::new();
+    let path = tmp.path("garbage.mtx");
     std::fs::write(&path, garbage).unwrap();
     assert!(io::read_mtx::<f32>(&path).is_err());
     assert!(matches!(
-        io::read_mtx::<f32>(temp("missing.mtx")),
+        io::read_mtx::<f32>(tmp.path("missing.mtx")),
         Err(Error::Io { .. })
     ));
 }
 
 fn npy_round_trip<T: Scalar>() {
-    let path = temp("d.npy");
+    let tmp = Scratch::new();
+    let path = tmp.path("d.npy");
     let m = random::dense::<T>(7, 5, 3);
     io::write_npy(&path, m.as_ref()).unwrap();
     assert_eq!(io::read_npy::<T>(&path).unwrap(), m);
@@ -152,7 +145,8 @@ fn npy_round_trips_every_dtype() {
 
 #[test]
 fn npy_dtypes_on_disk_and_conversions() {
-    let path = temp("d.npy");
+    let tmp = Scratch::new();
+    let path = tmp.path("d.npy");
     let m = Dense::from_vec(1, 3, vec![1.0f32, 0.1, -2.5]).unwrap();
     io::write_npy(&path, m.as_ref()).unwrap();
     assert_eq!(descr(&path), "'<f4'");
@@ -222,7 +216,8 @@ fn npy_rejects_malformed_files() {
         ),
     ];
     for (what, bytes) in unsupported {
-        let path = temp("bad.npy");
+        let tmp = Scratch::new();
+        let path = tmp.path("bad.npy");
         std::fs::write(&path, bytes).unwrap();
         match io::read_npy::<f32>(&path) {
             Err(Error::Unsupported(msg)) => assert!(msg.contains("bad.npy"), "{what}: {msg}"),
@@ -257,7 +252,8 @@ fn npy_rejects_malformed_files() {
         ("negative dim", npy(b"'<f4'", false, "(-2, 2)", &f4(4))),
     ];
     for (what, bytes) in format {
-        let path = temp("bad.npy");
+        let tmp = Scratch::new();
+        let path = tmp.path("bad.npy");
         std::fs::write(&path, bytes).unwrap();
         match io::read_npy::<f32>(&path) {
             Err(Error::Format { path, .. }) => assert!(path.ends_with("bad.npy"), "{what}"),
@@ -270,7 +266,8 @@ fn npy_rejects_malformed_files() {
 fn failed_writes_leave_no_file() {
     let m = Dense::<f32>::zeros(2, 2);
     let a = Csr::<f32>::empty(2, 2).unwrap();
-    let missing_dir = temp("x").with_file_name("no-such-dir").join("out.npy");
+    let tmp = Scratch::new();
+    let missing_dir = tmp.path("no-such-dir").join("out.npy");
     assert!(matches!(
         io::write_npy(&missing_dir, m.as_ref()),
         Err(Error::Io { .. })
@@ -278,12 +275,11 @@ fn failed_writes_leave_no_file() {
     assert!(!missing_dir.exists());
     // The target is a directory: the rename fails after the data was written, and the
     // temporary file must be gone.
-    let dir_target = temp("occupied");
+    let dir_target = tmp.path("occupied");
     std::fs::create_dir_all(dir_target.join("inside")).unwrap();
     assert!(io::write_mtx(&dir_target, &a).is_err());
     assert!(io::write_npy(&dir_target, m.as_ref()).is_err());
-    let parent = dir_target.parent().unwrap();
-    let names: Vec<_> = std::fs::read_dir(parent)
+    let names: Vec<_> = std::fs::read_dir(tmp.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
@@ -292,7 +288,8 @@ fn failed_writes_leave_no_file() {
 
 #[test]
 fn shapes_read_back_as_written() {
-    let path = temp("s.mtx");
+    let tmp = Scratch::new();
+    let path = tmp.path("s.mtx");
     let a = random::csr::<f32>(3, 1000, 0.01, 1).unwrap();
     io::write_mtx(&path, &a).unwrap();
     let b = io::read_mtx::<f32>(&path).unwrap();

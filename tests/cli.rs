@@ -1,0 +1,315 @@
+//! The `rosa` binary end to end: real files in, results checked against a dense f64
+//! reference, and bad inputs answered with one `error:` line and no output file.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::Scratch;
+use rosa::{bf16, f16, io, random, CsrShape, DType, Dense, Scalar};
+
+fn rosa(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rosa"))
+        .args(args)
+        .output()
+        .expect("the rosa binary runs")
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn to_f64<T: Scalar>(d: &Dense<T>) -> Vec<f64> {
+    d.as_slice().iter().map(|v| v.to_f32() as f64).collect()
+}
+
+/// Every output element within a few roundings of `T` (plus f32 accumulation) of the
+/// f64 reference, relative to the largest reference magnitude.
+fn assert_close<T: Scalar>(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let tol = (2.0 * T::epsilon() as f64 + 1e-5) * scale;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol, "element {i}: {g} vs {w} (tol {tol})");
+    }
+}
+
+fn spmm_case<T: Scalar>(transpose: bool) {
+    let tmp = Scratch::new();
+    let (m, k, n) = (23, 17, 5);
+    let a = random::csr::<T>(m, k, 0.3, 1).unwrap();
+    let b = random::dense::<T>(if transpose { m } else { k }, n, 2);
+    let (pa, pb, pc) = (tmp.path("A.mtx"), tmp.path("B.npy"), tmp.path("C.npy"));
+    io::write_mtx(&pa, &a).unwrap();
+    io::write_npy(&pb, b.as_ref()).unwrap();
+    let dtype = T::DTYPE.name();
+    let mut args = vec![
+        "spmm",
+        "--sparse",
+        arg(&pa),
+        "--dense",
+        arg(&pb),
+        "--out",
+        arg(&pc),
+        "--dtype",
+        dtype,
+    ];
+    if transpose {
+        args.push("--transpose");
+    }
+    let out = rosa(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stderr.is_empty());
+
+    let c = io::read_npy::<f32>(&pc).unwrap();
+    let (ad, bd) = (to_f64(&a.to_dense()), to_f64(&b));
+    let (rows, inner) = if transpose { (k, m) } else { (m, k) };
+    assert_eq!((c.rows(), c.cols()), (rows, n));
+    let mut want = vec![0.0; rows * n];
+    for i in 0..rows {
+        for p in 0..inner {
+            let av = if transpose {
+                ad[p * k + i]
+            } else {
+                ad[i * k + p]
+            };
+            for j in 0..n {
+                want[i * n + j] += av * bd[p * n + j];
+            }
+        }
+    }
+    assert_close::<T>(&to_f64(&c), &want);
+}
+
+#[test]
+fn spmm_matches_dense_reference_for_every_dtype() {
+    for transpose in [false, true] {
+        spmm_case::<f32>(transpose);
+        spmm_case::<f16>(transpose);
+        spmm_case::<bf16>(transpose);
+    }
+}
+
+fn sddmm_case<T: Scalar>() {
+    let tmp = Scratch::new();
+    let (m, n, k) = (19, 13, 6);
+    let mask = random::csr::<T>(m, n, 0.25, 3).unwrap();
+    let (l, r) = (random::dense::<T>(m, k, 4), random::dense::<T>(n, k, 5));
+    let (pm, pl, pr, po) = (
+        tmp.path("M.mtx"),
+        tmp.path("L.npy"),
+        tmp.path("R.npy"),
+        tmp.path("O.mtx"),
+    );
+    io::write_mtx(&pm, &mask).unwrap();
+    io::write_npy(&pl, l.as_ref()).unwrap();
+    io::write_npy(&pr, r.as_ref()).unwrap();
+    let out = rosa(&[
+        "sddmm",
+        "--mask",
+        arg(&pm),
+        "--lhs",
+        arg(&pl),
+        "--rhs",
+        arg(&pr),
+        "--out",
+        arg(&po),
+        "--dtype",
+        T::DTYPE.name(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let o = io::read_mtx::<f32>(&po).unwrap();
+    assert_eq!((o.rows(), o.cols(), o.col_idx()), (m, n, mask.col_idx()));
+    let (ld, rd) = (to_f64(&l), to_f64(&r));
+    let mut want = Vec::new();
+    for i in 0..m {
+        for &j in mask.row(i).0 {
+            want.push(
+                (0..k)
+                    .map(|p| ld[i * k + p] * rd[j as usize * k + p])
+                    .sum::<f64>(),
+            );
+        }
+    }
+    let got: Vec<f64> = o.values().iter().map(|&v| v as f64).collect();
+    assert_close::<T>(&got, &want);
+}
+
+#[test]
+fn sddmm_matches_dense_reference_for_every_dtype() {
+    sddmm_case::<f32>();
+    sddmm_case::<f16>();
+    sddmm_case::<bf16>();
+}
+
+/// A failed command: nonzero exit, one `error:` line, no panic text, no output file.
+fn assert_fails_cleanly(args: &[&str], out_file: &Path) {
+    let out = rosa(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert!(!out_file.exists(), "{args:?} left {}", out_file.display());
+}
+
+#[test]
+fn bad_inputs_fail_with_one_error_line_and_no_output() {
+    let tmp = Scratch::new();
+    let a = random::csr::<f32>(4, 3, 0.5, 1).unwrap();
+    let (pa, pb, pc) = (tmp.path("A.mtx"), tmp.path("B.npy"), tmp.path("C.npy"));
+    io::write_mtx(&pa, &a).unwrap();
+    io::write_npy(&pb, random::dense::<f32>(3, 2, 1).as_ref()).unwrap();
+    let (pbad, pwrong, p3d) = (
+        tmp.path("bad.mtx"),
+        tmp.path("wrong.npy"),
+        tmp.path("3d.npy"),
+    );
+    std::fs::write(
+        &pbad,
+        "%%MatrixMarket matrix coordinate real general\n4 3 2\n1 1 1\n",
+    )
+    .unwrap();
+    io::write_npy(&pwrong, random::dense::<f32>(5, 2, 1).as_ref()).unwrap();
+    std::fs::write(
+        &p3d,
+        b"\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1), }",
+    )
+    .unwrap();
+    let pnone = tmp.path("none.mtx");
+    let (sa, sb, sc) = (arg(&pa), arg(&pb), arg(&pc));
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["spmm", "--sparse", arg(&pbad), "--dense", sb, "--out", sc],
+        vec!["spmm", "--sparse", sa, "--dense", arg(&pwrong), "--out", sc],
+        vec![
+            "spmm",
+            "--sparse",
+            sa,
+            "--dense",
+            sb,
+            "--out",
+            sc,
+            "--transpose",
+        ],
+        vec!["spmm", "--sparse", sa, "--dense", arg(&p3d), "--out", sc],
+        vec!["spmm", "--sparse", arg(&pnone), "--dense", sb, "--out", sc],
+        vec!["spmm", "--sparse", sb, "--dense", sa, "--out", sc],
+        vec![
+            "spmm", "--sparse", sa, "--dense", sb, "--out", sc, "--dtype", "f64",
+        ],
+        vec![
+            "spmm", "--sparse", sa, "--dense", sb, "--out", sc, "--bogus",
+        ],
+        vec!["spmm", "--sparse", sa, "--out", sc],
+        vec!["sddmm", "--mask", sa, "--lhs", sb, "--rhs", sb, "--out", sc],
+        vec![
+            "sddmm",
+            "--mask",
+            arg(&pbad),
+            "--lhs",
+            sb,
+            "--rhs",
+            sb,
+            "--out",
+            sc,
+        ],
+        vec!["frobnicate"],
+        vec!["bench", "--density", "2", "--json"],
+        vec!["bench", "--ops", "spmm,gemm"],
+        vec!["bench", "--m", "99999999999", "--k", "99999999999"],
+    ];
+    for args in &cases {
+        assert_fails_cleanly(args, &pc);
+    }
+}
+
+#[test]
+fn info_names_the_cpu_backend() {
+    let out = rosa(&["info"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(env!("CARGO_PKG_VERSION")));
+    assert!(text.contains("backends: cpu"));
+    assert!(text.contains("tuning cache: none"));
+}
+
+#[test]
+fn bench_emits_json_rows_and_a_table() {
+    for dtype in DType::ALL {
+        let out = rosa(&[
+            "bench",
+            "--m",
+            "64",
+            "--k",
+            "48",
+            "--n",
+            "8",
+            "--density",
+            "0.05,0.2",
+            "--time-ms",
+            "1",
+            "--dtype",
+            dtype.name(),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rows = report["rows"].as_array().unwrap();
+        // 2 densities x (spmm: 3, spmm_t: 3, sddmm: 2 baselines).
+        assert_eq!(rows.len(), 16);
+        for row in rows {
+            assert_eq!(row["dtype"], dtype.name());
+            assert_eq!(row["baseline_dtype"], "f32");
+            for field in [
+                "ours_us",
+                "baseline_us",
+                "speedup",
+                "gflops",
+                "gbps",
+                "max_abs_diff",
+            ] {
+                assert!(row[field].as_f64().unwrap() >= 0.0, "{field}");
+            }
+            // Our result agrees with the baseline's on the same values.
+            let tol = if dtype == DType::F32 { 1e-4 } else { 0.05 };
+            assert!(row["max_abs_diff"].as_f64().unwrap() <= tol, "{row}");
+        }
+    }
+    let out = rosa(&[
+        "bench",
+        "--m",
+        "32",
+        "--k",
+        "32",
+        "--n",
+        "4",
+        "--density",
+        "0.1",
+        "--time-ms",
+        "1",
+        "--ops",
+        "sddmm",
+        "--no-dense",
+    ]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("sddmm") && table.contains("GFLOP/s"),
+        "{table}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("bench: [1/1]"));
+}
