@@ -176,9 +176,9 @@ impl Sweep {
                 bytes as f64 / (1u64 << 30) as f64,
                 MEMORY_CAP >> 30,
                 if self.dense_baseline {
-                    "; smaller sizes or no dense baseline would fit"
+                    "; use smaller sizes or skip the dense baseline"
                 } else {
-                    ""
+                    "; use smaller sizes"
                 }
             )));
         }

@@ -56,7 +56,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Help and version go out as clap renders them; a usage error is cut to its first line
+/// Help and version go out as clap renders them; a usage error is cut to its message
 /// so that scripts see one `error:` line, as for every other failure.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
@@ -72,9 +72,14 @@ fn usage_error(e: clap::Error) -> ExitCode {
             }
         }
         _ => {
+            // The first paragraph is the message (with, e.g., the missing arguments);
+            // tips and usage follow it.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("error: invalid command line");
-            eprintln!("{} (see --help)", one_line(first));
+            let message = text
+                .split("\n\n")
+                .next()
+                .unwrap_or("error: invalid command line");
+            eprintln!("{} (see --help)", one_line(message));
             ExitCode::from(USAGE)
         }
     }
