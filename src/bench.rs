@@ -30,7 +30,7 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayViewMut2};
 use serde::Serialize;
 
 use crate::{cpu, random, with_dtype, CsrShape, DType, Dense, Error, Result, Scalar};
@@ -312,20 +312,31 @@ fn max_abs_diff<T: Scalar>(ours: &[T], theirs: &[f32]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// What one op's measurement yields before it becomes [`Row`]s.
+/// Our side of one (op, density) measurement, shared by its rows.
 struct Measured {
+    op: Op,
+    density: f64,
+    nnz: usize,
     ours: Duration,
-    baselines: Vec<(&'static str, usize, Duration, f64)>,
+    threads: usize,
 }
 
 /// Dense GEMM timings, once per op, since a dense product's cost ignores the density.
 #[derive(Default)]
 struct DenseTimes([Option<Duration>; 3]);
 
+/// A baseline that writes a dense output into the view it is given.
+type DenseBaseline<'a> = (
+    &'static str,
+    usize,
+    Box<dyn Fn(ArrayViewMut2<'_, f32>) + 'a>,
+);
+
 fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
     let (m, k, n) = (sweep.m, sweep.k, sweep.n);
     let time = |f: &mut dyn FnMut()| median_time(sweep.target, sweep.max_runs, f);
     let threads = rayon::current_num_threads();
+    // B of A B is K x N; B of A^T B is M x N; SDDMM reuses them as R (K x N), L (M x N).
     let b_spmm = random::dense::<T>(k, n, sweep.seed ^ 1);
     let b_t = random::dense::<T>(m, n, sweep.seed ^ 2);
     let (b_spmm32, b_t32) = (to_f32(&b_spmm), to_f32(&b_t));
@@ -342,112 +353,97 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
         let a = random::csr::<T>(m, k, density, sweep.seed.wrapping_add(di as u64))?;
         let a32 = baseline::to_sprs_f32(&a);
         for &op in &sweep.ops {
-            let measured = match op {
-                Op::Spmm => {
-                    let mut c = Dense::<T>::zeros(m, n);
-                    let ours = time(&mut || {
-                        cpu::spmm(1.0, a.as_ref(), b_spmm.as_ref(), 0.0, c.as_mut())
-                            .expect("operands built to fit")
-                    });
-                    let mut c32 = Array2::<f32>::zeros((m, n));
-                    let mut baselines = Vec::new();
-                    let t = time(&mut || {
-                        baseline::sprs_spmm(a32.view(), b_spmm32.view(), c32.view_mut())
-                    });
-                    baselines.push((
-                        "sprs",
-                        1,
-                        t,
-                        max_abs_diff(c.as_slice(), c32.as_slice().unwrap_or(&[])),
-                    ));
-                    let t = time(&mut || {
-                        baseline::sprs_spmm_par(a32.view(), b_spmm32.view(), c32.view_mut())
-                    });
-                    baselines.push((
-                        "sprs+rayon",
-                        threads,
-                        t,
-                        max_abs_diff(c.as_slice(), c32.as_slice().unwrap_or(&[])),
-                    ));
-                    Measured { ours, baselines }
-                }
-                Op::SpmmT => {
-                    let plan = a.transpose_plan();
-                    let mut c = Dense::<T>::zeros(k, n);
-                    let ours = time(&mut || {
-                        cpu::spmm_t(1.0, a.as_ref(), &plan, b_t.as_ref(), 0.0, c.as_mut())
-                            .expect("operands built to fit")
-                    });
-                    let mut c32 = Array2::<f32>::zeros((k, n));
-                    let mut baselines = Vec::new();
-                    let t = time(&mut || {
-                        baseline::sprs_spmm_t(a32.view(), b_t32.view(), c32.view_mut())
-                    });
-                    baselines.push((
-                        "sprs (transpose view)",
-                        1,
-                        t,
-                        max_abs_diff(c.as_slice(), c32.as_slice().unwrap_or(&[])),
-                    ));
+            // A kernel error cannot leave the timed closure, so it is kept until here.
+            let mut status = Ok(());
+            let (ours, mut baselines) = match op {
+                Op::Spmm | Op::SpmmT => {
+                    let transposed = op == Op::SpmmT;
+                    let (b, b32, out_rows) = if transposed {
+                        (&b_t, &b_t32, k)
+                    } else {
+                        (&b_spmm, &b_spmm32, m)
+                    };
+                    let mut c = Dense::<T>::zeros(out_rows, n);
+                    let ours = if transposed {
+                        let plan = a.transpose_plan();
+                        time(&mut || {
+                            status =
+                                cpu::spmm_t(1.0, a.as_ref(), &plan, b.as_ref(), 0.0, c.as_mut())
+                        })
+                    } else {
+                        time(&mut || {
+                            status = cpu::spmm(1.0, a.as_ref(), b.as_ref(), 0.0, c.as_mut())
+                        })
+                    };
                     // Like our plan, the materialized transpose is built outside the timing.
-                    let at32 = a32.transpose_view().to_csr();
-                    let t = time(&mut || {
-                        baseline::sprs_spmm_par(at32.view(), b_t32.view(), c32.view_mut())
-                    });
-                    baselines.push((
-                        "sprs+rayon (A^T built once)",
-                        threads,
-                        t,
-                        max_abs_diff(c.as_slice(), c32.as_slice().unwrap_or(&[])),
-                    ));
-                    Measured { ours, baselines }
+                    let at32 = transposed.then(|| a32.transpose_view().to_csr());
+                    let rows_of = at32.as_ref().map_or(a32.view(), |t| t.view());
+                    let candidates: [DenseBaseline; 2] = [
+                        if transposed {
+                            (
+                                "sprs (transpose view)",
+                                1,
+                                Box::new(|c| baseline::sprs_spmm_t(a32.view(), b32.view(), c)),
+                            )
+                        } else {
+                            (
+                                "sprs",
+                                1,
+                                Box::new(|c| baseline::sprs_spmm(a32.view(), b32.view(), c)),
+                            )
+                        },
+                        (
+                            if transposed {
+                                "sprs+rayon (A^T built once)"
+                            } else {
+                                "sprs+rayon"
+                            },
+                            threads,
+                            Box::new(|c| baseline::sprs_spmm_par(rows_of, b32.view(), c)),
+                        ),
+                    ];
+                    let mut c32 = Array2::<f32>::zeros((out_rows, n));
+                    let mut baselines = Vec::new();
+                    for (name, bthreads, run) in candidates {
+                        let t = time(&mut || run(c32.view_mut()));
+                        let diff = max_abs_diff(c.as_slice(), c32.as_slice().unwrap_or(&[]));
+                        baselines.push((name, bthreads, t, diff));
+                    }
+                    (ours, baselines)
                 }
                 Op::Sddmm => {
-                    let (l, r) = (&b_t, &b_spmm);
-                    let (l32, r32) = (&b_t32, &b_spmm32);
+                    let (l, r, l32, r32) = (&b_t, &b_spmm, &b_t32, &b_spmm32);
                     let mut out = a.clone();
                     let ours = time(&mut || {
-                        cpu::sddmm(1.0, l.as_ref(), r.as_ref(), 0.0, out.as_mut())
-                            .expect("operands built to fit")
+                        status = cpu::sddmm(1.0, l.as_ref(), r.as_ref(), 0.0, out.as_mut())
                     });
                     let mut out32 = vec![0.0f32; a.nnz()];
                     let t = time(&mut || {
                         baseline::ndarray_sddmm(a32.view(), l32.view(), r32.view(), &mut out32)
                     });
                     let diff = max_abs_diff(out.values(), &out32);
-                    Measured {
+                    (
                         ours,
-                        baselines: vec![("ndarray dot per nonzero+rayon", threads, t, diff)],
-                    }
+                        vec![("ndarray dot per nonzero+rayon", threads, t, diff)],
+                    )
                 }
             };
-            let mut measured = measured;
+            status?;
             if sweep.dense_baseline {
                 let slot = &mut dense_times.0[op as usize];
                 let t = *slot.get_or_insert_with(|| time_dense(op, m, k, n, &time));
-                measured
-                    .baselines
-                    .push(("ndarray dense GEMM (no sampling)", 1, t, 0.0));
+                baselines.push(("ndarray dense GEMM (no sampling)", 1, t, 0.0));
             }
-            rows.extend(
-                measured
-                    .baselines
-                    .into_iter()
-                    .map(|(name, bthreads, bt, diff)| {
-                        make_row::<T>(
-                            op,
-                            sweep,
-                            density,
-                            a.nnz(),
-                            measured.ours,
-                            threads,
-                            name,
-                            bthreads,
-                            bt,
-                            diff,
-                        )
-                    }),
-            );
+            let measured = Measured {
+                op,
+                density,
+                nnz: a.nnz(),
+                ours,
+                threads,
+            };
+            rows.extend(baselines.into_iter().map(|(name, bthreads, bt, diff)| {
+                measured.row::<T>(sweep, name, bthreads, bt, diff)
+            }));
         }
     }
     Ok(rows)
@@ -477,44 +473,41 @@ fn time_dense(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn make_row<T: Scalar>(
-    op: Op,
-    sweep: &Sweep,
-    density: f64,
-    nnz: usize,
-    ours: Duration,
-    threads: usize,
-    baseline: &'static str,
-    baseline_threads: usize,
-    theirs: Duration,
-    max_abs_diff: f64,
-) -> Row {
-    let (m, k, n, s) = (sweep.m, sweep.k, sweep.n, T::DTYPE.size());
-    let secs = ours.as_secs_f64().max(1e-12);
-    let bytes = match op {
-        Op::Spmm => spmm_bytes(m, k, n, nnz, s),
-        Op::SpmmT => spmm_bytes(k, m, n, nnz, s),
-        Op::Sddmm => sddmm_bytes(m, k, n, nnz, s),
-    };
-    Row {
-        op: op.name(),
-        dtype: T::DTYPE.name(),
-        m,
-        k,
-        n,
-        density,
-        nnz,
-        ours_us: secs * 1e6,
-        threads,
-        baseline,
-        baseline_dtype: "f32",
-        baseline_us: theirs.as_secs_f64() * 1e6,
-        baseline_threads,
-        speedup: theirs.as_secs_f64() / secs,
-        gflops: 2.0 * nnz as f64 * n as f64 / secs / 1e9,
-        gbps: bytes / secs / 1e9,
-        max_abs_diff,
+impl Measured {
+    fn row<T: Scalar>(
+        &self,
+        sweep: &Sweep,
+        baseline: &'static str,
+        baseline_threads: usize,
+        theirs: Duration,
+        max_abs_diff: f64,
+    ) -> Row {
+        let (m, k, n, s, nnz) = (sweep.m, sweep.k, sweep.n, T::DTYPE.size(), self.nnz);
+        let secs = self.ours.as_secs_f64().max(1e-12);
+        let bytes = match self.op {
+            Op::Spmm => spmm_bytes(m, k, n, nnz, s),
+            Op::SpmmT => spmm_bytes(k, m, n, nnz, s),
+            Op::Sddmm => sddmm_bytes(m, k, n, nnz, s),
+        };
+        Row {
+            op: self.op.name(),
+            dtype: T::DTYPE.name(),
+            m,
+            k,
+            n,
+            density: self.density,
+            nnz,
+            ours_us: secs * 1e6,
+            threads: self.threads,
+            baseline,
+            baseline_dtype: "f32",
+            baseline_us: theirs.as_secs_f64() * 1e6,
+            baseline_threads,
+            speedup: theirs.as_secs_f64() / secs,
+            gflops: 2.0 * nnz as f64 * n as f64 / secs / 1e9,
+            gbps: bytes / secs / 1e9,
+            max_abs_diff,
+        }
     }
 }
 
