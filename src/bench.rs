@@ -188,7 +188,19 @@ impl Sweep {
 
 /// One measurement: our kernel against one baseline on the same operands.
 ///
-/// JSON field names are the Rust field names.
+/// JSON field names are the Rust field names: `op`, `dtype`, `m`, `k`, `n`, `density`,
+/// `nnz`, `ours_us`, `threads`, `baseline`, `baseline_dtype`, `baseline_us`,
+/// `baseline_threads`, `speedup`, `gflops`, `gbps`, `max_abs_diff`.
+///
+/// ```
+/// use rosa::bench::{run, Op, Sweep};
+/// let sweep = Sweep { m: 32, k: 32, n: 4, densities: vec![0.1], ops: vec![Op::Sddmm],
+///     target: std::time::Duration::ZERO, dense_baseline: false, ..Sweep::default() };
+/// let row = &run(&sweep, |_| {}).unwrap().rows[0];
+/// assert_eq!((row.op, row.baseline_dtype), ("sddmm", "f32"));
+/// let json = serde_json::to_value(row).unwrap();
+/// assert!(json["speedup"].as_f64().unwrap() > 0.0);
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// `spmm`, `spmm_t` or `sddmm`.
@@ -290,6 +302,17 @@ pub fn sddmm_bytes(m: usize, n: usize, k: usize, nnz: usize, s: usize) -> f64 {
 /// Runs a sweep, calling `progress` with a one-line note before each density.
 ///
 /// Errors only on an invalid [`Sweep`] (see [`Sweep::validate`]).
+///
+/// ```
+/// use rosa::bench::{run, Sweep};
+/// let sweep = Sweep { m: 16, k: 24, n: 2, densities: vec![0.2, 0.5], dtype: "f16".parse().unwrap(),
+///     target: std::time::Duration::ZERO, dense_baseline: false, ..Sweep::default() };
+/// let mut notes = Vec::new();
+/// let report = run(&sweep, |note| notes.push(note.to_string())).unwrap();
+/// assert_eq!(notes.len(), 2);
+/// assert_eq!(report.rows.len(), 2 * 5); // 2 densities x (2 + 2 + 1) baselines
+/// assert!(report.rows.iter().all(|r| r.dtype == "f16"));
+/// ```
 pub fn run(sweep: &Sweep, mut progress: impl FnMut(&str)) -> Result<Report> {
     sweep.validate()?;
     let rows = with_dtype!(sweep.dtype, T => run_typed::<T>(sweep, &mut progress))?;
@@ -517,6 +540,17 @@ impl Measured {
 /// `ndarray` dense matrices. sprs's sparse x dense product is single-threaded (its
 /// `multi_thread` feature only parallelizes sparse x sparse), so the `_par` variant
 /// splits the rows over rayon, which is how one would use it at full machine width.
+///
+/// ```
+/// use rosa::bench::baseline;
+/// let a = rosa::random::csr::<f32>(50, 40, 0.1, 1).unwrap();
+/// let b = ndarray::Array2::<f32>::ones((40, 3));
+/// let (mut c1, mut c2) = (ndarray::Array2::zeros((50, 3)), ndarray::Array2::zeros((50, 3)));
+/// let s = baseline::to_sprs_f32(&a);
+/// baseline::sprs_spmm(s.view(), b.view(), c1.view_mut());
+/// baseline::sprs_spmm_par(s.view(), b.view(), c2.view_mut());
+/// assert_eq!(c1, c2);
+/// ```
 pub mod baseline {
     use ndarray::{ArrayView2, ArrayViewMut2, Axis};
     use rayon::prelude::*;
@@ -526,6 +560,11 @@ pub mod baseline {
     use crate::{Csr, CsrShape, Scalar};
 
     /// A sprs CSR matrix of f32 with i32 indices.
+    ///
+    /// ```
+    /// let s: rosa::bench::baseline::SprsCsr = sprs::CsMatI::eye(3);
+    /// assert_eq!(s.nnz(), 3);
+    /// ```
     pub type SprsCsr = CsMatI<f32, i32>;
 
     /// Copies our CSR matrix into sprs, widening the values to f32.
