@@ -541,6 +541,12 @@ impl Measured {
 /// `multi_thread` feature only parallelizes sparse x sparse), so the `_par` variant
 /// splits the rows over rayon, which is how one would use it at full machine width.
 ///
+/// faer is not among them: it adds about 3.5 minutes to a clean release build on the
+/// project's 2-core machines (gemm, pulp and friends), and in an out-of-tree trial its
+/// `sparse_dense_matmul` (faer 0.24, column-major dense operands, f32) was 2 to 7 times
+/// slower than our `cpu::spmm` and slower than sprs on the default sweep, so it would be
+/// neither cheap nor the best baseline.
+///
 /// ```
 /// use rosa::bench::baseline;
 /// let a = rosa::random::csr::<f32>(50, 40, 0.1, 1).unwrap();
