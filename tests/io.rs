@@ -295,3 +295,37 @@ fn shapes_read_back_as_written() {
     let b = io::read_mtx::<f32>(&path).unwrap();
     assert_eq!((b.rows(), b.cols(), b.nnz()), (a.rows(), a.cols(), a.nnz()));
 }
+
+/// Every prefix and many random corruptions of valid files: errors or values, never a
+/// panic.
+#[test]
+fn corrupted_files_never_panic() {
+    let tmp = Scratch::new();
+    let (mtx, npy_path) = (tmp.path("c.mtx"), tmp.path("c.npy"));
+    io::write_mtx(&mtx, &random::csr::<f32>(6, 5, 0.4, 2).unwrap()).unwrap();
+    io::write_npy(&npy_path, random::dense::<f16>(3, 4, 2).as_ref()).unwrap();
+    let mut rng = random::Rng::new(99);
+    for path in [&mtx, &npy_path] {
+        let good = std::fs::read(path).unwrap();
+        let bad = tmp.path("bad");
+        let mut cases: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
+        for _ in 0..250 {
+            let mut b = good.clone();
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(b.len());
+                b[at] = match rng.below(4) {
+                    0 => rng.next_u64() as u8,
+                    1 => b"0123456789"[rng.below(10)],
+                    2 => b' ',
+                    _ => b'\n',
+                };
+            }
+            cases.push(b);
+        }
+        for bytes in cases {
+            std::fs::write(&bad, &bytes).unwrap();
+            let _ = io::read_mtx::<f32>(&bad);
+            let _ = io::read_npy::<bf16>(&bad);
+        }
+    }
+}
