@@ -308,8 +308,12 @@ fn corrupted_files_never_panic() {
     for path in [&mtx, &npy_path] {
         let good = std::fs::read(path).unwrap();
         let bad = tmp.path("bad");
-        let mut cases: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
-        for _ in 0..250 {
+        // Files cost about a millisecond each here, so prefixes are sampled.
+        let mut cases: Vec<Vec<u8>> = (0..good.len())
+            .step_by(3)
+            .map(|n| good[..n].to_vec())
+            .collect();
+        for _ in 0..150 {
             let mut b = good.clone();
             for _ in 0..1 + rng.below(3) {
                 let at = rng.below(b.len());
