@@ -70,7 +70,11 @@ pub enum Error {
     },
     /// A dense buffer whose length is not `rows * cols`.
     #[error("dense buffer has {len} elements, but a {rows} x {cols} matrix needs {needed}", needed = rows * cols)]
-    DenseLength { rows: usize, cols: usize, len: usize },
+    DenseLength {
+        rows: usize,
+        cols: usize,
+        len: usize,
+    },
     /// Two operands whose shapes do not fit together.
     #[error("shape mismatch in {op}: {detail}")]
     ShapeMismatch { op: &'static str, detail: String },

@@ -23,6 +23,11 @@ pub mod error;
 pub mod io;
 pub mod random;
 
+/// The types and traits most programs need, in one import.
+pub mod prelude {
+    pub use crate::{cpu, Csr, CsrRef, CsrShape, DType, Dense, MatMut, MatRef, Scalar};
+}
+
 pub use csr::{Csr, CsrMut, CsrRef, CsrShape, RowStats, StructureId, TransposePlan};
 pub use dense::{Dense, MatMut, MatRef};
 pub use dtype::{bf16, f16, DType, Scalar};
