@@ -1,7 +1,7 @@
 //! SpMM `C = alpha A B + beta C` and transposed SpMM `C = alpha A^T B + beta C`.
 //!
 //! Both run the same row kernel: the transposed product walks the transpose plan's
-//! structure and reads A's values through its permutation.
+//! structure over A's values gathered through the plan's permutation.
 
 use std::ops::Range;
 
@@ -44,11 +44,11 @@ pub fn spmm<T: Scalar>(
             ),
         });
     }
-    let values = a.values();
+    let values = widen(a.values());
     let rows = SparseRows {
         row_ptr: a.row_ptr(),
         col_idx: a.col_idx(),
-        value: |p: usize| values[p].to_f32(),
+        values: &values,
     };
     rows.product(&widen(b.as_slice()), b.cols(), alpha, beta, c.into_slice());
     Ok(())
@@ -91,24 +91,31 @@ pub fn spmm_t<T: Scalar>(
             ),
         });
     }
-    let (values, perm) = (a.values(), plan.perm());
+    // One O(nnz) gather puts A's current values in A^T's order, so the O(nnz * N)
+    // product reads them sequentially like the forward kernel.
+    let values = a.values();
+    let gathered: Vec<f32> = plan
+        .perm()
+        .par_iter()
+        .map(|&p| values[p as usize].to_f32())
+        .collect();
     let rows = SparseRows {
         row_ptr: plan.row_ptr(),
         col_idx: plan.col_idx(),
-        value: |q: usize| values[perm[q] as usize].to_f32(),
+        values: &gathered,
     };
     rows.product(&widen(b.as_slice()), b.cols(), alpha, beta, c.into_slice());
     Ok(())
 }
 
-/// A validated CSR structure with a way to read entry `p`'s value as f32.
-struct SparseRows<'a, V> {
+/// A validated CSR structure with its values widened to f32.
+struct SparseRows<'a> {
     row_ptr: &'a [i32],
     col_idx: &'a [i32],
-    value: V,
+    values: &'a [f32],
 }
 
-impl<V: Fn(usize) -> f32 + Sync> SparseRows<'_, V> {
+impl SparseRows<'_> {
     /// `out = alpha * self * b + beta * out`; `b` is (cols x n) row-major, `out` (rows x n).
     fn product<T: Scalar>(&self, b: &[f32], n: usize, alpha: f32, beta: f32, out: &mut [T]) {
         if n == 0 {
@@ -168,12 +175,8 @@ impl<V: Fn(usize) -> f32 + Sync> SparseRows<'_, V> {
         let brow = |p: usize| &b[self.col_idx[p] as usize * n..][..n];
         let mut p = range.start;
         while p + 4 <= range.end {
-            let (v0, v1, v2, v3) = (
-                (self.value)(p),
-                (self.value)(p + 1),
-                (self.value)(p + 2),
-                (self.value)(p + 3),
-            );
+            let v = &self.values[p..p + 4];
+            let (v0, v1, v2, v3) = (v[0], v[1], v[2], v[3]);
             let (b0, b1, b2, b3) = (brow(p), brow(p + 1), brow(p + 2), brow(p + 3));
             for ((((a, &x0), &x1), &x2), &x3) in acc.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3) {
                 *a += v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3;
@@ -181,7 +184,7 @@ impl<V: Fn(usize) -> f32 + Sync> SparseRows<'_, V> {
             p += 4;
         }
         for p in p..range.end {
-            let v = (self.value)(p);
+            let v = self.values[p];
             for (a, &x) in acc.iter_mut().zip(brow(p)) {
                 *a += v * x;
             }
