@@ -32,7 +32,8 @@ pub fn assert_close<T: Scalar>(what: &str, got: &[T], want: &[Expected]) {
     assert_eq!(got.len(), want.len(), "{what}: output length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let g = g.to_f32() as f64;
-        let tol = (T::epsilon() as f64 + (w.terms as f64 + 4.0) * f32::EPSILON as f64) * w.scale;
+        let tol = (T::epsilon() as f64 + (w.terms as f64 + 4.0) * f32::EPSILON as f64) * w.scale
+            + subnormal_step::<T>();
         let err = (g - w.value).abs();
         assert!(
             err <= tol,
@@ -40,6 +41,15 @@ pub fn assert_close<T: Scalar>(what: &str, got: &[T], want: &[Expected]) {
             T::DTYPE,
             w.value
         );
+    }
+}
+
+/// The spacing of the type's subnormals: the absolute error of rounding a tiny result.
+fn subnormal_step<T: Scalar>() -> f64 {
+    match T::DTYPE {
+        rosa::DType::F16 => (2.0f64).powi(-24),
+        rosa::DType::Bf16 => (2.0f64).powi(-133),
+        rosa::DType::F32 => (2.0f64).powi(-149),
     }
 }
 
