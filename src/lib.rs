@@ -32,3 +32,8 @@ pub use csr::{Csr, CsrMut, CsrRef, CsrShape, RowStats, StructureId, TransposePla
 pub use dense::{Dense, MatMut, MatRef};
 pub use dtype::{bf16, f16, DType, Scalar};
 pub use error::{Error, Result};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
