@@ -93,7 +93,7 @@ impl TuneCache {
         };
         let mut cache: TuneCache =
             serde_json::from_str(text).map_err(|e| format(format!("not a tuning cache: {e}")))?;
-        cache.entries.sort_by(|a, b| a.key.cmp(&b.key));
+        cache.entries.sort_by_key(|e| e.key);
         for (i, e) in cache.entries.iter().enumerate() {
             let ok_time = |t: f64| t.is_finite() && t > 0.0;
             if !config_exists(e.key.op, e.config) {
