@@ -174,7 +174,7 @@ fn concurrent_merges_keep_every_entry_and_a_valid_file() {
             let path = &path;
             s.spawn(move || {
                 for i in 0..10 {
-                    let e = entry(16 << (t * 10 + i) % 40, (t + i) % CONFIGS);
+                    let e = entry(16 << ((t * 10 + i) % 40), (t + i) % CONFIGS);
                     TuneCache::merge_into_file(path, &header(), &[e], exists).unwrap();
                 }
             });
