@@ -16,7 +16,8 @@
 //! [`Sweep::max_runs`]); the median is reported.
 //!
 //! ```
-//! use rosa::bench::{self, Op, Sweep};
+//! use rosa::bench::{self, Sweep};
+//! use rosa::Op;
 //! let sweep = Sweep {
 //!     m: 64, k: 48, n: 8, densities: vec![0.1], ops: vec![Op::Spmm],
 //!     target: std::time::Duration::from_millis(1), dense_baseline: false,
@@ -27,62 +28,12 @@
 //! assert!(report.rows.iter().all(|r| r.max_abs_diff < 1e-4));
 //! ```
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use ndarray::{Array2, ArrayViewMut2};
 use serde::Serialize;
 
-use crate::{cpu, random, with_dtype, CsrShape, DType, Dense, Error, Result, Scalar};
-
-/// A kernel of the sweep.
-///
-/// ```
-/// use rosa::bench::Op;
-/// assert_eq!("spmm_t".parse::<Op>().unwrap(), Op::SpmmT);
-/// assert_eq!(Op::Sddmm.name(), "sddmm");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// `C = A B`.
-    Spmm,
-    /// `C = A^T B`.
-    SpmmT,
-    /// `out = (L R^T)` sampled at A's mask.
-    Sddmm,
-}
-
-impl Op {
-    /// Every op, in sweep order.
-    pub const ALL: [Op; 3] = [Op::Spmm, Op::SpmmT, Op::Sddmm];
-
-    /// The name used on the command line and in reports.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Op::Spmm => "spmm",
-            Op::SpmmT => "spmm_t",
-            Op::Sddmm => "sddmm",
-        }
-    }
-}
-
-impl std::fmt::Display for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Op {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Op::ALL
-            .into_iter()
-            .find(|op| op.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!("unknown op '{s}' (expected spmm, spmm_t or sddmm)"))
-            })
-    }
-}
+use crate::{cpu, random, with_dtype, CsrShape, DType, Dense, Error, Op, Result, Scalar};
 
 /// What to sweep. [`Sweep::default`] is the `rosa bench` default: 4096 x 4096, N = 256,
 /// densities 0.1% to 3%, f32, every op.
@@ -193,7 +144,8 @@ impl Sweep {
 /// `baseline_threads`, `speedup`, `gflops`, `gbps`, `max_abs_diff`.
 ///
 /// ```
-/// use rosa::bench::{run, Op, Sweep};
+/// use rosa::bench::{run, Sweep};
+/// use rosa::Op;
 /// let sweep = Sweep { m: 32, k: 32, n: 4, densities: vec![0.1], ops: vec![Op::Sddmm],
 ///     target: std::time::Duration::ZERO, dense_baseline: false, ..Sweep::default() };
 /// let row = &run(&sweep, |_| {}).unwrap().rows[0];

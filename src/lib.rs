@@ -23,9 +23,22 @@ mod dispatch;
 pub mod dtype;
 pub mod error;
 pub mod io;
+pub mod op;
 pub mod random;
+pub mod tune;
+
+/// The types and traits most programs need, in one import.
+pub mod prelude {
+    pub use crate::{cpu, Csr, CsrRef, CsrShape, DType, Dense, MatMut, MatRef, Scalar};
+}
 
 pub use csr::{Csr, CsrMut, CsrRef, CsrShape, RowStats, StructureId, TransposePlan};
 pub use dense::{Dense, MatMut, MatRef};
 pub use dtype::{bf16, f16, DType, Scalar};
 pub use error::{Error, Result};
+pub use op::Op;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -6,8 +6,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::Scratch;
-use rosa::{bf16, f16, io, random, CsrShape, DType, Dense, Scalar};
+use common::scratch::Scratch;
+use common::{assert_close, dense64, gemm_ref, to64, transpose as transpose_ref};
+use rosa::{bf16, f16, io, random, CsrShape, DType, Scalar};
 
 fn rosa(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rosa"))
@@ -18,21 +19,6 @@ fn rosa(args: &[&str]) -> Output {
 
 fn arg(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn to_f64<T: Scalar>(d: &Dense<T>) -> Vec<f64> {
-    d.as_slice().iter().map(|v| v.to_f32() as f64).collect()
-}
-
-/// Every output element within a few roundings of `T` (plus f32 accumulation) of the
-/// f64 reference, relative to the largest reference magnitude.
-fn assert_close<T: Scalar>(got: &[f64], want: &[f64]) {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let tol = (2.0 * T::epsilon() as f64 + 1e-5) * scale;
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol, "element {i}: {g} vs {w} (tol {tol})");
-    }
 }
 
 fn spmm_case<T: Scalar>(transpose: bool) {
@@ -66,24 +52,19 @@ fn spmm_case<T: Scalar>(transpose: bool) {
     );
     assert!(out.stderr.is_empty());
 
-    let c = io::read_npy::<f32>(&pc).unwrap();
-    let (ad, bd) = (to_f64(&a.to_dense()), to_f64(&b));
-    let (rows, inner) = if transpose { (k, m) } else { (m, k) };
-    assert_eq!((c.rows(), c.cols()), (rows, n));
-    let mut want = vec![0.0; rows * n];
-    for i in 0..rows {
-        for p in 0..inner {
-            let av = if transpose {
-                ad[p * k + i]
-            } else {
-                ad[i * k + p]
-            };
-            for j in 0..n {
-                want[i * n + j] += av * bd[p * n + j];
-            }
-        }
-    }
-    assert_close::<T>(&to_f64(&c), &want);
+    let c = io::read_npy::<T>(&pc).unwrap();
+    let (ad, bd) = (dense64(&a), to64(&b));
+    let want = if transpose {
+        gemm_ref(1.0, &transpose_ref(&ad, m, k), &bd, 0.0, None, k, m, n)
+    } else {
+        gemm_ref(1.0, &ad, &bd, 0.0, None, m, k, n)
+    };
+    assert_eq!((c.rows(), c.cols()), (if transpose { k } else { m }, n));
+    assert_close(
+        &format!("rosa spmm (transpose: {transpose})"),
+        c.as_slice(),
+        &want,
+    );
 }
 
 #[test]
@@ -128,21 +109,24 @@ fn sddmm_case<T: Scalar>() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let o = io::read_mtx::<f32>(&po).unwrap();
+    let o = io::read_mtx::<T>(&po).unwrap();
     assert_eq!((o.rows(), o.cols(), o.col_idx()), (m, n, mask.col_idx()));
-    let (ld, rd) = (to_f64(&l), to_f64(&r));
-    let mut want = Vec::new();
-    for i in 0..m {
-        for &j in mask.row(i).0 {
-            want.push(
-                (0..k)
-                    .map(|p| ld[i * k + p] * rd[j as usize * k + p])
-                    .sum::<f64>(),
-            );
-        }
-    }
-    let got: Vec<f64> = o.values().iter().map(|&v| v as f64).collect();
-    assert_close::<T>(&got, &want);
+    // L R^T in full, then the entries at the mask.
+    let full = gemm_ref(
+        1.0,
+        &to64(&l),
+        &transpose_ref(&to64(&r), n, k),
+        0.0,
+        None,
+        m,
+        k,
+        n,
+    );
+    let want: Vec<_> = (0..m)
+        .flat_map(|i| mask.row(i).0.iter().map(move |&j| (i, j as usize)))
+        .map(|(i, j)| full[i * n + j])
+        .collect();
+    assert_close("rosa sddmm", o.values(), &want);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Scratch;
+use common::scratch::Scratch;
 use rosa::{bf16, f16, io, random, Csr, CsrShape, Dense, Error, Scalar};
 
 fn mtx_round_trip<T: Scalar>() {

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use rosa::bench::{self, Op, Report, Sweep};
-use rosa::{DType, Error, Result};
+use rosa::bench::{self, Report, Sweep};
+use rosa::{DType, Error, Op, Result};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

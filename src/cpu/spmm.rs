@@ -1,7 +1,7 @@
 //! SpMM `C = alpha A B + beta C` and transposed SpMM `C = alpha A^T B + beta C`.
 //!
 //! Both run the same row kernel: the transposed product walks the transpose plan's
-//! structure and reads A's values through its permutation.
+//! structure over A's values gathered through the plan's permutation.
 
 use std::ops::Range;
 
@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::convert::widen;
 use super::partition::RowPlan;
+use super::simd::{dispatch, MulAdd};
 use super::{check_scalars, scale_into};
 use crate::{CsrRef, CsrShape, Error, MatMut, MatRef, Result, Scalar, TransposePlan};
 
@@ -44,11 +45,11 @@ pub fn spmm<T: Scalar>(
             ),
         });
     }
-    let values = a.values();
+    let values = widen(a.values());
     let rows = SparseRows {
         row_ptr: a.row_ptr(),
         col_idx: a.col_idx(),
-        value: |p: usize| values[p].to_f32(),
+        values: &values,
     };
     rows.product(&widen(b.as_slice()), b.cols(), alpha, beta, c.into_slice());
     Ok(())
@@ -91,24 +92,31 @@ pub fn spmm_t<T: Scalar>(
             ),
         });
     }
-    let (values, perm) = (a.values(), plan.perm());
+    // One O(nnz) gather puts A's current values in A^T's order, so the O(nnz * N)
+    // product reads them sequentially like the forward kernel.
+    let values = a.values();
+    let gathered: Vec<f32> = plan
+        .perm()
+        .par_iter()
+        .map(|&p| values[p as usize].to_f32())
+        .collect();
     let rows = SparseRows {
         row_ptr: plan.row_ptr(),
         col_idx: plan.col_idx(),
-        value: |q: usize| values[perm[q] as usize].to_f32(),
+        values: &gathered,
     };
     rows.product(&widen(b.as_slice()), b.cols(), alpha, beta, c.into_slice());
     Ok(())
 }
 
-/// A validated CSR structure with a way to read entry `p`'s value as f32.
-struct SparseRows<'a, V> {
+/// A validated CSR structure with its values widened to f32.
+struct SparseRows<'a> {
     row_ptr: &'a [i32],
     col_idx: &'a [i32],
-    value: V,
+    values: &'a [f32],
 }
 
-impl<V: Fn(usize) -> f32 + Sync> SparseRows<'_, V> {
+impl SparseRows<'_> {
     /// `out = alpha * self * b + beta * out`; `b` is (cols x n) row-major, `out` (rows x n).
     fn product<T: Scalar>(&self, b: &[f32], n: usize, alpha: f32, beta: f32, out: &mut [T]) {
         if n == 0 {
@@ -129,7 +137,7 @@ impl<V: Fn(usize) -> f32 + Sync> SparseRows<'_, V> {
                     continue;
                 }
                 acc.fill(0.0);
-                self.accumulate(&mut acc, self.range(i), b, n);
+                accumulate(self, &mut acc, self.range(i), b, n);
                 scale_into(out_row, &acc, alpha, beta);
             }
         });
@@ -143,7 +151,7 @@ impl<V: Fn(usize) -> f32 + Sync> SparseRows<'_, V> {
                 .into_par_iter()
                 .map(|piece| {
                     let mut acc = vec![0.0f32; n];
-                    self.accumulate(&mut acc, piece, b, n);
+                    accumulate(self, &mut acc, piece, b, n);
                     acc
                 })
                 .reduce(
@@ -160,31 +168,41 @@ impl<V: Fn(usize) -> f32 + Sync> SparseRows<'_, V> {
     fn range(&self, i: usize) -> Range<usize> {
         self.row_ptr[i] as usize..self.row_ptr[i + 1] as usize
     }
+}
 
-    /// `acc += sum over p in range of value(p) * b[col(p), :]`, four nonzeros per sweep
-    /// over `acc` so it is loaded and stored a quarter as often.
-    #[inline(always)]
-    fn accumulate(&self, acc: &mut [f32], range: Range<usize>, b: &[f32], n: usize) {
-        let brow = |p: usize| &b[self.col_idx[p] as usize * n..][..n];
-        let mut p = range.start;
-        while p + 4 <= range.end {
-            let (v0, v1, v2, v3) = (
-                (self.value)(p),
-                (self.value)(p + 1),
-                (self.value)(p + 2),
-                (self.value)(p + 3),
+dispatch! {
+    /// `acc += sum over p in range of value(p) * b[col(p), :]`.
+    fn accumulate(rows: &SparseRows<'_>, acc: &mut [f32], range: Range<usize>, b: &[f32], n: usize) => accumulate_with
+}
+
+/// Four nonzeros per sweep over `acc`, so it is loaded and stored a quarter as often.
+#[inline(always)]
+fn accumulate_with<M: MulAdd>(
+    rows: &SparseRows<'_>,
+    acc: &mut [f32],
+    range: Range<usize>,
+    b: &[f32],
+    n: usize,
+) {
+    let brow = |p: usize| &b[rows.col_idx[p] as usize * n..][..n];
+    let mut p = range.start;
+    while p + 4 <= range.end {
+        let v = &rows.values[p..p + 4];
+        let (v0, v1, v2, v3) = (v[0], v[1], v[2], v[3]);
+        let (b0, b1, b2, b3) = (brow(p), brow(p + 1), brow(p + 2), brow(p + 3));
+        for ((((a, &x0), &x1), &x2), &x3) in acc.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3) {
+            *a = M::mul_add(
+                v3,
+                x3,
+                M::mul_add(v2, x2, M::mul_add(v1, x1, M::mul_add(v0, x0, *a))),
             );
-            let (b0, b1, b2, b3) = (brow(p), brow(p + 1), brow(p + 2), brow(p + 3));
-            for ((((a, &x0), &x1), &x2), &x3) in acc.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3) {
-                *a += v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3;
-            }
-            p += 4;
         }
-        for p in p..range.end {
-            let v = (self.value)(p);
-            for (a, &x) in acc.iter_mut().zip(brow(p)) {
-                *a += v * x;
-            }
+        p += 4;
+    }
+    for p in p..range.end {
+        let v = rows.values[p];
+        for (a, &x) in acc.iter_mut().zip(brow(p)) {
+            *a = M::mul_add(v, x, *a);
         }
     }
 }
