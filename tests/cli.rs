@@ -165,11 +165,9 @@ fn bad_inputs_fail_with_one_error_line_and_no_output() {
     )
     .unwrap();
     io::write_npy(&pwrong, random::dense::<f32>(5, 2, 1).as_ref()).unwrap();
-    std::fs::write(
-        &p3d,
-        b"\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1), }",
-    )
-    .unwrap();
+    write_raw_npy(&p3d, &[3, 1, 2], npyz::Order::C);
+    let pfortran = tmp.path("fortran.npy");
+    write_raw_npy(&pfortran, &[3, 2], npyz::Order::Fortran);
     let pnone = tmp.path("none.mtx");
     let (sa, sb, sc) = (arg(&pa), arg(&pb), arg(&pc));
     let cases: Vec<Vec<&str>> = vec![
@@ -186,6 +184,15 @@ fn bad_inputs_fail_with_one_error_line_and_no_output() {
             "--transpose",
         ],
         vec!["spmm", "--sparse", sa, "--dense", arg(&p3d), "--out", sc],
+        vec![
+            "spmm",
+            "--sparse",
+            sa,
+            "--dense",
+            arg(&pfortran),
+            "--out",
+            sc,
+        ],
         vec!["spmm", "--sparse", arg(&pnone), "--dense", sb, "--out", sc],
         vec!["spmm", "--sparse", sb, "--dense", sa, "--out", sc],
         vec![
@@ -215,6 +222,36 @@ fn bad_inputs_fail_with_one_error_line_and_no_output() {
     for args in &cases {
         assert_fails_cleanly(args, &pc);
     }
+    let stderr = |args: &[&str]| String::from_utf8_lossy(&rosa(args).stderr).into_owned();
+    assert!(
+        stderr(&cases[3]).contains("3-D array"),
+        "{}",
+        stderr(&cases[3])
+    );
+    assert!(
+        stderr(&cases[4]).contains("Fortran"),
+        "{}",
+        stderr(&cases[4])
+    );
+}
+
+/// An NPY file of zeros with any shape and order, as NumPy could write it.
+fn write_raw_npy(path: &Path, shape: &[u64], order: npyz::Order) {
+    use npyz::WriterBuilder;
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .order(order)
+        .writer(file)
+        .begin_nd()
+        .unwrap();
+    w.extend(std::iter::repeat_n(
+        0.0f32,
+        shape.iter().product::<u64>() as usize,
+    ))
+    .unwrap();
+    w.finish().unwrap();
 }
 
 #[test]
