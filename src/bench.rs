@@ -304,7 +304,7 @@ struct DenseTimes([Option<Duration>; 3]);
 type DenseBaseline<'a> = (
     &'static str,
     usize,
-    Box<dyn Fn(ArrayViewMut2<'_, f32>) + 'a>,
+    Box<dyn Fn(ArrayViewMut2<'_, f32>) -> Result<()> + 'a>,
 );
 
 fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
@@ -380,7 +380,9 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
                     let mut c32 = Array2::<f32>::zeros((out_rows, n));
                     let mut baselines = Vec::new();
                     for (name, bthreads, run) in candidates {
-                        let t = time(&mut || run(c32.view_mut()));
+                        let mut ran = Ok(());
+                        let t = time(&mut || ran = run(c32.view_mut()));
+                        ran?;
                         let diff = max_abs_diff(c.as_slice(), c32.as_slice().unwrap_or(&[]));
                         baselines.push((name, bthreads, t, diff));
                     }
@@ -393,9 +395,12 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
                         status = cpu::sddmm(1.0, l.as_ref(), r.as_ref(), 0.0, out.as_mut())
                     });
                     let mut out32 = vec![0.0f32; a.nnz()];
+                    let mut ran = Ok(());
                     let t = time(&mut || {
-                        baseline::ndarray_sddmm(a32.view(), l32.view(), r32.view(), &mut out32)
+                        ran =
+                            baseline::ndarray_sddmm(a32.view(), l32.view(), r32.view(), &mut out32)
                     });
+                    ran?;
                     let diff = max_abs_diff(out.values(), &out32);
                     (
                         ours,
@@ -515,7 +520,7 @@ pub mod baseline {
     use sprs::prod::{csc_mulacc_dense_rowmaj, csr_mulacc_dense_rowmaj};
     use sprs::{CsMatI, CsMatViewI};
 
-    use crate::{Csr, CsrShape, Scalar};
+    use crate::{Csr, CsrShape, Error, Result, Scalar};
 
     /// A sprs CSR matrix of f32 with i32 indices.
     ///
@@ -541,56 +546,62 @@ pub mod baseline {
         )
     }
 
-    fn check(op: &str, ok: bool) {
-        // The baselines are benchmark helpers whose callers build the operands; a shape
-        // error here is a bug in the caller, as with sprs's own assertions.
-        assert!(ok, "{op}: operand shapes do not fit");
+    fn check(op: &'static str, ok: bool) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::ShapeMismatch {
+                op,
+                detail: "the baseline's operand shapes do not fit".into(),
+            })
+        }
     }
 
     /// `c = a b` with sprs's CSR x dense kernel, on one thread.
     ///
-    /// Panics if the shapes do not fit (like sprs itself).
+    /// A shape mismatch is an [`Error::ShapeMismatch`].
     ///
     /// ```
     /// use ndarray::{array, Array2};
     /// let a = rosa::Csr::from_triplets(2, 2, &[(0, 1, 3.0f32)]).unwrap();
     /// let mut c = Array2::zeros((2, 1));
-    /// rosa::bench::baseline::sprs_spmm(rosa::bench::baseline::to_sprs_f32(&a).view(), array![[1.0], [2.0]].view(), c.view_mut());
+    /// rosa::bench::baseline::sprs_spmm(rosa::bench::baseline::to_sprs_f32(&a).view(), array![[1.0], [2.0]].view(), c.view_mut()).unwrap();
     /// assert_eq!(c, array![[6.0], [0.0]]);
     /// ```
     pub fn sprs_spmm(
         a: CsMatViewI<'_, f32, i32>,
         b: ArrayView2<'_, f32>,
         mut c: ArrayViewMut2<'_, f32>,
-    ) {
+    ) -> Result<()> {
         check(
             "sprs_spmm",
             a.cols() == b.nrows() && c.dim() == (a.rows(), b.ncols()),
-        );
+        )?;
         c.fill(0.0);
         csr_mulacc_dense_rowmaj(a, b, c);
+        Ok(())
     }
 
     /// `c = a b` with sprs's CSR x dense kernel on blocks of rows spread over rayon.
     ///
-    /// Panics if the shapes do not fit (like sprs itself).
+    /// A shape mismatch is an [`Error::ShapeMismatch`].
     ///
     /// ```
     /// use ndarray::{array, Array2};
     /// let a = rosa::Csr::from_triplets(3, 2, &[(0, 1, 3.0f32), (2, 0, 1.0)]).unwrap();
     /// let mut c = Array2::zeros((3, 1));
-    /// rosa::bench::baseline::sprs_spmm_par(rosa::bench::baseline::to_sprs_f32(&a).view(), array![[1.0], [2.0]].view(), c.view_mut());
+    /// rosa::bench::baseline::sprs_spmm_par(rosa::bench::baseline::to_sprs_f32(&a).view(), array![[1.0], [2.0]].view(), c.view_mut()).unwrap();
     /// assert_eq!(c, array![[6.0], [0.0], [1.0]]);
     /// ```
     pub fn sprs_spmm_par(
         a: CsMatViewI<'_, f32, i32>,
         b: ArrayView2<'_, f32>,
         mut c: ArrayViewMut2<'_, f32>,
-    ) {
+    ) -> Result<()> {
         check(
             "sprs_spmm_par",
             a.cols() == b.nrows() && c.dim() == (a.rows(), b.ncols()),
-        );
+        )?;
         // Several blocks per thread so that uneven rows still balance.
         let block = a.rows().div_ceil(rayon::current_num_threads() * 8).max(1);
         c.axis_chunks_iter_mut(Axis(0), block)
@@ -602,44 +613,46 @@ pub mod baseline {
                 out.fill(0.0);
                 csr_mulacc_dense_rowmaj(a.slice_outer_rbr(start..start + out.nrows()), b, out);
             });
+        Ok(())
     }
 
     /// `c = a^T b` with sprs's CSC x dense kernel on `a`'s transpose view (no copy), on
     /// one thread.
     ///
-    /// Panics if the shapes do not fit (like sprs itself).
+    /// A shape mismatch is an [`Error::ShapeMismatch`].
     ///
     /// ```
     /// use ndarray::{array, Array2};
     /// let a = rosa::Csr::from_triplets(2, 3, &[(0, 2, 3.0f32)]).unwrap();
     /// let mut c = Array2::zeros((3, 1));
-    /// rosa::bench::baseline::sprs_spmm_t(rosa::bench::baseline::to_sprs_f32(&a).view(), array![[1.0], [2.0]].view(), c.view_mut());
+    /// rosa::bench::baseline::sprs_spmm_t(rosa::bench::baseline::to_sprs_f32(&a).view(), array![[1.0], [2.0]].view(), c.view_mut()).unwrap();
     /// assert_eq!(c, array![[0.0], [0.0], [3.0]]);
     /// ```
     pub fn sprs_spmm_t(
         a: CsMatViewI<'_, f32, i32>,
         b: ArrayView2<'_, f32>,
         mut c: ArrayViewMut2<'_, f32>,
-    ) {
+    ) -> Result<()> {
         check(
             "sprs_spmm_t",
             a.rows() == b.nrows() && c.dim() == (a.cols(), b.ncols()),
-        );
+        )?;
         c.fill(0.0);
         csc_mulacc_dense_rowmaj(a.transpose_view(), b, c);
+        Ok(())
     }
 
     /// `out[p] = dot(l[i, :], r[j, :])` for each stored p = (i, j) of `mask`, with
     /// ndarray's dot product, rows spread over rayon.
     ///
-    /// Panics if the shapes do not fit.
+    /// A shape mismatch is an [`Error::ShapeMismatch`].
     ///
     /// ```
     /// use ndarray::array;
     /// let mask = rosa::Csr::from_triplets(1, 2, &[(0, 1, 0.0f32)]).unwrap();
     /// let mut out = vec![0.0; 1];
     /// rosa::bench::baseline::ndarray_sddmm(rosa::bench::baseline::to_sprs_f32(&mask).view(),
-    ///     array![[1.0, 2.0]].view(), array![[0.0, 0.0], [3.0, 4.0]].view(), &mut out);
+    ///     array![[1.0, 2.0]].view(), array![[0.0, 0.0], [3.0, 4.0]].view(), &mut out).unwrap();
     /// assert_eq!(out, [11.0]);
     /// ```
     pub fn ndarray_sddmm(
@@ -647,14 +660,14 @@ pub mod baseline {
         l: ArrayView2<'_, f32>,
         r: ArrayView2<'_, f32>,
         out: &mut [f32],
-    ) {
+    ) -> Result<()> {
         check(
             "ndarray_sddmm",
             mask.rows() == l.nrows()
                 && mask.cols() == r.nrows()
                 && l.ncols() == r.ncols()
                 && out.len() == mask.nnz(),
-        );
+        )?;
         let indptr = mask.indptr();
         let ptr = indptr.raw_storage();
         let cols = mask.indices();
@@ -679,6 +692,7 @@ pub mod baseline {
                 }
             }
         });
+        Ok(())
     }
 
     /// `c = a b` dense, with ndarray's GEMM (matrixmultiply, one thread): the route that
