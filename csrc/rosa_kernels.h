@@ -1,5 +1,5 @@
 /*
- * The whole ABI between the CUDA kernels (csrc/*.cu) and Rust (src/cuda/, via bindgen).
+ * The whole ABI between the CUDA kernels (the .cu files in csrc/) and Rust (src/cuda/, via bindgen).
  *
  * Plain C, fixed-width types, no CUDA headers: bindgen reads this file without a CUDA
  * toolkit's include path, and a stream crosses the boundary as an opaque pointer (a

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-pub use half::{bf16, f16};
 use half::slice::HalfFloatSliceExt;
+pub use half::{bf16, f16};
 
 use crate::Error;
 

@@ -70,7 +70,11 @@ pub enum Error {
     },
     /// A dense buffer whose length is not `rows * cols`.
     #[error("dense buffer has {len} elements, but a {rows} x {cols} matrix needs {needed}", needed = rows * cols)]
-    DenseLength { rows: usize, cols: usize, len: usize },
+    DenseLength {
+        rows: usize,
+        cols: usize,
+        len: usize,
+    },
     /// Two operands whose shapes do not fit together.
     #[error("shape mismatch in {op}: {detail}")]
     ShapeMismatch { op: &'static str, detail: String },
@@ -93,6 +97,16 @@ pub enum Error {
     /// Something the crate was built without, or a format feature it does not read.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A CUDA driver, runtime or kernel-launch call that failed, with its status code.
+    #[error("{call} failed with CUDA status {code}: {message}")]
+    Cuda {
+        call: &'static str,
+        code: i32,
+        message: String,
+    },
+    /// No usable GPU: no driver library, no device, or an ordinal past the last device.
+    #[error("no CUDA device: {0}")]
+    NoDevice(String),
 }
 
 /// `Result` with [`Error`] as the error type.

@@ -17,6 +17,8 @@
 
 pub mod cpu;
 pub mod csr;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod dense;
 pub mod dtype;
 pub mod error;

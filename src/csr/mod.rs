@@ -9,6 +9,7 @@ mod stats;
 mod transpose;
 mod validate;
 
+pub(crate) use stats::row_swizzle;
 pub(crate) use validate::check_index;
 
 pub use stats::RowStats;

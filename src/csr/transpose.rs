@@ -46,8 +46,10 @@ impl TransposePlan {
         let mut t_col = vec![0i32; nnz];
         let mut perm = vec![0i32; nnz];
         for i in 0..rows {
-            for p in row_ptr[i] as usize..row_ptr[i + 1] as usize {
-                let c = col_idx[p] as usize;
+            let start = row_ptr[i] as usize;
+            let row = &col_idx[start..row_ptr[i + 1] as usize];
+            for (p, &c) in (start..).zip(row) {
+                let c = c as usize;
                 let q = next[c] as usize;
                 next[c] += 1;
                 t_col[q] = i as i32;
