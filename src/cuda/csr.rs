@@ -2,6 +2,7 @@
 
 use cudarc::driver::CudaSlice;
 
+use super::mem;
 use super::result::{driver, Structure};
 use super::{CudaScalar, Device};
 use crate::csr::row_swizzle;
@@ -46,7 +47,7 @@ impl<T: CudaScalar> DeviceCsr<T> {
     /// Uploads `a` with its swizzle and transpose plan (built here, O(nnz), once).
     pub fn from_host(dev: &Device, a: CsrRef<'_, T>) -> Result<Self> {
         let s = dev.stream();
-        let up = |v: &[i32]| s.clone_htod(v).map_err(driver("cuMemcpyHtoDAsync"));
+        let up = |v: &[i32]| mem::upload(s, v);
         let plan = a.transpose_plan();
         Ok(DeviceCsr {
             id: a.structure_id(),
@@ -60,9 +61,7 @@ impl<T: CudaScalar> DeviceCsr<T> {
             t_col_idx: up(plan.col_idx())?,
             t_perm: up(plan.perm())?,
             t_swizzle: up(&row_swizzle(plan.row_ptr()))?,
-            values: s
-                .clone_htod(a.values())
-                .map_err(driver("cuMemcpyHtoDAsync"))?,
+            values: mem::upload(s, a.values())?,
         })
     }
 
@@ -74,6 +73,9 @@ impl<T: CudaScalar> DeviceCsr<T> {
                 nnz: self.nnz,
             });
         }
+        if values.is_empty() {
+            return Ok(());
+        }
         let s = self.values.stream().clone();
         s.memcpy_htod(values, &mut self.values)
             .map_err(driver("cuMemcpyHtoDAsync"))
@@ -81,21 +83,16 @@ impl<T: CudaScalar> DeviceCsr<T> {
 
     /// Copies the values back; waits for the work queued before it.
     pub fn values_to_host(&self) -> Result<Vec<T>> {
-        self.values
-            .stream()
-            .clone_dtoh(&self.values)
-            .map_err(driver("cuMemcpyDtoHAsync"))
+        mem::download(&self.values, self.nnz)
     }
 
     /// The whole matrix back on the host.
     pub fn to_host(&self) -> Result<Csr<T>> {
-        let s = self.values.stream();
-        let down = |v: &CudaSlice<i32>| s.clone_dtoh(v).map_err(driver("cuMemcpyDtoHAsync"));
         Csr::from_parts(
             self.rows,
             self.cols,
-            down(&self.row_ptr)?,
-            down(&self.col_idx)?,
+            mem::download(&self.row_ptr, self.rows + 1)?,
+            mem::download(&self.col_idx, self.nnz)?,
             self.values_to_host()?,
         )
     }
@@ -120,7 +117,8 @@ impl<T: CudaScalar> DeviceCsr<T> {
         self.id
     }
 
-    /// The values buffer (`nnz` elements), for interop.
+    /// The values buffer, for interop: `nnz` elements, or one unused padding element when
+    /// there are none.
     pub fn values(&self) -> &CudaSlice<T> {
         &self.values
     }

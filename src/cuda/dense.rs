@@ -2,7 +2,7 @@
 
 use cudarc::driver::CudaSlice;
 
-use super::result::driver;
+use super::mem;
 use super::{CudaScalar, Device};
 use crate::{Dense, Error, MatRef, Result};
 
@@ -33,10 +33,7 @@ fn len_of(rows: usize, cols: usize) -> Result<usize> {
 impl<T: CudaScalar> DeviceDense<T> {
     /// Copies a host matrix to the device (ordered on the device's stream).
     pub fn from_host(dev: &Device, m: MatRef<'_, T>) -> Result<Self> {
-        let data = dev
-            .stream()
-            .clone_htod(m.as_slice())
-            .map_err(driver("cuMemcpyHtoDAsync"))?;
+        let data = mem::upload(dev.stream(), m.as_slice())?;
         Ok(DeviceDense {
             rows: m.rows(),
             cols: m.cols(),
@@ -46,10 +43,7 @@ impl<T: CudaScalar> DeviceDense<T> {
 
     /// A zero matrix.
     pub fn zeros(dev: &Device, rows: usize, cols: usize) -> Result<Self> {
-        let data = dev
-            .stream()
-            .alloc_zeros(len_of(rows, cols)?)
-            .map_err(driver("cuMemAllocAsync"))?;
+        let data = mem::zeros(dev.stream(), len_of(rows, cols)?)?;
         Ok(DeviceDense { rows, cols, data })
     }
 
@@ -60,11 +54,7 @@ impl<T: CudaScalar> DeviceDense<T> {
 
     /// Copies the matrix back; waits for the work queued before it.
     pub fn to_host(&self) -> Result<Dense<T>> {
-        let v = self
-            .data
-            .stream()
-            .clone_dtoh(&self.data)
-            .map_err(driver("cuMemcpyDtoHAsync"))?;
+        let v = mem::download(&self.data, self.rows * self.cols)?;
         Dense::from_vec(self.rows, self.cols, v)
     }
 
@@ -78,7 +68,8 @@ impl<T: CudaScalar> DeviceDense<T> {
         self.cols
     }
 
-    /// The underlying cudarc buffer (`rows * cols` elements), for interop.
+    /// The underlying cudarc buffer, for interop: `rows * cols` elements, or one unused
+    /// padding element when the matrix is empty.
     pub fn as_slice(&self) -> &CudaSlice<T> {
         &self.data
     }

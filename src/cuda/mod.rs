@@ -34,6 +34,7 @@ mod config;
 mod csr;
 mod dense;
 mod device;
+mod mem;
 mod result;
 mod sddmm;
 mod spmm;
