@@ -24,7 +24,7 @@ use crate::{Result, Scalar};
 /// in place, which is what a fixed-mask sparse adapter needs.
 ///
 /// ```
-/// use rosa::Csr;
+/// use rosa::{Csr, CsrShape};
 /// // [[1, 0, 2],
 /// //  [0, 0, 0],
 /// //  [0, 3, 0]]
@@ -44,7 +44,7 @@ pub struct Csr<T> {
 /// A borrowed, validated CSR matrix: what the kernels take.
 ///
 /// ```
-/// use rosa::CsrRef;
+/// use rosa::{CsrRef, CsrShape};
 /// let (rp, ci, v) = ([0, 1, 1], [1], [5.0f32]);
 /// let a = CsrRef::new(2, 3, &rp, &ci, &v).unwrap();
 /// assert_eq!(a.row_len(0), 1);

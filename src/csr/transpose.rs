@@ -45,10 +45,13 @@ impl TransposePlan {
         let mut next: Vec<i32> = t_ptr[..cols].to_vec();
         let mut t_col = vec![0i32; nnz];
         let mut perm = vec![0i32; nnz];
-        for i in 0..rows {
-            let start = row_ptr[i] as usize;
-            let row = &col_idx[start..row_ptr[i + 1] as usize];
-            for (p, &c) in (start..).zip(row) {
+        for (i, w) in row_ptr.windows(2).enumerate().take(rows) {
+            for (p, &c) in col_idx
+                .iter()
+                .enumerate()
+                .take(w[1] as usize)
+                .skip(w[0] as usize)
+            {
                 let c = c as usize;
                 let q = next[c] as usize;
                 next[c] += 1;
