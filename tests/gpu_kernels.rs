@@ -3,6 +3,8 @@
 //! rows, one row far longer than the rest, odd widths that leave B and C rows unaligned
 //! for 16-byte vectors, non-trivial alpha and beta, outputs poisoned with NaN when beta = 0.
 //!
+//! `ROSA_GPU_CASES` overrides the number of random cases per op (default 48).
+//!
 //! Without a GPU (or a driver) every GPU test prints a `skipped: no CUDA device (...)`
 //! line and passes; the tile-table tests need no GPU and always run.
 #![cfg(feature = "cuda")]
@@ -363,6 +365,11 @@ fn every_config(
             }
         }
     };
+    // The GPU runner lowers the count under compute-sanitizer, where each launch is slow.
+    let cases = std::env::var("ROSA_GPU_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
