@@ -42,11 +42,14 @@ __device__ __forceinline__ bool aligned16(const void *p) {
 // zero-filling the rest. The test is on the actual address, so an odd leading dimension or
 // an offset base pointer costs scalar loads only for the vectors that are really
 // misaligned, never for the whole row.
-template <typename T>
+// ReadOnly: through the non-coherent read-only path (ld.global.nc), which is valid only for
+// memory no thread writes during the kernel, so not for the C read of alpha/beta updates.
+template <typename T, bool ReadOnly = true>
 __device__ __forceinline__ void load_vec(const T *__restrict__ p, int64_t avail, float *out) {
   constexpr int V = kVec<T>;
   if (avail >= V && aligned16(p)) {
-    const uint4 u = __ldg(reinterpret_cast<const uint4 *>(p));
+    const uint4 *q = reinterpret_cast<const uint4 *>(p);
+    const uint4 u = ReadOnly ? __ldg(q) : *q;
     const T *e = reinterpret_cast<const T *>(&u);
 #pragma unroll
     for (int i = 0; i < V; ++i) out[i] = Elem<T>::load(e[i]);
@@ -64,7 +67,7 @@ __device__ __forceinline__ void store_vec(T *__restrict__ p, int64_t avail, cons
   constexpr int V = kVec<T>;
   float old[V];
   if (beta != 0.0f) {
-    load_vec<T>(p, avail, old);
+    load_vec<T, false>(p, avail, old);
   } else {
 #pragma unroll
     for (int i = 0; i < V; ++i) old[i] = 0.0f;

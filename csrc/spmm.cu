@@ -127,5 +127,6 @@ extern "C" int32_t rosa_spmm(const rosa_spmm_params *params, int32_t config, voi
 }
 
 extern "C" int32_t rosa_spmm_t(const rosa_spmm_params *params, int32_t config, void *stream) {
+  if (params != nullptr && params->perm == nullptr) return ROSA_ERR_BAD_ARGUMENT;
   return rosa::run<rosa::GatheredValues>(params, config, stream);
 }
