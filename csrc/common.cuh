@@ -38,21 +38,47 @@ __device__ __forceinline__ bool aligned16(const void *p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
+// Widens elements S .. S + kVec of the pair of vectors `u` (compile-time S, so the
+// extraction stays in registers).
+template <typename T, int S>
+__device__ __forceinline__ void unpack_shifted(const uint4 (&u)[2], float *out) {
+  const T *e = reinterpret_cast<const T *>(u);
+#pragma unroll
+  for (int i = 0; i < kVec<T>; ++i) out[i] = Elem<T>::load(e[S + i]);
+}
+
+template <typename T, size_t... S>
+__device__ __forceinline__ void unpack_at(int shift, const uint4 (&u)[2], float *out,
+                                          std::index_sequence<S...>) {
+  (void)((shift == static_cast<int>(S) ? (unpack_shifted<T, S>(u, out), true) : false) || ...);
+}
+
 // Reads up to kVec<T> elements starting at p (fewer when `avail` < kVec, none when <= 0),
-// zero-filling the rest. The test is on the actual address, so an odd leading dimension or
-// an offset base pointer costs scalar loads only for the vectors that are really
-// misaligned, never for the whole row.
+// zero-filling the rest, as 16-byte loads wherever possible:
+//   - p 16-byte aligned: one vector;
+//   - p misaligned (a row of B or L whose start is not, as with an odd leading dimension):
+//     the two aligned vectors around p[0 .. kVec) and a register shift, as long as both
+//     lie inside [lo, p + avail) so that nothing outside the operand is touched;
+//   - otherwise (the last partial chunk of a row): scalar loads of just that chunk.
+// The test is on the actual address, so a misaligned row costs a second vector load per
+// chunk, never scalar loads for the whole row. `lo` is the operand's first element.
 // ReadOnly: through the non-coherent read-only path (ld.global.nc), which is valid only for
 // memory no thread writes during the kernel, so not for the C read of alpha/beta updates.
 template <typename T, bool ReadOnly = true>
-__device__ __forceinline__ void load_vec(const T *__restrict__ p, int64_t avail, float *out) {
+__device__ __forceinline__ void load_vec(const T *__restrict__ p, int64_t avail,
+                                         const T *lo, float *out) {
   constexpr int V = kVec<T>;
-  if (avail >= V && aligned16(p)) {
+  const int shift = static_cast<int>((reinterpret_cast<uintptr_t>(p) & 15u) / sizeof(T));
+  if (avail >= V && shift == 0) {
     const uint4 *q = reinterpret_cast<const uint4 *>(p);
     const uint4 u = ReadOnly ? __ldg(q) : *q;
     const T *e = reinterpret_cast<const T *>(&u);
 #pragma unroll
     for (int i = 0; i < V; ++i) out[i] = Elem<T>::load(e[i]);
+  } else if (ReadOnly && shift != 0 && avail >= 2 * V - shift && p - shift >= lo) {
+    const uint4 *q = reinterpret_cast<const uint4 *>(p - shift);
+    const uint4 u[2] = {__ldg(q), __ldg(q + 1)};
+    unpack_at<T>(shift, u, out, std::make_index_sequence<V>{});
   } else {
 #pragma unroll
     for (int i = 0; i < V; ++i) out[i] = i < avail ? Elem<T>::load(p[i]) : 0.0f;
@@ -67,7 +93,7 @@ __device__ __forceinline__ void store_vec(T *__restrict__ p, int64_t avail, cons
   constexpr int V = kVec<T>;
   float old[V];
   if (beta != 0.0f) {
-    load_vec<T, false>(p, avail, old);
+    load_vec<T, false>(p, avail, p, old);
   } else {
 #pragma unroll
     for (int i = 0; i < V; ++i) old[i] = 0.0f;

@@ -23,7 +23,8 @@ __global__ void __launch_bounds__(SW *BR) sddmm_kernel(const rosa_sddmm_params p
   const int32_t row = __ldg(p.row_swizzle + slot);
   const int32_t start = __ldg(p.row_ptr + row);
   const int32_t end = __ldg(p.row_ptr + row + 1);
-  const T *__restrict__ l = static_cast<const T *>(p.l) + static_cast<int64_t>(row) * p.ldl;
+  const T *l0 = static_cast<const T *>(p.l);
+  const T *__restrict__ l = l0 + static_cast<int64_t>(row) * p.ldl;
   const T *__restrict__ r = static_cast<const T *>(p.r);
   T *__restrict__ out = static_cast<T *>(p.out);
 
@@ -35,8 +36,8 @@ __global__ void __launch_bounds__(SW *BR) sddmm_kernel(const rosa_sddmm_params p
       for (int v = 0; v < V; ++v) {
         const int64_t j = k0 + (static_cast<int64_t>(v) * SW + lane) * VEC;
         float x[VEC], y[VEC];
-        load_vec<T>(l + j, p.k - j, x);
-        load_vec<T>(rrow + j, p.k - j, y);
+        load_vec<T>(l + j, p.k - j, l0, x);
+        load_vec<T>(rrow + j, p.k - j, r, y);
 #pragma unroll
         for (int i = 0; i < VEC; ++i) sum = fmaf(x[i], y[i], sum);
       }

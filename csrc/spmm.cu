@@ -69,7 +69,7 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
         for (int v = 0; v < V; ++v) {
           const int64_t j = tile0 + (static_cast<int64_t>(v) * SW + lane) * VEC;
           float x[VEC];
-          load_vec<T>(brow + j, p.n - j, x);
+          load_vec<T>(brow + j, p.n - j, b, x);
 #pragma unroll
           for (int i = 0; i < VEC; ++i) acc[v][i] = fmaf(a, x[i], acc[v][i]);
         }

@@ -6,6 +6,11 @@ use super::{result, sys};
 use crate::{DType, Result};
 
 /// A kernel with its own table of tile configurations.
+///
+/// ```
+/// use rosa::cuda::Op;
+/// assert_eq!(Op::ALL.map(|op| op.name()), ["spmm", "spmm_t", "sddmm"]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     /// `C = alpha A B + beta C`.

@@ -30,6 +30,13 @@ pub struct Device {
 }
 
 /// What a [`Device`] is, for logs and for the tuner's fingerprint.
+///
+/// ```no_run
+/// let info = rosa::cuda::Device::new(0)?.info()?;
+/// assert!(info.capability >= (8, 0));
+/// println!("{info}"); // cuda:0 NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)
+/// # Ok::<(), rosa::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
     /// CUDA device ordinal.

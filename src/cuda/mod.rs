@@ -49,6 +49,11 @@ pub use spmm::{spmm, spmm_t, spmm_t_with, spmm_with};
 
 /// An element type the CUDA kernels take: [`f32`], [`f16`](crate::f16) or
 /// [`bf16`](crate::bf16), the [`Scalar`](crate::Scalar)s that cudarc can also copy.
+///
+/// ```
+/// fn on_gpu<T: rosa::cuda::CudaScalar>() -> rosa::DType { T::DTYPE }
+/// assert_eq!(on_gpu::<rosa::bf16>(), rosa::DType::Bf16);
+/// ```
 pub trait CudaScalar:
     crate::Scalar + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits
 {
