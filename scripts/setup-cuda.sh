@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned CUDA 13.0 toolchain (nvcc, nvvm, cudart, crt, cccl) and libclang
-# from PyPI wheels into a private venv, then prints the environment to use:
+# from PyPI wheels into a private venv (or, where python3-venv is missing, a private
+# `pip --target` directory), then prints the environment to use:
 #
 #     eval "$(scripts/setup-cuda.sh)"
 #
@@ -30,17 +31,30 @@ PYTHON="${PYTHON:-python3}"
 log() { printf '[setup-cuda] %s\n' "$*" >&2; }
 
 want_stamp="$(printf '%s\n' "${PINS[@]}")"
-if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_stamp" ]]; then
-  log "installing CUDA 13.0 wheels into $VENV (about 400 MB, once)"
+installed() { [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" ]]; }
+
+if ! installed; then
+  log "installing CUDA 13.0 wheels into $CACHE (about 400 MB, once)"
+  rm -rf "$VENV" "$CACHE/site"
   mkdir -p "$CACHE"
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    "$PYTHON" -m venv "$VENV" >&2
+  if "$PYTHON" -m venv "$VENV" >&2 2>/dev/null && [[ -x "$VENV/bin/pip" ]]; then
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
+      "${PINS[@]}" >&2
+  else
+    # Debian without python3-venv: no ensurepip, so no venv. A --target install into a
+    # private directory needs only pip, and touches nothing of the system's Python.
+    log "python3 -m venv is unavailable; installing with pip --target instead"
+    rm -rf "$VENV"
+    PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install --disable-pip-version-check \
+      --no-input -q --target "$CACHE/site" "${PINS[@]}" >&2
   fi
-  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
-    "${PINS[@]}" >&2
 fi
 
-SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [[ -x "$VENV/bin/python" ]]; then
+  SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+else
+  SITE="$CACHE/site"
+fi
 CUDA_HOME="$SITE/nvidia/cu13"
 LIBCLANG_DIR="$SITE/clang/native"
 
@@ -62,7 +76,7 @@ if [[ ! -e "$CUDA_HOME/lib/libcudart.so" ]]; then
 fi
 
 # A smoke compile proves nvcc finds cicc (nvvm), the crt headers and cudart together.
-if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_stamp" ]]; then
+if ! installed; then
   log "checking nvcc"
   PATH="$CUDA_HOME/bin:$PATH" "$CUDA_HOME/bin/nvcc" --version >&2
   tmp="$(mktemp -d)"
