@@ -11,6 +11,7 @@ start=$SECONDS
 echo "== cuda: toolchain"
 eval "$(scripts/setup-cuda.sh)"
 "$NVCC" --version | tail -n 2
+echo "== cuda: toolchain ready in $((SECONDS - start)) s ($(du -sh "${ROSA_CUDA_CACHE:-$HOME/.cache/rosa/cuda-13.0}" | cut -f1) cached)"
 
 echo "== cuda: clippy"
 cargo clippy --features cuda --all-targets -- -D warnings
