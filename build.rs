@@ -1,4 +1,157 @@
-// The default build is pure Rust. The `cuda` feature will compile csrc/ here.
+// The default build is pure Rust. With the `cuda` feature this compiles csrc/ with nvcc
+// (through the `cc` crate), links the CUDA runtime statically and generates the Rust side
+// of csrc/rosa_kernels.h with bindgen.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "cuda")]
+    cuda::build();
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use std::env;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    const SETUP: &str = "run `eval \"$(scripts/setup-cuda.sh)\"` first: it installs the pinned \
+                         CUDA 13.0 toolchain and libclang and prints CUDA_HOME, NVCC, \
+                         LIBCLANG_PATH and PATH";
+
+    // Device code: sm_80 and sm_90 machine code, plus compute_90 PTX for newer GPUs.
+    const GENCODE: [&str; 3] = [
+        "-gencode=arch=compute_80,code=sm_80",
+        "-gencode=arch=compute_90,code=sm_90",
+        "-gencode=arch=compute_90,code=compute_90",
+    ];
+
+    pub fn build() {
+        for var in ["NVCC", "CUDA_HOME", "CUDA_PATH", "LIBCLANG_PATH", "PATH"] {
+            println!("cargo:rerun-if-env-changed={var}");
+        }
+        println!("cargo:rerun-if-changed=csrc");
+
+        let nvcc = find_nvcc();
+        let cuda_home = cuda_home(&nvcc);
+        compile_kernels(&nvcc);
+        link_cudart(&cuda_home);
+        generate_bindings();
+    }
+
+    fn works(nvcc: &Path) -> bool {
+        Command::new(nvcc)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    fn find_nvcc() -> PathBuf {
+        let candidates = env::var_os("NVCC")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(
+                ["CUDA_HOME", "CUDA_PATH"]
+                    .iter()
+                    .filter_map(env::var_os)
+                    .map(|h| PathBuf::from(h).join("bin").join("nvcc")),
+            )
+            .chain(std::iter::once(PathBuf::from("nvcc")));
+        for nvcc in candidates {
+            if works(&nvcc) {
+                return nvcc;
+            }
+        }
+        panic!("the `cuda` feature needs nvcc (CUDA 13.0), found none via NVCC, CUDA_HOME or PATH; {SETUP}");
+    }
+
+    fn cuda_home(nvcc: &Path) -> PathBuf {
+        if let Some(home) = env::var_os("CUDA_HOME").or_else(|| env::var_os("CUDA_PATH")) {
+            return PathBuf::from(home);
+        }
+        // Resolve a bare `nvcc` through PATH so that <home>/bin/nvcc gives <home>.
+        let resolved = if nvcc.components().count() > 1 {
+            Some(nvcc.to_path_buf())
+        } else {
+            env::var_os("PATH").and_then(|paths| {
+                env::split_paths(&paths)
+                    .map(|d| d.join("nvcc"))
+                    .find(|p| p.is_file())
+            })
+        };
+        resolved
+            .and_then(|p| p.canonicalize().ok())
+            .and_then(|p| p.parent()?.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| panic!("cannot tell CUDA_HOME from {}; {SETUP}", nvcc.display()))
+    }
+
+    fn compile_kernels(nvcc: &Path) {
+        let sources: Vec<PathBuf> = std::fs::read_dir("csrc")
+            .expect("csrc/ is missing")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+            .collect();
+        // cc treats a `.compiler(nvcc)` as a host compiler and passes it gcc flags; it
+        // drives nvcc properly only when it finds it through the NVCC variable itself.
+        env::set_var("NVCC", nvcc);
+        let mut build = cc::Build::new();
+        build
+            .cuda(true)
+            // Release device code in every profile: `-G` would make the tests measure and
+            // sanitize a different program from the one that ships.
+            .debug(false)
+            .opt_level(3)
+            .flag("-std=c++17")
+            .flag("-lineinfo")
+            .flag("-Xptxas=-warn-spills")
+            .include("csrc")
+            .files(&sources);
+        for g in GENCODE {
+            build.flag(g);
+        }
+        build.compile("rosa_kernels");
+    }
+
+    fn link_cudart(cuda_home: &Path) {
+        // The pip wheels put libraries in lib/, a system toolkit in lib64/.
+        for dir in ["lib", "lib64", "lib/x64"] {
+            let d = cuda_home.join(dir);
+            if d.join("libcudart_static.a").is_file() {
+                println!("cargo:rustc-link-search=native={}", d.display());
+            }
+        }
+        println!("cargo:rustc-link-lib=static=cudart_static");
+        for lib in ["rt", "dl", "pthread", "stdc++"] {
+            println!("cargo:rustc-link-lib=dylib={lib}");
+        }
+    }
+
+    fn generate_bindings() {
+        let header = "csrc/rosa_kernels.h";
+        // bindgen panics (not errs) when it cannot load libclang: turn that into a message
+        // that says how to get one.
+        let generated = std::panic::catch_unwind(|| {
+            bindgen::Builder::default()
+                .header(header)
+                .allowlist_function("rosa_.*")
+                .allowlist_type("rosa_.*")
+                .allowlist_var("ROSA_.*")
+                .constified_enum_module("rosa_.*")
+                .derive_default(true)
+                .derive_debug(true)
+                .layout_tests(true)
+                .generate()
+        });
+        let bindings = match generated {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => panic!("bindgen failed on {header}: {e}; {SETUP}"),
+            Err(_) => panic!(
+                "bindgen could not load libclang (LIBCLANG_PATH = {:?}); {SETUP}",
+                env::var("LIBCLANG_PATH").ok()
+            ),
+        };
+        let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("rosa_kernels.rs");
+        bindings
+            .write_to_file(&out)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
+    }
 }

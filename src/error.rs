@@ -97,6 +97,16 @@ pub enum Error {
     /// Something the crate was built without, or a format feature it does not read.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A CUDA driver, runtime or kernel-launch call that failed, with its status code.
+    #[error("{call} failed with CUDA status {code}: {message}")]
+    Cuda {
+        call: &'static str,
+        code: i32,
+        message: String,
+    },
+    /// No usable GPU: no driver library, no device, or an ordinal past the last device.
+    #[error("no CUDA device: {0}")]
+    NoDevice(String),
 }
 
 /// `Result` with [`Error`] as the error type.

@@ -18,6 +18,8 @@
 pub mod bench;
 pub mod cpu;
 pub mod csr;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod dense;
 mod dispatch;
 pub mod dtype;

@@ -22,7 +22,7 @@ pub use spmm::{spmm, spmm_t};
 use crate::{Error, Result};
 
 /// Scaling factors must be finite: a NaN alpha would silently poison every output.
-fn check_scalars(op: &'static str, alpha: f32, beta: f32) -> Result<()> {
+pub(crate) fn check_scalars(op: &'static str, alpha: f32, beta: f32) -> Result<()> {
     if alpha.is_finite() && beta.is_finite() {
         Ok(())
     } else {

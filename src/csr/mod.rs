@@ -9,6 +9,8 @@ mod stats;
 mod transpose;
 mod validate;
 
+#[cfg(feature = "cuda")]
+pub(crate) use stats::row_swizzle;
 pub(crate) use validate::check_index;
 
 pub use stats::RowStats;

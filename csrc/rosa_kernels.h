@@ -1,0 +1,118 @@
+/*
+ * The whole ABI between the CUDA kernels (the .cu files in csrc/) and Rust (src/cuda/, via bindgen).
+ *
+ * Plain C, fixed-width types, no CUDA headers: bindgen reads this file without a CUDA
+ * toolkit's include path, and a stream crosses the boundary as an opaque pointer (a
+ * CUstream and a cudaStream_t are the same handle).
+ *
+ * Every launcher returns ROSA_OK (0), a negative rosa_status for arguments it refused
+ * before launching anything, or a positive cudaError_t from the launch itself
+ * (cudaGetLastError() after the launch). rosa_status_string() names either kind.
+ */
+#ifndef ROSA_KERNELS_H
+#define ROSA_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element type of values and dense operands; accumulation is always f32. */
+typedef enum rosa_dtype {
+  ROSA_DTYPE_F32 = 0,
+  ROSA_DTYPE_F16 = 1,
+  ROSA_DTYPE_BF16 = 2
+} rosa_dtype;
+
+/* The three kernels; each has its own table of compiled tile configurations. */
+typedef enum rosa_op {
+  ROSA_OP_SPMM = 0,   /* C(M x N) = alpha A(M x K, CSR) B(K x N) + beta C       */
+  ROSA_OP_SPMM_T = 1, /* C(K x N) = alpha A^T B(M x N) + beta C, via a plan     */
+  ROSA_OP_SDDMM = 2   /* out[p] = alpha (L R^T)[i, j] + beta out[p], p = (i, j) */
+} rosa_op;
+
+/* Refusals found before any launch (the launchers never touch memory for these). */
+typedef enum rosa_status {
+  ROSA_OK = 0,
+  ROSA_ERR_BAD_OP = -1,
+  ROSA_ERR_BAD_CONFIG = -2,
+  ROSA_ERR_BAD_DTYPE = -3,
+  ROSA_ERR_BAD_ARGUMENT = -4
+} rosa_status;
+
+/*
+ * One compiled tile configuration. A sparse row (SpMM) or a row's nonzeros (SDDMM) is
+ * handled by a sub-warp of `subwarp` threads; a block holds `block_rows` sub-warps.
+ * `vectors` is how many 16-byte vectors each thread keeps in flight along the dense
+ * dimension (N for SpMM, k for SDDMM).
+ */
+typedef struct rosa_config {
+  int32_t op;         /* rosa_op */
+  int32_t index;      /* position in its op's table */
+  int32_t subwarp;    /* threads per sparse row: 4, 8, 16 or 32 */
+  int32_t block_rows; /* sub-warps (rows) per block */
+  int32_t vectors;    /* 16-byte vectors per thread per step */
+  int32_t threads;    /* subwarp * block_rows */
+} rosa_config;
+
+/*
+ * SpMM and transposed SpMM. The kernel walks a CSR operand of `rows` rows: A itself
+ * (perm == NULL), or A^T given by a transpose plan (row_ptr/col_idx of A^T, and perm
+ * mapping each entry of A^T to its index in A's `values`).
+ */
+typedef struct rosa_spmm_params {
+  int32_t dtype;              /* rosa_dtype of values, b and c */
+  int32_t rows;               /* rows of the walked operand and of C */
+  int32_t n;                  /* columns of B and C */
+  int32_t b_rows;             /* rows of B: columns of the walked operand */
+  const int32_t *row_ptr;     /* [rows + 1] */
+  const int32_t *col_idx;     /* [nnz], each in [0, b_rows) */
+  const int32_t *perm;        /* [nnz] or NULL: value index of each entry */
+  const int32_t *row_swizzle; /* [rows], a permutation of 0..rows, longest row first */
+  const void *values;         /* A's values, [nnz] */
+  const void *b;              /* [b_rows * ldb] */
+  void *c;                    /* [rows * ldc] */
+  int64_t ldb;                /* row stride of B in elements, >= n */
+  int64_t ldc;                /* row stride of C in elements, >= n */
+  float alpha;
+  float beta;                 /* 0: C is written without being read */
+} rosa_spmm_params;
+
+/* SDDMM over the mask's structure; `out` has the mask's nnz values. */
+typedef struct rosa_sddmm_params {
+  int32_t dtype;              /* rosa_dtype of l, r and out */
+  int32_t rows;               /* rows of the mask and of L */
+  int32_t cols;               /* columns of the mask, rows of R */
+  int32_t k;                  /* columns of L and R */
+  const int32_t *row_ptr;     /* [rows + 1] */
+  const int32_t *col_idx;     /* [nnz], each in [0, cols) */
+  const int32_t *row_swizzle; /* [rows] */
+  const void *l;              /* [rows * ldl] */
+  const void *r;              /* [cols * ldr] */
+  void *out;                  /* [nnz] */
+  int64_t ldl;
+  int64_t ldr;
+  float alpha;
+  float beta;
+} rosa_sddmm_params;
+
+/* Number of compiled configurations of `op` (0 for an unknown op). No CUDA call. */
+int32_t rosa_config_count(int32_t op);
+
+/* Copies configuration `index` of `op` into *out. No CUDA call. */
+int32_t rosa_config_get(int32_t op, int32_t index, rosa_config *out);
+
+/* A static, NUL-terminated description of a status or cudaError_t code. */
+const char *rosa_status_string(int32_t code);
+
+/* Launch on `stream` (a cudaStream_t / CUstream; NULL is the legacy default stream). */
+int32_t rosa_spmm(const rosa_spmm_params *params, int32_t config, void *stream);
+int32_t rosa_spmm_t(const rosa_spmm_params *params, int32_t config, void *stream);
+int32_t rosa_sddmm(const rosa_sddmm_params *params, int32_t config, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ROSA_KERNELS_H */

@@ -1,0 +1,34 @@
+// THE table of compiled tile configurations: every kernel instantiation is generated from
+// these arrays (via rosa::with_index), and Rust enumerates them through rosa_config_get,
+// so the list exists exactly once.
+#pragma once
+
+#include <cstddef>
+
+#include "rosa_kernels.h"
+
+namespace rosa {
+
+struct Tile {
+  int subwarp;    // threads per sparse row
+  int block_rows; // sub-warps per block
+  int vectors;    // 16-byte vectors per thread per step along the dense dimension
+};
+
+// SpMM and transposed SpMM (one kernel template, so one table). Short rows want small
+// sub-warps (fewer idle lanes per nonzero); wide N wants more vectors in flight.
+inline constexpr Tile kSpmmTiles[] = {
+    {4, 32, 1}, {8, 16, 1}, {16, 8, 1}, {32, 4, 1}, {32, 4, 2},
+};
+
+// SDDMM: the sub-warp spans k; small k wants small sub-warps.
+inline constexpr Tile kSddmmTiles[] = {
+    {4, 32, 1}, {8, 16, 1}, {16, 8, 1}, {32, 4, 1}, {32, 8, 2},
+};
+
+template <size_t N> constexpr size_t count_of(const Tile (&)[N]) { return N; }
+
+inline constexpr size_t kSpmmCount = count_of(kSpmmTiles);
+inline constexpr size_t kSddmmCount = count_of(kSddmmTiles);
+
+} // namespace rosa

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs the GPU bundle (built by scripts/gpu-bundle.sh) on the GPU machine, from the
+# repository root, with no Rust toolchain there:
+#   1. every test binary (the GPU tests must run, not skip: a skip here is a failure),
+#   2. compute-sanitizer memcheck and racecheck over the GPU kernel tests (fewer cases),
+#   3. `rosa info`, and `rosa bench --device cuda` when the binary has it.
+# Full logs go to $OUT when set (at most 8 files come back from there), else to a temp
+# dir; a short table is printed last.
+#   usage: scripts/gpu-run.sh [bundle dir, default gpu-bundle]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bundle=${1:-gpu-bundle}
+logs=${OUT:-$(mktemp -d)}
+mkdir -p "$logs"
+step_timeout=${ROSA_STEP_TIMEOUT:-900}
+rows=()
+
+if [[ ! -d $bundle/tests ]]; then
+  echo "no $bundle/tests: build it with scripts/gpu-bundle.sh and carry it here" >&2
+  exit 2
+fi
+
+# step <name> <log file> <command...>: runs it with a timeout, appends to the log,
+# records PASS/FAIL/TIMEOUT and the seconds taken.
+step() {
+  local name=$1 log=$2
+  shift 2
+  local t0=$SECONDS rc status note="" tmp
+  tmp=$(mktemp)
+  timeout "$step_timeout" "$@" >"$tmp" 2>&1
+  rc=$?
+  case $rc in
+    0) status=PASS ;;
+    124) status=TIMEOUT ;;
+    *) status="FAIL($rc)" ;;
+  esac
+  # On the GPU machine a skipped GPU test means the device was not found: a failure.
+  if grep -q "skipped: no CUDA device" "$tmp"; then
+    status=FAIL
+    note="GPU tests skipped: $(grep -m1 -o 'skipped: no CUDA device.*' "$tmp")"
+  fi
+  {
+    echo "===== $name: $*"
+    cat "$tmp"
+    echo "===== $name: exit $rc after $((SECONDS - t0)) s"
+  } >>"$log"
+  rm -f "$tmp"
+  rows+=("$(printf '%-34s %-10s %6s s  %s' "$name" "$status" "$((SECONDS - t0))" "$note")")
+}
+
+{
+  echo "bundle: $bundle"
+  cat "$bundle/MANIFEST" 2>/dev/null
+  echo
+  nvidia-smi 2>&1 || echo "nvidia-smi not available"
+} >"$logs/machine.log"
+
+for t in "$bundle"/tests/*; do
+  step "test:$(basename "$t")" "$logs/tests.log" "$t"
+done
+
+sanitizer=$(command -v compute-sanitizer || true)
+[[ -z $sanitizer && -x /usr/local/cuda/bin/compute-sanitizer ]] && sanitizer=/usr/local/cuda/bin/compute-sanitizer
+kernel_tests=$(ls "$bundle"/tests/gpu_kernels* 2>/dev/null | head -n1)
+if [[ -n $sanitizer && -n $kernel_tests ]]; then
+  # A handful of random cases per config: the sanitizers slow each launch a lot, and the
+  # fixed large cases still cover multi-block grids, long rows and odd widths.
+  for tool in memcheck racecheck; do
+    ROSA_GPU_CASES=${ROSA_SANITIZER_CASES:-4} step "sanitizer:$tool" "$logs/$tool.log" \
+      "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 50 "$kernel_tests" --test-threads=1
+  done
+else
+  rows+=("$(printf '%-34s %-10s' sanitizer SKIPPED) compute-sanitizer or the kernel tests missing")
+fi
+
+if [[ -x $bundle/rosa ]]; then
+  if "$bundle/rosa" --help 2>/dev/null | grep -qw info; then
+    step "rosa info" "$logs/rosa.log" "$bundle/rosa" info
+  else
+    rows+=("$(printf '%-34s %-10s' 'rosa info' SKIPPED) not in this rosa binary yet")
+  fi
+  if "$bundle/rosa" bench --help 2>/dev/null | grep -q -- --device; then
+    step "rosa bench --device cuda" "$logs/rosa.log" "$bundle/rosa" bench --device cuda
+  else
+    rows+=("$(printf '%-34s %-10s' 'rosa bench' SKIPPED) no 'bench --device' in this rosa binary yet")
+  fi
+fi
+
+{
+  echo
+  echo "logs: $logs"
+  printf '%-34s %-10s %8s  %s\n' step status time note
+  printf '%s\n' "${rows[@]}"
+} | tee "$logs/summary.txt"
+
+! printf '%s\n' "${rows[@]}" | grep -qE ' (FAIL|TIMEOUT)'

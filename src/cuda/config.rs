@@ -1,0 +1,113 @@
+//! The compiled tile configurations, read from the one table in `csrc/tiles.cuh`.
+
+use std::fmt;
+
+use super::{result, sys};
+use crate::{DType, Op, Result};
+
+/// The op's code in the C ABI: each op has its own table of tile configurations.
+fn code(op: Op) -> i32 {
+    match op {
+        Op::Spmm => sys::rosa_op::ROSA_OP_SPMM as i32,
+        Op::SpmmT => sys::rosa_op::ROSA_OP_SPMM_T as i32,
+        Op::Sddmm => sys::rosa_op::ROSA_OP_SDDMM as i32,
+    }
+}
+
+/// One compiled tile shape of one op: a sub-warp of `subwarp` threads per sparse row,
+/// `block_rows` rows per block, `vectors` 16-byte vectors per thread along the dense
+/// dimension.
+///
+/// ```
+/// use rosa::cuda::{KernelConfig, Op};
+/// // Listing the table needs no GPU.
+/// let all = KernelConfig::all(Op::Spmm);
+/// assert!(all.len() > 1);
+/// assert!(all.iter().enumerate().all(|(i, c)| c.index == i && c.threads == c.subwarp * c.block_rows));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KernelConfig {
+    /// The op this configuration belongs to.
+    pub op: Op,
+    /// Position in the op's table: what the launchers take.
+    pub index: usize,
+    /// Threads per sparse row.
+    pub subwarp: u32,
+    /// Sparse rows per block.
+    pub block_rows: u32,
+    /// 16-byte vectors per thread per step.
+    pub vectors: u32,
+    /// Threads per block.
+    pub threads: u32,
+}
+
+impl KernelConfig {
+    /// Every compiled configuration of `op`, in table order.
+    pub fn all(op: Op) -> Vec<KernelConfig> {
+        (0..result::config_count(code(op)))
+            .filter_map(|i| Self::get(op, i).ok())
+            .collect()
+    }
+
+    /// Configuration `index` of `op`.
+    ///
+    /// ```
+    /// use rosa::cuda::{KernelConfig, Op};
+    /// assert!(KernelConfig::get(Op::Sddmm, 0).is_ok());
+    /// assert!(KernelConfig::get(Op::Sddmm, 10_000).is_err());
+    /// ```
+    pub fn get(op: Op, index: usize) -> Result<KernelConfig> {
+        let c = result::config_get(code(op), index)?;
+        let u = |x: i32| u32::try_from(x).unwrap_or(0);
+        Ok(KernelConfig {
+            op,
+            index,
+            subwarp: u(c.subwarp),
+            block_rows: u(c.block_rows),
+            vectors: u(c.vectors),
+            threads: u(c.threads),
+        })
+    }
+
+    /// Dense elements one sub-warp covers per step: `subwarp * vectors * (16 / size)`.
+    pub fn step(&self, dtype: DType) -> usize {
+        (self.subwarp * self.vectors) as usize * (16 / dtype.size())
+    }
+
+    /// A reasonable choice without tuning: the smallest sub-warp whose single-vector step
+    /// covers the dense dimension (`n` for SpMM, `k` for SDDMM), so no lane idles on short
+    /// dimensions; for wide ones the configuration with the most work per thread.
+    ///
+    /// ```
+    /// use rosa::cuda::{KernelConfig, Op};
+    /// use rosa::DType;
+    /// let narrow = KernelConfig::heuristic(Op::Sddmm, DType::F32, 16);
+    /// let wide = KernelConfig::heuristic(Op::Sddmm, DType::F32, 4096);
+    /// assert!(narrow.subwarp <= wide.subwarp);
+    /// ```
+    pub fn heuristic(op: Op, dtype: DType, dense_dim: usize) -> KernelConfig {
+        let all = Self::all(op);
+        let single = all
+            .iter()
+            .filter(|c| c.vectors == 1)
+            .filter(|c| c.step(dtype) >= dense_dim)
+            .min_by_key(|c| (c.subwarp, c.index));
+        let widest = all
+            .iter()
+            .max_by_key(|c| (c.step(dtype), c.threads, std::cmp::Reverse(c.index)));
+        *single
+            .or(widest)
+            .expect("csrc/tiles.cuh compiles at least one configuration per op")
+    }
+
+    /// A short name such as `sw8_br16_v1`.
+    pub fn name(&self) -> String {
+        format!("sw{}_br{}_v{}", self.subwarp, self.block_rows, self.vectors)
+    }
+}
+
+impl fmt::Display for KernelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{} {}", self.op, self.index, self.name())
+    }
+}

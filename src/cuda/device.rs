@@ -1,0 +1,206 @@
+//! A GPU and the stream every launch of this crate is ordered on.
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
+use cudarc::driver::{CudaContext, CudaStream};
+
+use super::result::{driver, driver_present};
+use crate::{Error, Result};
+
+/// The compute capability the compiled kernels need at least (sm_80 machine code; newer
+/// GPUs run it or JIT the compute_90 PTX).
+const MIN_CAPABILITY: (i32, i32) = (8, 0);
+
+/// One GPU: its (primary) context and a stream that all of this crate's copies and
+/// launches on it are ordered on.
+///
+/// Creating one is the probe for a usable GPU: without a driver, without a device, or with
+/// a device older than sm_80 it is an `Err`, never a panic.
+///
+/// ```no_run
+/// let dev = rosa::cuda::Device::new(0)?;
+/// println!("{}", dev.info()?);
+/// # Ok::<(), rosa::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Device {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+}
+
+/// What a [`Device`] is, for logs and for the tuner's fingerprint.
+///
+/// ```no_run
+/// let info = rosa::cuda::Device::new(0)?.info()?;
+/// assert!(info.capability >= (8, 0));
+/// println!("{info}"); // cuda:0 NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)
+/// # Ok::<(), rosa::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// CUDA device ordinal.
+    pub ordinal: usize,
+    /// Marketing name, e.g. `NVIDIA H100 80GB HBM3`.
+    pub name: String,
+    /// Compute capability (major, minor).
+    pub capability: (i32, i32),
+    /// Streaming multiprocessors.
+    pub multiprocessors: i32,
+    /// Global memory in bytes.
+    pub total_memory: usize,
+}
+
+impl std::fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cuda:{} {} (sm_{}{}, {} SMs, {:.1} GiB)",
+            self.ordinal,
+            self.name,
+            self.capability.0,
+            self.capability.1,
+            self.multiprocessors,
+            self.total_memory as f64 / (1u64 << 30) as f64
+        )
+    }
+}
+
+/// Number of CUDA devices; an `Err` ([`Error::NoDevice`]) when there is no driver.
+///
+/// ```no_run
+/// match rosa::cuda::device_count() {
+///     Ok(n) => println!("{n} GPUs"),
+///     Err(e) => println!("CPU only: {e}"),
+/// }
+/// ```
+pub fn device_count() -> Result<usize> {
+    if !driver_present() {
+        return Err(Error::NoDevice(
+            "the CUDA driver library (libcuda.so) is not installed or not on the loader path"
+                .into(),
+        ));
+    }
+    match CudaContext::device_count() {
+        Ok(n) => Ok(usize::try_from(n).unwrap_or(0)),
+        Err(e) => Err(Error::NoDevice(format!(
+            "the CUDA driver found no usable device ({})",
+            driver("cuInit")(e)
+        ))),
+    }
+}
+
+impl Device {
+    /// Opens GPU `ordinal` and creates a stream on it.
+    ///
+    /// ```no_run
+    /// use rosa::cuda::Device;
+    /// match Device::new(0) {
+    ///     Ok(dev) => println!("using {}", dev.info()?.name),
+    ///     Err(e) => println!("falling back to the CPU: {e}"),
+    /// }
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let count = device_count()?;
+        if ordinal >= count {
+            return Err(Error::NoDevice(format!(
+                "device {ordinal} requested, {count} present"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(driver("cuDevicePrimaryCtxRetain"))?;
+        let cap = ctx
+            .compute_capability()
+            .map_err(driver("cuDeviceGetAttribute"))?;
+        if cap < MIN_CAPABILITY {
+            return Err(Error::NoDevice(format!(
+                "device {ordinal} is sm_{}{}; the kernels are built for sm_80 and newer",
+                cap.0, cap.1
+            )));
+        }
+        let stream = ctx.new_stream().map_err(driver("cuStreamCreate"))?;
+        Ok(Device { ctx, stream })
+    }
+
+    /// The CUDA ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.ctx.ordinal()
+    }
+
+    /// The stream this crate's work on the device is ordered on, for interop with cudarc.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The device's context, for interop with cudarc.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// Name, capability, SM count and memory.
+    pub fn info(&self) -> Result<DeviceInfo> {
+        Ok(DeviceInfo {
+            ordinal: self.ordinal(),
+            name: self.ctx.name().map_err(driver("cuDeviceGetName"))?,
+            capability: self
+                .ctx
+                .compute_capability()
+                .map_err(driver("cuDeviceGetAttribute"))?,
+            multiprocessors: self
+                .ctx
+                .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+                .map_err(driver("cuDeviceGetAttribute"))?,
+            total_memory: self.ctx.total_mem().map_err(driver("cuDeviceTotalMem"))?,
+        })
+    }
+
+    /// Waits for all work queued on [`Device::stream`], surfacing any asynchronous kernel
+    /// error.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(driver("cuStreamSynchronize"))
+    }
+
+    /// Runs `work` (which should only queue work on this device's stream) between two
+    /// timing events and returns the elapsed device time in milliseconds. Waits for the
+    /// stop event, so warm-up and repetition are the caller's.
+    ///
+    /// ```no_run
+    /// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
+    /// let dev = Device::new(0)?;
+    /// let a = DeviceCsr::from_host(&dev, rosa::random::csr::<f32>(1024, 1024, 0.01, 1)?.as_ref())?;
+    /// let b = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(1024, 256, 2).as_ref())?;
+    /// let mut c = DeviceDense::zeros(&dev, 1024, 256)?;
+    /// let ms = dev.time_ms(|| cuda::spmm(&dev, 1.0, &a, &b, 0.0, &mut c))?;
+    /// println!("{ms:.3} ms");
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn time_ms(&self, work: impl FnOnce() -> Result<()>) -> Result<f32> {
+        let flags = Some(CUevent_flags::CU_EVENT_DEFAULT);
+        let start = self
+            .stream
+            .record_event(flags)
+            .map_err(driver("cuEventRecord"))?;
+        work()?;
+        let stop = self
+            .stream
+            .record_event(flags)
+            .map_err(driver("cuEventRecord"))?;
+        stop.synchronize().map_err(driver("cuEventSynchronize"))?;
+        start
+            .elapsed_ms(&stop)
+            .map_err(driver("cuEventElapsedTime"))
+    }
+
+    pub(crate) fn check_same(&self, stream: &CudaStream, what: &'static str) -> Result<()> {
+        if stream.context().cu_ctx() == self.ctx.cu_ctx() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "{what} lives on another device than cuda:{}",
+                self.ordinal()
+            )))
+        }
+    }
+}

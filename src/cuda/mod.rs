@@ -1,0 +1,66 @@
+//! The CUDA backend (feature `cuda`): hand-written SpMM, transposed SpMM and SDDMM kernels
+//! from `csrc/`, behind safe launchers with the CPU kernels' semantics.
+//!
+//! Layered like cudarc: [`sys`](self) holds the bindgen output of `csrc/rosa_kernels.h`,
+//! a checked layer turns C status codes into [`Error`](crate::Error)s and owns every
+//! `unsafe`, and this module's items are the safe API. Buffers, streams and events come
+//! from cudarc (driver loaded at run time), so a binary built with `cuda` still starts,
+//! and reports [`Error::NoDevice`](crate::Error::NoDevice), where there is no GPU.
+//!
+//! | launcher | computes | shapes |
+//! |---|---|---|
+//! | [`spmm`] | `C = alpha A B + beta C` | A: M x K sparse, B: K x N, C: M x N |
+//! | [`spmm_t`] | `C = alpha A^T B + beta C` | A: M x K sparse, B: M x N, C: K x N |
+//! | [`sddmm`] | `out[p] = alpha (L R^T)[i, j] + beta out[p]` | L: M x k, R: N x k, out: M x N mask |
+//!
+//! ```no_run
+//! use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
+//! let dev = match Device::new(0) {
+//!     Ok(dev) => dev,
+//!     Err(e) => { eprintln!("no GPU: {e}"); return Ok(()); }
+//! };
+//! let a = rosa::random::csr::<f32>(512, 256, 0.02, 1)?;
+//! let b = rosa::random::dense::<f32>(256, 64, 2);
+//! let da = DeviceCsr::from_host(&dev, a.as_ref())?;
+//! let db = DeviceDense::from_host(&dev, b.as_ref())?;
+//! let mut dc = DeviceDense::zeros(&dev, 512, 64)?;
+//! cuda::spmm(&dev, 1.0, &da, &db, 0.0, &mut dc)?;
+//! let mut c = rosa::Dense::zeros(512, 64);
+//! rosa::cpu::spmm(1.0, a.as_ref(), b.as_ref(), 0.0, c.as_mut())?;
+//! # Ok::<(), rosa::Error>(())
+//! ```
+
+mod config;
+mod csr;
+mod dense;
+mod device;
+mod mem;
+mod result;
+mod sddmm;
+mod spmm;
+mod sys;
+
+pub use crate::Op;
+pub use config::KernelConfig;
+pub use csr::DeviceCsr;
+pub use dense::DeviceDense;
+pub use device::{device_count, Device, DeviceInfo};
+pub use sddmm::{sddmm, sddmm_with};
+pub use spmm::{spmm, spmm_t, spmm_t_with, spmm_with};
+
+/// An element type the CUDA kernels take: [`f32`], [`f16`](crate::f16) or
+/// [`bf16`](crate::bf16), the [`Scalar`](crate::Scalar)s that cudarc can also copy.
+///
+/// ```
+/// fn on_gpu<T: rosa::cuda::CudaScalar>() -> rosa::DType { T::DTYPE }
+/// assert_eq!(on_gpu::<rosa::bf16>(), rosa::DType::Bf16);
+/// ```
+pub trait CudaScalar:
+    crate::Scalar + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits
+{
+}
+
+impl<T> CudaScalar for T where
+    T: crate::Scalar + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits
+{
+}

@@ -1,0 +1,277 @@
+//! The checked layer over [`super::sys`]: every `unsafe` of the crate's CUDA path is here.
+//!
+//! Each function turns a C status into a [`Result`] and takes typed device buffers rather
+//! than raw pointers, re-checking the lengths the kernels index with, so nothing outside
+//! this file can make a launch read or write out of bounds. What the kernels also rely on,
+//! the contents of the index arrays (sorted, in-range columns, a true permutation for the
+//! swizzle and the plan), is guaranteed by [`super::DeviceCsr`], which is only built from
+//! a validated host matrix and never exposes its index buffers mutably.
+
+use std::ffi::{c_void, CStr};
+
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
+
+use super::sys;
+use crate::{DType, Error, Result};
+
+/// Whether the CUDA driver library (`libcuda.so`) can be loaded. cudarc panics on first use
+/// when it cannot, so this is asked before anything else touches the driver.
+pub(crate) fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen the driver library by its usual names; loading it runs
+    // no CUDA call and a failed load is reported as `false`.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// A driver error as a crate error naming the call that failed.
+pub(crate) fn driver(call: &'static str) -> impl FnOnce(DriverError) -> Error {
+    move |e| Error::Cuda {
+        call,
+        code: e.0 as i32,
+        message: e
+            .error_string()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| format!("{:?}", e.0)),
+    }
+}
+
+/// The text of a status returned by the C ABI (negative: refused arguments, positive: a
+/// `cudaError_t`).
+pub(crate) fn status_string(code: i32) -> String {
+    // SAFETY: rosa_status_string returns a pointer to a static NUL-terminated string for
+    // every input (it never returns NULL).
+    unsafe { CStr::from_ptr(sys::rosa_status_string(code)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn check(call: &'static str, code: i32) -> Result<()> {
+    if code == sys::rosa_status::ROSA_OK {
+        Ok(())
+    } else {
+        Err(Error::Cuda {
+            call,
+            code,
+            message: status_string(code),
+        })
+    }
+}
+
+/// Number of compiled tile configurations of `op` (a `sys::rosa_op` value).
+pub(crate) fn config_count(op: i32) -> usize {
+    // SAFETY: a pure lookup in a static table; no pointers.
+    let n = unsafe { sys::rosa_config_count(op) };
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// Tile configuration `index` of `op`.
+pub(crate) fn config_get(op: i32, index: usize) -> Result<sys::rosa_config> {
+    let index = i32::try_from(index).map_err(|_| {
+        Error::InvalidArgument(format!("tile configuration index {index} is out of range"))
+    })?;
+    let mut out = sys::rosa_config::default();
+    // SAFETY: `out` is a valid, writable rosa_config for the duration of the call.
+    check("rosa_config_get", unsafe {
+        sys::rosa_config_get(op, index, &mut out)
+    })?;
+    Ok(out)
+}
+
+fn dtype_code(d: DType) -> i32 {
+    // The C enum has only small non-negative values; bindgen types it unsigned while the
+    // params struct carries it as int32_t.
+    (match d {
+        DType::F32 => sys::rosa_dtype::ROSA_DTYPE_F32,
+        DType::F16 => sys::rosa_dtype::ROSA_DTYPE_F16,
+        DType::Bf16 => sys::rosa_dtype::ROSA_DTYPE_BF16,
+    }) as i32
+}
+
+fn i32_of(what: &'static str, value: usize) -> Result<i32> {
+    i32::try_from(value).map_err(|_| Error::IndexOverflow { what, value })
+}
+
+fn i64_of(value: usize) -> i64 {
+    // Device buffers are far below 2^63 elements, so this never saturates in practice.
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn need(what: &'static str, got: usize, want: usize) -> Result<()> {
+    if got >= want {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{what}: device buffer has {got} elements, the launch needs {want}"
+        )))
+    }
+}
+
+/// The compressed structure a kernel walks: a CSR matrix, or A^T through a transpose plan.
+pub(crate) struct Structure<'a> {
+    pub rows: usize,
+    pub cols: usize,
+    pub nnz: usize,
+    pub row_ptr: &'a CudaSlice<i32>,
+    pub col_idx: &'a CudaSlice<i32>,
+    pub swizzle: &'a CudaSlice<i32>,
+    /// For A^T: the index in A's values of each entry.
+    pub perm: Option<&'a CudaSlice<i32>>,
+}
+
+impl Structure<'_> {
+    fn check(&self, values_len: usize) -> Result<()> {
+        need("row_ptr", self.row_ptr.len(), self.rows + 1)?;
+        need("swizzle", self.swizzle.len(), self.rows)?;
+        need("col_idx", self.col_idx.len(), self.nnz)?;
+        if let Some(perm) = self.perm {
+            need("perm", perm.len(), self.nnz)?;
+        }
+        need("values", values_len, self.nnz)
+    }
+}
+
+/// Launch arguments of SpMM / transposed SpMM, `c = alpha * s * b + beta * c`, with `s` the
+/// walked structure (rows x cols), `b` (cols x n), `c` (rows x n), all row-major, packed.
+pub(crate) struct Spmm<'a, T> {
+    pub s: Structure<'a>,
+    pub values: &'a CudaSlice<T>,
+    pub b: &'a CudaSlice<T>,
+    pub c: &'a mut CudaSlice<T>,
+    pub n: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// Launches `rosa_spmm` (no perm) or `rosa_spmm_t` (perm) on `stream`.
+pub(crate) fn spmm<T: crate::Scalar>(
+    stream: &CudaStream,
+    config: usize,
+    a: Spmm<'_, T>,
+) -> Result<()> {
+    a.s.check(a.values.len())?;
+    need("b", a.b.len(), a.s.cols * a.n)?;
+    need("c", a.c.len(), a.s.rows * a.n)?;
+    let (rows, b_rows, n) = (
+        i32_of("rows", a.s.rows)?,
+        i32_of("cols", a.s.cols)?,
+        i32_of("n", a.n)?,
+    );
+    let config = i32_of("config", config)?;
+    let (row_ptr, _g1) = a.s.row_ptr.device_ptr(stream);
+    let (col_idx, _g2) = a.s.col_idx.device_ptr(stream);
+    let (swizzle, _g3) = a.s.swizzle.device_ptr(stream);
+    let perm = a.s.perm.map(|p| p.device_ptr(stream));
+    let (values, _g5) = a.values.device_ptr(stream);
+    let (b, _g6) = a.b.device_ptr(stream);
+    let (c, _g7) = a.c.device_ptr_mut(stream);
+    let params = sys::rosa_spmm_params {
+        dtype: dtype_code(T::DTYPE),
+        rows,
+        n,
+        b_rows,
+        row_ptr: row_ptr as usize as *const i32,
+        col_idx: col_idx as usize as *const i32,
+        perm: perm
+            .as_ref()
+            .map_or(std::ptr::null(), |(p, _)| *p as usize as *const i32),
+        row_swizzle: swizzle as usize as *const i32,
+        values: values as usize as *const c_void,
+        b: b as usize as *const c_void,
+        c: c as usize as *mut c_void,
+        ldb: i64_of(a.n),
+        ldc: i64_of(a.n),
+        alpha: a.alpha,
+        beta: a.beta,
+    };
+    let s = stream.cu_stream() as *mut c_void;
+    // The runtime API launches into the context current on this thread: bind the one the
+    // buffers and the stream belong to.
+    stream
+        .context()
+        .bind_to_thread()
+        .map_err(driver("cuCtxSetCurrent"))?;
+    // SAFETY: every pointer comes from a live device buffer of the stream's context whose
+    // length was checked above against what the kernel indexes (rows + 1 offsets, nnz
+    // columns/values/perm entries, rows swizzle entries, cols * n of B, rows * n of C); the
+    // index contents are valid by construction of DeviceCsr. `params` outlives the call,
+    // which copies it into the launch. The guards (_g*) keep cudarc's stream ordering.
+    let code = unsafe {
+        if a.s.perm.is_some() {
+            sys::rosa_spmm_t(&params, config, s)
+        } else {
+            sys::rosa_spmm(&params, config, s)
+        }
+    };
+    check(
+        if a.s.perm.is_some() {
+            "rosa_spmm_t"
+        } else {
+            "rosa_spmm"
+        },
+        code,
+    )
+}
+
+/// Launch arguments of SDDMM: `out = alpha * (l r^T) at the structure + beta * out`, with
+/// `l` (rows x k) and `r` (cols x k) row-major, packed.
+pub(crate) struct Sddmm<'a, T> {
+    pub s: Structure<'a>,
+    pub l: &'a CudaSlice<T>,
+    pub r: &'a CudaSlice<T>,
+    pub out: &'a mut CudaSlice<T>,
+    pub k: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// Launches `rosa_sddmm` on `stream`.
+pub(crate) fn sddmm<T: crate::Scalar>(
+    stream: &CudaStream,
+    config: usize,
+    a: Sddmm<'_, T>,
+) -> Result<()> {
+    if a.s.perm.is_some() {
+        return Err(Error::InvalidArgument(
+            "sddmm walks a CSR structure, not a plan".into(),
+        ));
+    }
+    a.s.check(a.out.len())?;
+    need("l", a.l.len(), a.s.rows * a.k)?;
+    need("r", a.r.len(), a.s.cols * a.k)?;
+    let (rows, cols, k) = (
+        i32_of("rows", a.s.rows)?,
+        i32_of("cols", a.s.cols)?,
+        i32_of("k", a.k)?,
+    );
+    let config = i32_of("config", config)?;
+    let (row_ptr, _g1) = a.s.row_ptr.device_ptr(stream);
+    let (col_idx, _g2) = a.s.col_idx.device_ptr(stream);
+    let (swizzle, _g3) = a.s.swizzle.device_ptr(stream);
+    let (l, _g4) = a.l.device_ptr(stream);
+    let (r, _g5) = a.r.device_ptr(stream);
+    let (out, _g6) = a.out.device_ptr_mut(stream);
+    let params = sys::rosa_sddmm_params {
+        dtype: dtype_code(T::DTYPE),
+        rows,
+        cols,
+        k,
+        row_ptr: row_ptr as usize as *const i32,
+        col_idx: col_idx as usize as *const i32,
+        row_swizzle: swizzle as usize as *const i32,
+        l: l as usize as *const c_void,
+        r: r as usize as *const c_void,
+        out: out as usize as *mut c_void,
+        ldl: i64_of(a.k),
+        ldr: i64_of(a.k),
+        alpha: a.alpha,
+        beta: a.beta,
+    };
+    let s = stream.cu_stream() as *mut c_void;
+    stream
+        .context()
+        .bind_to_thread()
+        .map_err(driver("cuCtxSetCurrent"))?;
+    // SAFETY: as in `spmm`: lengths checked above (rows + 1 offsets, nnz columns and
+    // outputs, rows * k of L, cols * k of R), index contents valid by construction,
+    // `params` outlives the call, guards keep stream ordering.
+    check("rosa_sddmm", unsafe { sys::rosa_sddmm(&params, config, s) })
+}

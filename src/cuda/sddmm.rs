@@ -1,0 +1,94 @@
+//! SDDMM on the GPU: the CUDA twin of [`crate::cpu::sddmm`].
+
+use super::config::{KernelConfig, Op};
+use super::result::{self, Sddmm};
+use super::{CudaScalar, Device, DeviceCsr, DeviceDense};
+use crate::cpu::check_scalars;
+use crate::{Error, Result};
+
+/// `out[p] = alpha * (L R^T)[i, j] + beta * out[p]` for every stored entry `p = (i, j)` of
+/// `out`, with `L` (M x k) and `R` (N x k) and `out` M x N; `beta == 0` leaves the old
+/// values unread. The configuration is [`KernelConfig::heuristic`]'s.
+///
+/// ```no_run
+/// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
+/// let dev = Device::new(0)?;
+/// let mask = rosa::random::csr::<f32>(128, 96, 0.05, 1)?;
+/// let l = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(128, 512, 2).as_ref())?;
+/// let r = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(96, 512, 3).as_ref())?;
+/// let mut grad = DeviceCsr::from_host(&dev, mask.as_ref())?;
+/// cuda::sddmm(&dev, 1.0, &l, &r, 0.0, &mut grad)?;
+/// let values = grad.values_to_host()?;
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn sddmm<T: CudaScalar>(
+    dev: &Device,
+    alpha: f32,
+    l: &DeviceDense<T>,
+    r: &DeviceDense<T>,
+    beta: f32,
+    out: &mut DeviceCsr<T>,
+) -> Result<()> {
+    let config = KernelConfig::heuristic(Op::Sddmm, T::DTYPE, l.cols());
+    sddmm_with(dev, &config, alpha, l, r, beta, out)
+}
+
+/// [`sddmm`] with an explicit tile configuration (one of
+/// [`KernelConfig::all`]`(Op::Sddmm)`).
+///
+/// ```no_run
+/// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense, KernelConfig, Op};
+/// let dev = Device::new(0)?;
+/// let mut out = DeviceCsr::from_host(&dev, rosa::random::csr::<f32>(32, 16, 0.2, 1)?.as_ref())?;
+/// let l = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(32, 8, 2).as_ref())?;
+/// let r = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(16, 8, 3).as_ref())?;
+/// for config in KernelConfig::all(Op::Sddmm) {
+///     cuda::sddmm_with(&dev, &config, 1.0, &l, &r, 0.0, &mut out)?;
+/// }
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn sddmm_with<T: CudaScalar>(
+    dev: &Device,
+    config: &KernelConfig,
+    alpha: f32,
+    l: &DeviceDense<T>,
+    r: &DeviceDense<T>,
+    beta: f32,
+    out: &mut DeviceCsr<T>,
+) -> Result<()> {
+    if config.op != Op::Sddmm {
+        return Err(Error::InvalidArgument(format!(
+            "configuration {config} is not an sddmm configuration"
+        )));
+    }
+    check_scalars("sddmm", alpha, beta)?;
+    if l.rows() != out.rows() || r.rows() != out.cols() || l.cols() != r.cols() {
+        return Err(Error::ShapeMismatch {
+            op: "sddmm",
+            detail: format!(
+                "L {} x R^T of R {} sampled at a {} mask",
+                l.shape(),
+                r.shape(),
+                out.shape()
+            ),
+        });
+    }
+    dev.check_same(l.data.stream(), "L")?;
+    dev.check_same(r.data.stream(), "R")?;
+    dev.check_same(out.stream_of(), "out")?;
+    let k = l.cols();
+    let (s, values) = out.split_mut();
+    result::sddmm(
+        dev.stream(),
+        config.index,
+        Sddmm {
+            s,
+            l: &l.data,
+            r: &r.data,
+            out: values,
+            k,
+            alpha,
+            beta,
+        },
+    )
+}

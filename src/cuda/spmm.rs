@@ -1,0 +1,178 @@
+//! SpMM and transposed SpMM on the GPU: the CUDA twins of [`crate::cpu::spmm`] and
+//! [`crate::cpu::spmm_t`], with the same argument order and semantics.
+
+use super::config::{KernelConfig, Op};
+use super::result::{self, Spmm};
+use super::{CudaScalar, Device, DeviceCsr, DeviceDense};
+use crate::cpu::check_scalars;
+use crate::{Error, Result};
+
+fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
+    if config.op == op {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "configuration {config} is not a {op} configuration"
+        )))
+    }
+}
+
+fn mismatch(op: &'static str, detail: String) -> Error {
+    Error::ShapeMismatch { op, detail }
+}
+
+/// `C = alpha A B + beta C` for `A` (M x K sparse), `B` (K x N), `C` (M x N); `beta == 0`
+/// leaves the old `C` unread. Queued on the device's stream; the configuration is
+/// [`KernelConfig::heuristic`]'s.
+///
+/// ```no_run
+/// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
+/// let dev = Device::new(0)?;
+/// let a = rosa::random::csr::<rosa::bf16>(256, 128, 0.05, 1)?;
+/// let b = rosa::random::dense::<rosa::bf16>(128, 64, 2);
+/// let (da, db) = (DeviceCsr::from_host(&dev, a.as_ref())?, DeviceDense::from_host(&dev, b.as_ref())?);
+/// let mut dc = DeviceDense::zeros(&dev, 256, 64)?;
+/// cuda::spmm(&dev, 1.0, &da, &db, 0.0, &mut dc)?;
+/// let c = dc.to_host()?;
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn spmm<T: CudaScalar>(
+    dev: &Device,
+    alpha: f32,
+    a: &DeviceCsr<T>,
+    b: &DeviceDense<T>,
+    beta: f32,
+    c: &mut DeviceDense<T>,
+) -> Result<()> {
+    let config = KernelConfig::heuristic(Op::Spmm, T::DTYPE, b.cols());
+    spmm_with(dev, &config, alpha, a, b, beta, c)
+}
+
+/// [`spmm`] with an explicit tile configuration (one of [`KernelConfig::all`]`(Op::Spmm)`).
+///
+/// ```no_run
+/// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense, KernelConfig, Op};
+/// let dev = Device::new(0)?;
+/// let a = DeviceCsr::from_host(&dev, rosa::random::csr::<f32>(64, 64, 0.1, 1)?.as_ref())?;
+/// let b = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(64, 32, 2).as_ref())?;
+/// let mut c = DeviceDense::zeros(&dev, 64, 32)?;
+/// for config in KernelConfig::all(Op::Spmm) {
+///     cuda::spmm_with(&dev, &config, 1.0, &a, &b, 0.0, &mut c)?;
+/// }
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn spmm_with<T: CudaScalar>(
+    dev: &Device,
+    config: &KernelConfig,
+    alpha: f32,
+    a: &DeviceCsr<T>,
+    b: &DeviceDense<T>,
+    beta: f32,
+    c: &mut DeviceDense<T>,
+) -> Result<()> {
+    check_config(config, Op::Spmm)?;
+    check_scalars("spmm", alpha, beta)?;
+    if a.cols() != b.rows() || c.rows() != a.rows() || c.cols() != b.cols() {
+        return Err(mismatch(
+            "spmm",
+            format!("A {} x B {} -> C {}", a.shape(), b.shape(), c.shape()),
+        ));
+    }
+    launch(dev, config, alpha, a, false, b, beta, c)
+}
+
+/// `C = alpha A^T B + beta C` for `A` (M x K sparse), `B` (M x N), `C` (K x N), through the
+/// transpose plan uploaded with `A`: nothing is transposed per call.
+///
+/// ```no_run
+/// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
+/// let dev = Device::new(0)?;
+/// let a = DeviceCsr::from_host(&dev, rosa::random::csr::<f32>(256, 128, 0.05, 1)?.as_ref())?;
+/// let b = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(256, 64, 2).as_ref())?;
+/// let mut c = DeviceDense::zeros(&dev, 128, 64)?;
+/// cuda::spmm_t(&dev, 1.0, &a, &b, 0.0, &mut c)?;
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn spmm_t<T: CudaScalar>(
+    dev: &Device,
+    alpha: f32,
+    a: &DeviceCsr<T>,
+    b: &DeviceDense<T>,
+    beta: f32,
+    c: &mut DeviceDense<T>,
+) -> Result<()> {
+    let config = KernelConfig::heuristic(Op::SpmmT, T::DTYPE, b.cols());
+    spmm_t_with(dev, &config, alpha, a, b, beta, c)
+}
+
+/// [`spmm_t`] with an explicit tile configuration (one of
+/// [`KernelConfig::all`]`(Op::SpmmT)`).
+///
+/// ```no_run
+/// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense, KernelConfig, Op};
+/// let dev = Device::new(0)?;
+/// let a = DeviceCsr::from_host(&dev, rosa::random::csr::<f32>(64, 48, 0.1, 1)?.as_ref())?;
+/// let b = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(64, 8, 2).as_ref())?;
+/// let mut c = DeviceDense::zeros(&dev, 48, 8)?;
+/// cuda::spmm_t_with(&dev, &KernelConfig::get(Op::SpmmT, 0)?, 1.0, &a, &b, 0.0, &mut c)?;
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn spmm_t_with<T: CudaScalar>(
+    dev: &Device,
+    config: &KernelConfig,
+    alpha: f32,
+    a: &DeviceCsr<T>,
+    b: &DeviceDense<T>,
+    beta: f32,
+    c: &mut DeviceDense<T>,
+) -> Result<()> {
+    check_config(config, Op::SpmmT)?;
+    check_scalars("spmm_t", alpha, beta)?;
+    if a.rows() != b.rows() || c.rows() != a.cols() || c.cols() != b.cols() {
+        return Err(mismatch(
+            "spmm_t",
+            format!(
+                "A^T of A {} x B {} -> C {}",
+                a.shape(),
+                b.shape(),
+                c.shape()
+            ),
+        ));
+    }
+    launch(dev, config, alpha, a, true, b, beta, c)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch<T: CudaScalar>(
+    dev: &Device,
+    config: &KernelConfig,
+    alpha: f32,
+    a: &DeviceCsr<T>,
+    transposed: bool,
+    b: &DeviceDense<T>,
+    beta: f32,
+    c: &mut DeviceDense<T>,
+) -> Result<()> {
+    dev.check_same(a.stream_of(), "A")?;
+    dev.check_same(b.data.stream(), "B")?;
+    dev.check_same(c.data.stream(), "C")?;
+    let n = c.cols();
+    let s = if transposed {
+        a.transposed()
+    } else {
+        a.structure()
+    };
+    result::spmm(
+        dev.stream(),
+        config.index,
+        Spmm {
+            s,
+            values: &a.values,
+            b: &b.data,
+            c: &mut c.data,
+            n,
+            alpha,
+            beta,
+        },
+    )
+}
