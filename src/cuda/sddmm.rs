@@ -1,9 +1,10 @@
 //! SDDMM on the GPU: the CUDA twin of [`crate::cpu::sddmm`].
 
-use super::config::{KernelConfig, Op};
+use super::config::KernelConfig;
 use super::result::{self, Sddmm};
 use super::{CudaScalar, Device, DeviceCsr, DeviceDense};
 use crate::cpu::check_scalars;
+use crate::Op;
 use crate::{Error, Result};
 
 /// `out[p] = alpha * (L R^T)[i, j] + beta * out[p]` for every stored entry `p = (i, j)` of

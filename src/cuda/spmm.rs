@@ -1,10 +1,11 @@
 //! SpMM and transposed SpMM on the GPU: the CUDA twins of [`crate::cpu::spmm`] and
 //! [`crate::cpu::spmm_t`], with the same argument order and semantics.
 
-use super::config::{KernelConfig, Op};
+use super::config::KernelConfig;
 use super::result::{self, Spmm};
 use super::{CudaScalar, Device, DeviceCsr, DeviceDense};
 use crate::cpu::check_scalars;
+use crate::Op;
 use crate::{Error, Result};
 
 fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
