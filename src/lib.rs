@@ -22,6 +22,7 @@ pub mod dtype;
 pub mod error;
 pub mod io;
 pub mod random;
+pub mod train;
 
 /// The types and traits most programs need, in one import.
 pub mod prelude {
