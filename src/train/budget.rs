@@ -27,7 +27,10 @@ pub fn lora_params(shapes: &[(usize, usize)], rank: usize) -> usize {
 
 /// Trainable values of a sparse adapter of density `d` (rounded per layer, as masks are).
 pub fn sparse_params(shapes: &[(usize, usize)], d: f64) -> usize {
-    shapes.iter().map(|&(o, i)| (d * (o * i) as f64).round() as usize).sum()
+    shapes
+        .iter()
+        .map(|&(o, i)| (d * (o * i) as f64).round() as usize)
+        .sum()
 }
 
 impl Budget {

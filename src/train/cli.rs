@@ -20,10 +20,18 @@ use crate::Result;
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
     /// Methods to compare (comma-separated): fft, lora, spa, rosa, random_subspace.
-    #[arg(long, value_delimiter = ',', default_value = "fft,lora,spa,rosa,random_subspace")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fft,lora,spa,rosa,random_subspace"
+    )]
     pub method: Vec<Method>,
     /// Built-in tasks (comma-separated): lowrank_sparse, new_family.
-    #[arg(long, value_delimiter = ',', default_value = "lowrank_sparse,new_family")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "lowrank_sparse,new_family"
+    )]
     pub task: Vec<TaskKind>,
     /// Every method gets the trainable-parameter count of LoRA at this rank.
     #[arg(long, default_value_t = 8)]
@@ -110,7 +118,11 @@ impl TrainArgs {
             lr_full: self.lr_full,
             accumulation: self.accumulation,
             spa_num_grads: self.spa_num_grads,
-            scaling: if self.rslora { Scaling::Rs } else { Scaling::Standard },
+            scaling: if self.rslora {
+                Scaling::Rs
+            } else {
+                Scaling::Standard
+            },
             progress: !self.quiet,
             ..TrainConfig::default()
         };

@@ -239,7 +239,13 @@ impl RosaLinear {
         if (w.rows(), w.cols()) != (self.out_features(), self.in_features()) {
             return Err(Error::ShapeMismatch {
                 op: "set_weight",
-                detail: format!("new W is {} x {}, the layer is {} x {}", w.rows(), w.cols(), self.out_features(), self.in_features()),
+                detail: format!(
+                    "new W is {} x {}, the layer is {} x {}",
+                    w.rows(),
+                    w.cols(),
+                    self.out_features(),
+                    self.in_features()
+                ),
             });
         }
         self.w.update(|old| {
@@ -251,7 +257,10 @@ impl RosaLinear {
     /// Replaces the bias.
     pub fn set_bias(&mut self, b: Vec<f32>) -> Result<()> {
         if b.len() != self.out_features() {
-            return Err(Error::ShapeMismatch { op: "set_bias", detail: format!("{} values for {} outputs", b.len(), self.out_features()) });
+            return Err(Error::ShapeMismatch {
+                op: "set_bias",
+                detail: format!("{} values for {} outputs", b.len(), self.out_features()),
+            });
         }
         self.bias = Some(b);
         Ok(())
@@ -387,7 +396,12 @@ impl RosaLinear {
 
     /// `y = W x + s B (A x) + S x + bias` for `x` (in x tokens). With `train`, dropout is
     /// applied and what the backward pass needs is kept.
-    pub fn forward(&mut self, be: &dyn Backend, x: MatRef<'_, f32>, train: bool) -> Result<Dense<f32>> {
+    pub fn forward(
+        &mut self,
+        be: &dyn Backend,
+        x: MatRef<'_, f32>,
+        train: bool,
+    ) -> Result<Dense<f32>> {
         self.check_input("RosaLinear::forward", &x, self.in_features())?;
         if train && self.merged {
             return Err(Error::InvalidArgument(
@@ -410,7 +424,13 @@ impl RosaLinear {
                 let factor = 1.0 / (1.0 - l.dropout);
                 let rng = &mut self.rng;
                 let k: Vec<f32> = (0..x.as_slice().len())
-                    .map(|_| if rng.next_f64() < l.dropout as f64 { 0.0 } else { factor })
+                    .map(|_| {
+                        if rng.next_f64() < l.dropout as f64 {
+                            0.0
+                        } else {
+                            factor
+                        }
+                    })
                     .collect();
                 let xd: Vec<f32> = x.as_slice().iter().zip(&k).map(|(a, b)| a * b).collect();
                 let xd = MatRef::new(&xd, x.rows(), tokens)?;
@@ -419,7 +439,15 @@ impl RosaLinear {
             } else {
                 be.gemm(1.0, l.a.as_ref(), Op::N, x, Op::N, 0.0, h.as_mut())?;
             }
-            be.gemm(l.scale, l.b.as_ref(), Op::N, h.as_ref(), Op::N, 1.0, y.as_mut())?;
+            be.gemm(
+                l.scale,
+                l.b.as_ref(),
+                Op::N,
+                h.as_ref(),
+                Op::N,
+                1.0,
+                y.as_mut(),
+            )?;
             h_kept = Some(h);
         }
         if let (Some(sp), false) = (&self.sparse, self.merged) {
@@ -435,7 +463,9 @@ impl RosaLinear {
 
     fn cache(&self, op: &'static str) -> Result<&Cache> {
         self.cache.as_ref().ok_or_else(|| {
-            Error::InvalidArgument(format!("{op}: no training-mode forward pass to go back through"))
+            Error::InvalidArgument(format!(
+                "{op}: no training-mode forward pass to go back through"
+            ))
         })
     }
 
@@ -458,7 +488,11 @@ impl RosaLinear {
         if dy.cols() != x.cols() {
             return Err(Error::ShapeMismatch {
                 op: "RosaLinear::backward",
-                detail: format!("dY has {} tokens, the forward pass had {}", dy.cols(), x.cols()),
+                detail: format!(
+                    "dY has {} tokens, the forward pass had {}",
+                    dy.cols(),
+                    x.cols()
+                ),
             });
         }
         let tokens = x.cols();
@@ -467,7 +501,9 @@ impl RosaLinear {
             .with_f32(|w| be.gemm(1.0, w, Op::T, dy, Op::N, 0.0, dx.as_mut()))?;
         let mut grads = std::mem::take(&mut self.grads);
         if self.train_w {
-            grads.w.resize(self.out_features() * self.in_features(), 0.0);
+            grads
+                .w
+                .resize(self.out_features() * self.in_features(), 0.0);
             let gw = crate::MatMut::new(&mut grads.w, self.out_features(), self.in_features())?;
             be.gemm(1.0, dy, Op::N, x, Op::T, 0.0, gw)?;
             if self.bias.is_some() {
@@ -496,20 +532,37 @@ impl RosaLinear {
                     // The branch saw the dropped-out input, so its dX goes through the
                     // same factors.
                     let mut t = Dense::zeros(self.in_features(), tokens);
-                    be.gemm(l.scale, l.a.as_ref(), Op::T, g.as_ref(), Op::N, 0.0, t.as_mut())?;
+                    be.gemm(
+                        l.scale,
+                        l.a.as_ref(),
+                        Op::T,
+                        g.as_ref(),
+                        Op::N,
+                        0.0,
+                        t.as_mut(),
+                    )?;
                     for ((d, v), k) in dx.as_mut_slice().iter_mut().zip(t.as_slice()).zip(keep) {
                         *d += v * k;
                     }
                 }
                 None => {
                     be.gemm(l.scale, g.as_ref(), Op::N, x, Op::T, 0.0, ga)?;
-                    be.gemm(l.scale, l.a.as_ref(), Op::T, g.as_ref(), Op::N, 1.0, dx.as_mut())?;
+                    be.gemm(
+                        l.scale,
+                        l.a.as_ref(),
+                        Op::T,
+                        g.as_ref(),
+                        Op::N,
+                        1.0,
+                        dx.as_mut(),
+                    )?;
                 }
             }
         }
         if let Some(sp) = &self.sparse {
-            let mut gs = sp.s.with_values(std::mem::take(&mut grads.s))
-                .or_else(|_| sp.s.with_values(vec![0.0; sp.s.nnz()]))?;
+            let mut gs =
+                sp.s.with_values(std::mem::take(&mut grads.s))
+                    .or_else(|_| sp.s.with_values(vec![0.0; sp.s.nnz()]))?;
             be.sddmm(1.0, dy, x, 0.0, gs.as_mut())?;
             grads.s = gs.into_parts().4;
             be.spmm_t(1.0, sp.s.as_ref(), &sp.plan, dy, 1.0, dx.as_mut())?;
@@ -525,24 +578,49 @@ impl RosaLinear {
         let g = &self.grads;
         if let Some(l) = &mut self.lora {
             if g.a.len() == numel(&l.a) && g.b.len() == numel(&l.b) {
-                out.push(Param { name: "lora_a", group: Group::LowRank, value: l.a.as_mut_slice(), grad: &g.a });
-                out.push(Param { name: "lora_b", group: Group::LowRank, value: l.b.as_mut_slice(), grad: &g.b });
+                out.push(Param {
+                    name: "lora_a",
+                    group: Group::LowRank,
+                    value: l.a.as_mut_slice(),
+                    grad: &g.a,
+                });
+                out.push(Param {
+                    name: "lora_b",
+                    group: Group::LowRank,
+                    value: l.b.as_mut_slice(),
+                    grad: &g.b,
+                });
             }
         }
         if let Some(sp) = &mut self.sparse {
             if g.s.len() == sp.s.nnz() {
-                out.push(Param { name: "sparse", group: Group::Other, value: sp.s.values_mut(), grad: &g.s });
+                out.push(Param {
+                    name: "sparse",
+                    group: Group::Other,
+                    value: sp.s.values_mut(),
+                    grad: &g.s,
+                });
             }
         }
         if self.train_w {
             if let Weight::F32(w) = &mut self.w {
                 if g.w.len() == numel(w) {
-                    out.push(Param { name: "weight", group: Group::Other, value: w.as_mut_slice(), grad: &g.w });
+                    out.push(Param {
+                        name: "weight",
+                        group: Group::Other,
+                        value: w.as_mut_slice(),
+                        grad: &g.w,
+                    });
                 }
             }
             if let Some(b) = &mut self.bias {
                 if g.bias.len() == b.len() {
-                    out.push(Param { name: "bias", group: Group::Other, value: b, grad: &g.bias });
+                    out.push(Param {
+                        name: "bias",
+                        group: Group::Other,
+                        value: b,
+                        grad: &g.bias,
+                    });
                 }
             }
         }
@@ -594,7 +672,15 @@ impl RosaLinear {
         let (lora, sparse) = (&self.lora, &self.sparse);
         self.w.update(|w| {
             if let Some(l) = lora {
-                be.gemm(sign * l.scale, l.b.as_ref(), Op::N, l.a.as_ref(), Op::N, 1.0, w.as_mut())?;
+                be.gemm(
+                    sign * l.scale,
+                    l.b.as_ref(),
+                    Op::N,
+                    l.a.as_ref(),
+                    Op::N,
+                    1.0,
+                    w.as_mut(),
+                )?;
             }
             if let Some(sp) = sparse {
                 let cols = w.cols();

@@ -66,7 +66,13 @@ impl GradAccumulator {
         if (acc.rows(), acc.cols()) != (g.rows(), g.cols()) {
             return Err(Error::ShapeMismatch {
                 op: "GradAccumulator::add",
-                detail: format!("layer {layer} had {} x {} gradients, got {} x {}", acc.rows(), acc.cols(), g.rows(), g.cols()),
+                detail: format!(
+                    "layer {layer} had {} x {} gradients, got {} x {}",
+                    acc.rows(),
+                    acc.cols(),
+                    g.rows(),
+                    g.cols()
+                ),
             });
         }
         *n += 1;
@@ -93,8 +99,15 @@ impl GradAccumulator {
                 let acc = self.get(i).ok_or_else(|| {
                     Error::InvalidArgument(format!("layer {i} has no accumulated gradient"))
                 })?;
-                let d = densities.get(i).or(densities.last()).copied().unwrap_or(0.0);
-                top_k_mask(acc.as_ref(), entries_for_density(d, acc.rows(), acc.cols())?)
+                let d = densities
+                    .get(i)
+                    .or(densities.last())
+                    .copied()
+                    .unwrap_or(0.0);
+                top_k_mask(
+                    acc.as_ref(),
+                    entries_for_density(d, acc.rows(), acc.cols())?,
+                )
             })
             .collect()
     }
@@ -103,7 +116,9 @@ impl GradAccumulator {
 /// `round(d * rows * cols)`: how many entries density `d` keeps in one matrix.
 pub fn entries_for_density(d: f64, rows: usize, cols: usize) -> Result<usize> {
     if !(0.0..=1.0).contains(&d) {
-        return Err(Error::InvalidArgument(format!("density {d} is outside [0, 1]")));
+        return Err(Error::InvalidArgument(format!(
+            "density {d} is outside [0, 1]"
+        )));
     }
     Ok((d * rows as f64 * cols as f64).round() as usize)
 }

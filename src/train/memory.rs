@@ -64,7 +64,9 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
 /// The counting allocator's high-water mark, if it is installed.
 pub fn peak_bytes() -> Option<usize> {
-    ACTIVE.load(Ordering::Relaxed).then(|| PEAK.load(Ordering::Relaxed))
+    ACTIVE
+        .load(Ordering::Relaxed)
+        .then(|| PEAK.load(Ordering::Relaxed))
 }
 
 /// Starts a new high-water mark at the current heap size.

@@ -93,7 +93,12 @@ impl std::str::FromStr for Method {
 /// let merged = layer.weight().to_f32();
 /// assert!(merged.as_slice().iter().zip(w.as_slice()).all(|(a, b)| (a - b).abs() < 1e-5));
 /// ```
-pub fn subspace_split(layer: &mut RosaLinear, be: &dyn Backend, rank: usize, rng: &mut Rng) -> Result<()> {
+pub fn subspace_split(
+    layer: &mut RosaLinear,
+    be: &dyn Backend,
+    rank: usize,
+    rng: &mut Rng,
+) -> Result<()> {
     if layer.sparse().is_some() {
         return Err(Error::InvalidArgument(
             "random subspace adaptation on a layer with a sparse adapter".into(),
@@ -112,19 +117,32 @@ pub fn subspace_split(layer: &mut RosaLinear, be: &dyn Backend, rank: usize, rng
     let svd = mat.svd(true, true);
     let (u, vt) = match (svd.u, svd.v_t) {
         (Some(u), Some(vt)) => (u, vt),
-        _ => return Err(Error::InvalidArgument("SVD did not produce U and V^T".into())),
+        _ => {
+            return Err(Error::InvalidArgument(
+                "SVD did not produce U and V^T".into(),
+            ))
+        }
     };
     // Order components by singular value ourselves, so "contiguous" means contiguous in
     // the spectrum whatever order the SVD returns them in.
     let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
-    order.sort_by(|&a, &b| svd.singular_values[b].total_cmp(&svd.singular_values[a]).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        svd.singular_values[b]
+            .total_cmp(&svd.singular_values[a])
+            .then(a.cmp(&b))
+    });
     let start = rng.below(full - rank + 1);
     let block = &order[start..start + rank];
-    let root: Vec<f64> = block.iter().map(|&c| svd.singular_values[c].sqrt()).collect();
+    let root: Vec<f64> = block
+        .iter()
+        .map(|&c| svd.singular_values[c].sqrt())
+        .collect();
     let b = Dense::from_fn(m, rank, |i, k| (u[(i, block[k])] * root[k]) as f32);
     let a = Dense::from_fn(rank, n, |k, j| (vt[(block[k], j)] * root[k]) as f32);
     let rest = Dense::from_fn(m, n, |i, j| {
-        let part: f64 = (0..rank).map(|k| b.as_slice()[i * rank + k] as f64 * a.as_slice()[k * n + j] as f64).sum();
+        let part: f64 = (0..rank)
+            .map(|k| b.as_slice()[i * rank + k] as f64 * a.as_slice()[k * n + j] as f64)
+            .sum();
         (w.as_slice()[i * n + j] as f64 - part) as f32
     });
     layer.set_weight(rest)?;

@@ -10,7 +10,9 @@ pub use layer::{Group, Lora, LoraConfig, Param, RosaLinear, Scaling, SparseAdapt
 pub mod mask;
 mod store;
 
-pub use mask::{entries_for_density, load_masks, save_masks, top_k_mask, Accumulation, GradAccumulator};
+pub use mask::{
+    entries_for_density, load_masks, save_masks, top_k_mask, Accumulation, GradAccumulator,
+};
 pub mod optim;
 
 pub use optim::{AdamConfig, AdamW, LrSchedule};

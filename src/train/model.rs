@@ -86,7 +86,10 @@ impl Mlp {
 
     /// `(out, in)` of every layer.
     pub fn shapes(&self) -> Vec<(usize, usize)> {
-        self.layers.iter().map(|l| (l.out_features(), l.in_features())).collect()
+        self.layers
+            .iter()
+            .map(|l| (l.out_features(), l.in_features()))
+            .collect()
     }
 
     /// Trainable values over all layers.
@@ -95,7 +98,12 @@ impl Mlp {
     }
 
     /// Outputs (outputs x tokens) for `x` (inputs x tokens).
-    pub fn forward(&mut self, be: &dyn Backend, x: MatRef<'_, f32>, train: bool) -> Result<Dense<f32>> {
+    pub fn forward(
+        &mut self,
+        be: &dyn Backend,
+        x: MatRef<'_, f32>,
+        train: bool,
+    ) -> Result<Dense<f32>> {
         self.pre.clear();
         let (first, rest) = self.layers.split_first_mut().expect("an MLP has layers");
         let z = first.forward(be, x, train)?;
@@ -107,7 +115,10 @@ impl Mlp {
         for pair in blocks.chunks_mut(2) {
             let u = pair[0].forward(be, h.as_ref(), train)?;
             let v = pair[1].forward(be, gelu(&u).as_ref(), train)?;
-            h.as_mut_slice().iter_mut().zip(v.as_slice()).for_each(|(a, b)| *a += b);
+            h.as_mut_slice()
+                .iter_mut()
+                .zip(v.as_slice())
+                .for_each(|(a, b)| *a += b);
             if train {
                 self.pre.push(u);
             }
@@ -118,25 +129,36 @@ impl Mlp {
     /// Backward pass from the loss gradient `dout`, storing every trainable tensor's
     /// gradient. With `collect`, each layer's dense weight gradient is folded into it as
     /// soon as it is made, so only one exists at a time.
-    pub fn backward(&mut self, be: &dyn Backend, dout: MatRef<'_, f32>, mut collect: Option<&mut GradAccumulator>) -> Result<()> {
+    pub fn backward(
+        &mut self,
+        be: &dyn Backend,
+        dout: MatRef<'_, f32>,
+        mut collect: Option<&mut GradAccumulator>,
+    ) -> Result<()> {
         if self.pre.len() != self.cfg.blocks + 1 {
-            return Err(Error::InvalidArgument("Mlp::backward without a training forward pass".into()));
+            return Err(Error::InvalidArgument(
+                "Mlp::backward without a training forward pass".into(),
+            ));
         }
         let n = self.layers.len();
-        let mut step = |i: usize, layers: &mut [RosaLinear], dy: MatRef<'_, f32>| -> Result<Dense<f32>> {
-            if let Some(acc) = collect.as_deref_mut() {
-                let g = layers[i].dense_grad(be, dy)?;
-                acc.add(i, &g)?;
-            }
-            layers[i].backward(be, dy)
-        };
+        let mut step =
+            |i: usize, layers: &mut [RosaLinear], dy: MatRef<'_, f32>| -> Result<Dense<f32>> {
+                if let Some(acc) = collect.as_deref_mut() {
+                    let g = layers[i].dense_grad(be, dy)?;
+                    acc.add(i, &g)?;
+                }
+                layers[i].backward(be, dy)
+            };
         let mut dh = step(n - 1, &mut self.layers, dout)?;
         for b in (0..self.cfg.blocks).rev() {
             let (l1, l2) = (1 + 2 * b, 2 + 2 * b);
             let dg = step(l2, &mut self.layers, dh.as_ref())?;
             let du = gelu_backward(&self.pre[b + 1], &dg);
             let d = step(l1, &mut self.layers, du.as_ref())?;
-            dh.as_mut_slice().iter_mut().zip(d.as_slice()).for_each(|(a, b)| *a += b);
+            dh.as_mut_slice()
+                .iter_mut()
+                .zip(d.as_slice())
+                .for_each(|(a, b)| *a += b);
         }
         let dz = gelu_backward(&self.pre[0], &dh);
         step(0, &mut self.layers, dz.as_ref())?;
@@ -148,7 +170,11 @@ impl Mlp {
         self.layers
             .iter_mut()
             .enumerate()
-            .flat_map(|(i, l)| l.params().into_iter().map(move |p| (format!("layers.{i}.{}", p.name), p)))
+            .flat_map(|(i, l)| {
+                l.params()
+                    .into_iter()
+                    .map(move |p| (format!("layers.{i}.{}", p.name), p))
+            })
             .collect()
     }
 
@@ -165,8 +191,16 @@ impl Mlp {
         let mut out = TensorsOut::default();
         for (i, l) in self.layers.iter().enumerate() {
             if let Some(lo) = l.lora() {
-                out.f32(format!("layers.{i}.lora_a"), vec![lo.a.rows(), lo.a.cols()], lo.a.as_slice());
-                out.f32(format!("layers.{i}.lora_b"), vec![lo.b.rows(), lo.b.cols()], lo.b.as_slice());
+                out.f32(
+                    format!("layers.{i}.lora_a"),
+                    vec![lo.a.rows(), lo.a.cols()],
+                    lo.a.as_slice(),
+                );
+                out.f32(
+                    format!("layers.{i}.lora_b"),
+                    vec![lo.b.rows(), lo.b.cols()],
+                    lo.b.as_slice(),
+                );
                 out.f32(format!("layers.{i}.lora_scale"), vec![1], &[lo.scale]);
             }
             if let Some(sp) = l.sparse() {
@@ -174,7 +208,11 @@ impl Mlp {
             }
             if weights {
                 let w = l.weight().to_f32();
-                out.f32(format!("layers.{i}.weight"), vec![w.rows(), w.cols()], w.as_slice());
+                out.f32(
+                    format!("layers.{i}.weight"),
+                    vec![w.rows(), w.cols()],
+                    w.as_slice(),
+                );
                 if let Some(b) = l.bias() {
                     out.f32(format!("layers.{i}.bias"), vec![b.len()], b);
                 }
@@ -195,7 +233,12 @@ impl Mlp {
                 let (_, scale) = file.f32(&name("lora_scale"))?;
                 let (ra, ca, rb, cb) = match (&sa[..], &sb[..]) {
                     ([ra, ca], [rb, cb]) => (*ra, *ca, *rb, *cb),
-                    _ => return Err(Error::Format { path: path.into(), reason: format!("layer {i}: lora tensors must be 2-D") }),
+                    _ => {
+                        return Err(Error::Format {
+                            path: path.into(),
+                            reason: format!("layer {i}: lora tensors must be 2-D"),
+                        })
+                    }
                 };
                 l.set_lora(Some(Lora {
                     a: Dense::from_vec(ra, ca, a)?,
@@ -211,7 +254,10 @@ impl Mlp {
             if file.has(&name("weight")) {
                 let (s, w) = file.f32(&name("weight"))?;
                 let [r, c] = s[..] else {
-                    return Err(Error::Format { path: path.into(), reason: format!("layer {i}: weight must be 2-D") });
+                    return Err(Error::Format {
+                        path: path.into(),
+                        reason: format!("layer {i}: weight must be 2-D"),
+                    });
                 };
                 l.set_weight(Dense::from_vec(r, c, w)?)?;
             }
@@ -272,7 +318,10 @@ pub struct LossValue {
 fn argmax_col(m: &Dense<f32>, t: usize) -> usize {
     (0..m.rows())
         .max_by(|&a, &b| {
-            let (x, y) = (m.as_slice()[a * m.cols() + t], m.as_slice()[b * m.cols() + t]);
+            let (x, y) = (
+                m.as_slice()[a * m.cols() + t],
+                m.as_slice()[b * m.cols() + t],
+            );
             x.total_cmp(&y).then(b.cmp(&a))
         })
         .unwrap_or(0)
@@ -294,26 +343,52 @@ pub fn loss(out: &Dense<f32>, targets: &Targets) -> Result<LossValue> {
     match targets {
         Targets::Values(t) => {
             if (t.rows(), t.cols()) != (rows, tokens) {
-                return Err(Error::ShapeMismatch { op: "mse", detail: format!("outputs {rows} x {tokens}, targets {} x {}", t.rows(), t.cols()) });
+                return Err(Error::ShapeMismatch {
+                    op: "mse",
+                    detail: format!(
+                        "outputs {rows} x {tokens}, targets {} x {}",
+                        t.rows(),
+                        t.cols()
+                    ),
+                });
             }
             let n = (rows * tokens).max(1) as f32;
             let mut sum = 0.0f64;
-            for ((g, &o), &y) in grad.as_mut_slice().iter_mut().zip(out.as_slice()).zip(t.as_slice()) {
+            for ((g, &o), &y) in grad
+                .as_mut_slice()
+                .iter_mut()
+                .zip(out.as_slice())
+                .zip(t.as_slice())
+            {
                 let d = o - y;
                 sum += (d * d) as f64;
                 *g = 2.0 * d / n;
             }
-            let correct = (0..tokens).filter(|&k| argmax_col(out, k) == argmax_col(t, k)).count();
-            Ok(LossValue { loss: (sum / n as f64) as f32, grad, correct })
+            let correct = (0..tokens)
+                .filter(|&k| argmax_col(out, k) == argmax_col(t, k))
+                .count();
+            Ok(LossValue {
+                loss: (sum / n as f64) as f32,
+                grad,
+                correct,
+            })
         }
         Targets::Labels(labels) => {
             if labels.len() != tokens || labels.iter().any(|&c| c >= rows) {
-                return Err(Error::ShapeMismatch { op: "cross_entropy", detail: format!("{} labels for {tokens} tokens and {rows} classes", labels.len()) });
+                return Err(Error::ShapeMismatch {
+                    op: "cross_entropy",
+                    detail: format!(
+                        "{} labels for {tokens} tokens and {rows} classes",
+                        labels.len()
+                    ),
+                });
             }
             let (o, g) = (out.as_slice(), grad.as_mut_slice());
             let (mut sum, mut correct) = (0.0f64, 0);
             for (k, &label) in labels.iter().enumerate() {
-                let max = (0..rows).map(|c| o[c * tokens + k]).fold(f32::NEG_INFINITY, f32::max);
+                let max = (0..rows)
+                    .map(|c| o[c * tokens + k])
+                    .fold(f32::NEG_INFINITY, f32::max);
                 let z: f32 = (0..rows).map(|c| (o[c * tokens + k] - max).exp()).sum();
                 sum += (z.ln() + max - o[label * tokens + k]) as f64;
                 for c in 0..rows {
@@ -322,7 +397,11 @@ pub fn loss(out: &Dense<f32>, targets: &Targets) -> Result<LossValue> {
                 }
                 correct += usize::from(argmax_col(out, k) == label);
             }
-            Ok(LossValue { loss: (sum / tokens.max(1) as f64) as f32, grad, correct })
+            Ok(LossValue {
+                loss: (sum / tokens.max(1) as f64) as f32,
+                grad,
+                correct,
+            })
         }
     }
 }

@@ -118,7 +118,10 @@ impl AdamW {
 
     /// Bytes of optimizer state.
     pub fn state_bytes(&self) -> usize {
-        self.state.values().map(|m| (m.m.len() + m.v.len()) * 4).sum()
+        self.state
+            .values()
+            .map(|m| (m.m.len() + m.v.len()) * 4)
+            .sum()
     }
 
     /// One update of every parameter at `lr_factor` times its group's peak rate, after
@@ -148,7 +151,11 @@ impl AdamW {
                 t: 0,
             });
             if st.m.len() != n {
-                *st = Moments { m: vec![0.0; n], v: vec![0.0; n], t: 0 };
+                *st = Moments {
+                    m: vec![0.0; n],
+                    v: vec![0.0; n],
+                    t: 0,
+                };
             }
             st.t += 1;
             let bc1 = 1.0 - c.beta1.powi(st.t);

@@ -40,13 +40,24 @@ impl TensorsOut {
         let views = self
             .entries
             .iter()
-            .map(|(n, d, s, b)| Ok((n.as_str(), TensorView::new(*d, s.clone(), b).map_err(|e| fmt(path, e))?)))
+            .map(|(n, d, s, b)| {
+                Ok((
+                    n.as_str(),
+                    TensorView::new(*d, s.clone(), b).map_err(|e| fmt(path, e))?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         let bytes = safetensors::serialize(views, None).map_err(|e| fmt(path, e))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.into(),
+                source,
+            })?;
         }
-        std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.into(), source })
+        std::fs::write(path, bytes).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
     }
 }
 
@@ -65,9 +76,15 @@ pub(crate) struct TensorsIn {
 
 impl TensorsIn {
     pub(crate) fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
         SafeTensors::deserialize(&bytes).map_err(|e| fmt(path, e))?;
-        Ok(TensorsIn { path: path.into(), bytes })
+        Ok(TensorsIn {
+            path: path.into(),
+            bytes,
+        })
     }
 
     pub(crate) fn has(&self, name: &str) -> bool {
@@ -82,9 +99,16 @@ impl TensorsIn {
     fn raw(&self, name: &str, dtype: Dtype) -> Result<(Vec<usize>, Vec<[u8; 4]>)> {
         let v = self.view(name)?;
         if v.dtype() != dtype {
-            return Err(fmt(&self.path, format!("{name} is {:?}, expected {dtype:?}", v.dtype())));
+            return Err(fmt(
+                &self.path,
+                format!("{name} is {:?}, expected {dtype:?}", v.dtype()),
+            ));
         }
-        let words = v.data().chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
+        let words = v
+            .data()
+            .chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect();
         Ok((v.shape().to_vec(), words))
     }
 
@@ -102,7 +126,10 @@ impl TensorsIn {
     pub(crate) fn csr(&self, prefix: &str) -> Result<Csr<f32>> {
         let (_, shape) = self.i32(&format!("{prefix}.shape"))?;
         let [rows, cols] = shape[..] else {
-            return Err(fmt(&self.path, format!("{prefix}.shape must hold 2 entries")));
+            return Err(fmt(
+                &self.path,
+                format!("{prefix}.shape must hold 2 entries"),
+            ));
         };
         let (_, row_ptr) = self.i32(&format!("{prefix}.row_ptr"))?;
         let (_, col_idx) = self.i32(&format!("{prefix}.col_idx"))?;

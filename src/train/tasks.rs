@@ -38,7 +38,11 @@ impl std::str::FromStr for TaskKind {
         TaskKind::ALL
             .into_iter()
             .find(|t| t.to_string() == s)
-            .ok_or_else(|| Error::InvalidArgument(format!("unknown task '{s}' (expected lowrank_sparse or new_family)")))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "unknown task '{s}' (expected lowrank_sparse or new_family)"
+                ))
+            })
     }
 }
 
@@ -68,7 +72,9 @@ impl Source {
                 // argmin |x - c|^2 = argmax (c . x - |c|^2 / 2)
                 let mut s = Dense::zeros(c.rows(), tokens);
                 be.gemm(1.0, c.as_ref(), Op::N, x.as_ref(), Op::N, 0.0, s.as_mut())?;
-                let half: Vec<f32> = (0..c.rows()).map(|k| 0.5 * row(c, k).iter().map(|v| v * v).sum::<f32>()).collect();
+                let half: Vec<f32> = (0..c.rows())
+                    .map(|k| 0.5 * row(c, k).iter().map(|v| v * v).sum::<f32>())
+                    .collect();
                 Ok(Targets::Labels(argmax_cols(&s, |k, v| v - half[k])))
             }
             Source::Waves { w, b } => {
@@ -89,7 +95,10 @@ fn argmax_cols(s: &Dense<f32>, score: impl Fn(usize, f32) -> f32) -> Vec<usize> 
         .map(|t| {
             (0..s.rows())
                 .map(|k| (k, score(k, s.as_slice()[k * s.cols() + t])))
-                .fold((0, f32::NEG_INFINITY), |best, c| if c.1 > best.1 { c } else { best })
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |best, c| if c.1 > best.1 { c } else { best },
+                )
                 .0
         })
         .collect()
@@ -144,7 +153,10 @@ impl Task {
             Stream::Finetune => 2,
             Stream::Eval => 3,
         };
-        let mut rng = Rng::new(self.seed ^ (tag << 56) ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // Rng's state advances by a constant, so seeds that differ by a multiple of it
+        // give shifted copies of one sequence; hashing the step first keeps batches apart.
+        let step_hash = Rng::new(step as u64).next_u64();
+        let mut rng = Rng::new(Rng::new(self.seed ^ (tag << 56)).next_u64() ^ step_hash);
         Dense::from_fn(self.mlp.inputs, tokens, |_, _| gaussian(&mut rng))
     }
 
@@ -152,8 +164,14 @@ impl Task {
     pub fn pretrain_source(&self) -> Source {
         let mut rng = Rng::new(self.seed ^ 0xA);
         match self.kind {
-            TaskKind::LowRankSparse => Source::Teacher(Box::new(Mlp::new(self.mlp, self.seed ^ 0x7EAC))),
-            TaskKind::NewFamily => Source::Centroids(Dense::from_fn(self.mlp.outputs, self.mlp.inputs, |_, _| gaussian(&mut rng))),
+            TaskKind::LowRankSparse => {
+                Source::Teacher(Box::new(Mlp::new(self.mlp, self.seed ^ 0x7EAC)))
+            }
+            TaskKind::NewFamily => {
+                Source::Centroids(Dense::from_fn(self.mlp.outputs, self.mlp.inputs, |_, _| {
+                    gaussian(&mut rng)
+                }))
+            }
         }
     }
 
@@ -171,9 +189,13 @@ impl Task {
                 Ok(Source::Teacher(Box::new(teacher)))
             }
             TaskKind::NewFamily => {
-                let scale = 2.0 / (self.mlp.inputs as f32).sqrt();
-                let w = Dense::from_fn(self.mlp.outputs, self.mlp.inputs, |_, _| scale * gaussian(&mut rng));
-                let b = (0..self.mlp.outputs).map(|_| rng.uniform(0.0, std::f32::consts::TAU)).collect();
+                let scale = 1.5 / (self.mlp.inputs as f32).sqrt();
+                let w = Dense::from_fn(self.mlp.outputs, self.mlp.inputs, |_, _| {
+                    scale * gaussian(&mut rng)
+                });
+                let b = (0..self.mlp.outputs)
+                    .map(|_| rng.uniform(0.0, std::f32::consts::TAU))
+                    .collect();
                 Ok(Source::Waves { w, b })
             }
         }
@@ -192,17 +214,19 @@ fn perturb(w: &Dense<f32>, rng: &mut Rng) -> Dense<f32> {
     let rms = (w.as_slice().iter().map(|v| v * v).sum::<f32>() / (m * n) as f32).sqrt();
     let u = Dense::from_fn(m, SHAPED_RANK, |_, _| gaussian(rng));
     let v = Dense::from_fn(SHAPED_RANK, n, |_, _| gaussian(rng));
-    // Each entry of U V has variance r, so this gives the low-rank term rms 0.5 * rms(W).
-    let low = 0.5 * rms / (SHAPED_RANK as f32).sqrt();
+    // Each entry of U V has variance r, so this gives the low-rank term rms 0.25 * rms(W).
+    let low = 0.25 * rms / (SHAPED_RANK as f32).sqrt();
     let mut out = Dense::from_fn(m, n, |i, j| {
-        let lr: f32 = (0..SHAPED_RANK).map(|k| u.as_slice()[i * SHAPED_RANK + k] * v.as_slice()[k * n + j]).sum();
+        let lr: f32 = (0..SHAPED_RANK)
+            .map(|k| u.as_slice()[i * SHAPED_RANK + k] * v.as_slice()[k * n + j])
+            .sum();
         w.as_slice()[i * n + j] + low * lr + 0.02 * rms * gaussian(rng)
     });
     let k = ((SHAPED_DENSITY * (m * n) as f64).round() as usize).max(1);
     for _ in 0..k {
         let p = rng.below(m * n);
         let sign = if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 };
-        out.as_mut_slice()[p] += sign * rng.uniform(3.0, 5.0) * rms;
+        out.as_mut_slice()[p] += sign * rng.uniform(2.0, 4.0) * rms;
     }
     out
 }

@@ -133,10 +133,13 @@ impl TrainConfig {
         Ok(match method {
             Method::Fft => (0, 0.0),
             Method::Lora | Method::RandomSubspace => (self.rank.unwrap_or(self.budget_rank), 0.0),
-            Method::Spa => (0, match self.density {
-                Some(d) => d,
-                None => budget.density_for_rank(shapes, 0)?,
-            }),
+            Method::Spa => (
+                0,
+                match self.density {
+                    Some(d) => d,
+                    None => budget.density_for_rank(shapes, 0)?,
+                },
+            ),
             Method::Rosa => {
                 let r = self.rank.unwrap_or(self.budget_rank / 2);
                 let d = match self.density {
@@ -190,7 +193,16 @@ impl Report {
     pub fn table(&self) -> String {
         let mut s = format!(
             "{:<15} {:<16} {:<10} {:>4} {:>8} {:>9} {:>10} {:>8} {:>9} {:>9}\n",
-            "task", "method", "schedule", "r", "d%", "trainable", "eval_loss", "acc%", "ms/step", "peak_MiB"
+            "task",
+            "method",
+            "schedule",
+            "r",
+            "d%",
+            "trainable",
+            "eval_loss",
+            "acc%",
+            "ms/step",
+            "peak_MiB"
         );
         for r in &self.rows {
             s += &format!(
@@ -207,7 +219,11 @@ impl Report {
                 r.peak_bytes as f64 / (1 << 20) as f64
             );
         }
-        s += &format!("peak memory: {}\nwall time: {:.1} s\n", self.memory.describe(), self.wall_s);
+        s += &format!(
+            "peak memory: {}\nwall time: {:.1} s\n",
+            self.memory.describe(),
+            self.wall_s
+        );
         s
     }
 
@@ -234,7 +250,11 @@ impl Report {
 }
 
 fn json_num(v: f64) -> String {
-    if v.is_finite() { format!("{v}") } else { "null".into() }
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".into()
+    }
 }
 
 /// A task's data for one stream, batch by batch; every method reads the same batches.
@@ -287,7 +307,14 @@ fn progress(cfg: &TrainConfig, label: &str, step: usize, steps: usize, loss: f32
 
 /// The masks for `model`'s layers: loaded, or from the gradients of the next
 /// `spa_num_grads` batches at the model's current state.
-fn make_masks(cfg: &TrainConfig, be: &dyn Backend, model: &mut Mlp, data: &mut Data<'_>, step: usize, density: f64) -> Result<Vec<Csr<f32>>> {
+fn make_masks(
+    cfg: &TrainConfig,
+    be: &dyn Backend,
+    model: &mut Mlp,
+    data: &mut Data<'_>,
+    step: usize,
+    density: f64,
+) -> Result<Vec<Csr<f32>>> {
     if let Some(path) = &cfg.masks {
         let masks = load_masks(path)?;
         if masks.len() != model.layers().len() {
@@ -311,7 +338,15 @@ fn make_masks(cfg: &TrainConfig, be: &dyn Backend, model: &mut Mlp, data: &mut D
     acc.masks(&[density])
 }
 
-fn train(cfg: &TrainConfig, be: &dyn Backend, base: &Mlp, data: &mut Data<'_>, plan: &Plan, steps: usize, label: &str) -> Result<Trained> {
+fn train(
+    cfg: &TrainConfig,
+    be: &dyn Backend,
+    base: &Mlp,
+    data: &mut Data<'_>,
+    plan: &Plan,
+    steps: usize,
+    label: &str,
+) -> Result<Trained> {
     let mut model = base.clone();
     let mut rng = Rng::new(cfg.seed ^ 0x5AB5);
     let lora = LoraConfig {
@@ -321,15 +356,27 @@ fn train(cfg: &TrainConfig, be: &dyn Backend, base: &Mlp, data: &mut Data<'_>, p
         dropout: cfg.lora_dropout,
     };
     match plan.method {
-        Method::Fft => model.layers_mut().iter_mut().try_for_each(|l| l.set_train_weight(true))?,
-        Method::RandomSubspace => model.layers_mut().iter_mut().try_for_each(|l| subspace_split(l, be, plan.rank, &mut rng))?,
+        Method::Fft => model
+            .layers_mut()
+            .iter_mut()
+            .try_for_each(|l| l.set_train_weight(true))?,
+        Method::RandomSubspace => model
+            .layers_mut()
+            .iter_mut()
+            .try_for_each(|l| subspace_split(l, be, plan.rank, &mut rng))?,
         _ => {
             if plan.schedule.is_some_and(Schedule::uses_lora) && plan.rank > 0 {
-                model.layers_mut().iter_mut().for_each(|l| l.add_lora(lora, &mut rng));
+                model
+                    .layers_mut()
+                    .iter_mut()
+                    .for_each(|l| l.add_lora(lora, &mut rng));
             }
         }
     }
-    let mask_step = plan.schedule.and_then(Schedule::mask_step).filter(|_| plan.density > 0.0);
+    let mask_step = plan
+        .schedule
+        .and_then(Schedule::mask_step)
+        .filter(|_| plan.density > 0.0);
     let mut masks = None;
     let mut opt = AdamW::new(plan.adam);
     let lr = LrSchedule {
@@ -345,15 +392,21 @@ fn train(cfg: &TrainConfig, be: &dyn Backend, base: &Mlp, data: &mut Data<'_>, p
             }
             masks = Some(m);
         }
-        if plan.method == Method::RandomSubspace && step > 0 && step % cfg.resplit_every.max(1) == 0 {
-            model.layers_mut().iter_mut().try_for_each(|l| subspace_split(l, be, plan.rank, &mut rng))?;
+        if plan.method == Method::RandomSubspace && step > 0 && step % cfg.resplit_every.max(1) == 0
+        {
+            model
+                .layers_mut()
+                .iter_mut()
+                .try_for_each(|l| subspace_split(l, be, plan.rank, &mut rng))?;
             opt.reset();
         }
         let (x, t) = data.batch(step)?;
         let out = model.forward(be, x.as_ref(), true)?;
         let l = loss(&out, &t)?;
         if !l.loss.is_finite() {
-            return Err(Error::InvalidArgument(format!("{label}: the loss diverged at step {step}")));
+            return Err(Error::InvalidArgument(format!(
+                "{label}: the loss diverged at step {step}"
+            )));
         }
         model.backward(be, l.grad.as_ref(), None)?;
         opt.step(&mut model.params(), lr.factor(step));
@@ -370,7 +423,12 @@ fn train(cfg: &TrainConfig, be: &dyn Backend, base: &Mlp, data: &mut Data<'_>, p
 
 fn sparse_density(model: &Mlp) -> f64 {
     let dense: usize = model.shapes().iter().map(|&(o, i)| o * i).sum();
-    let nnz: usize = model.layers().iter().filter_map(|l| l.sparse()).map(|s| s.matrix().nnz()).sum();
+    let nnz: usize = model
+        .layers()
+        .iter()
+        .filter_map(|l| l.sparse())
+        .map(|s| s.matrix().nnz())
+        .sum();
     nnz as f64 / dense.max(1) as f64
 }
 
@@ -404,24 +462,67 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
     for &kind in &cfg.tasks {
         let task = Task::new(kind, cfg.mlp, cfg.seed);
         let name = kind.to_string();
-        let mut pre = Data { be, task: &task, source: task.pretrain_source(), stream: Stream::Pretrain, batch: cfg.batch };
+        let mut pre = Data {
+            be,
+            task: &task,
+            source: task.pretrain_source(),
+            stream: Stream::Pretrain,
+            batch: cfg.batch,
+        };
         let pre_plan = Plan {
             method: Method::Fft,
             schedule: None,
             rank: 0,
             density: 0.0,
-            adam: AdamConfig { lr_low_rank: cfg.lr_full, lr_other: cfg.lr_full, clip_norm: cfg.clip_norm, weight_decay: cfg.weight_decay, ..AdamConfig::default() },
+            adam: AdamConfig {
+                lr_low_rank: cfg.lr_full,
+                lr_other: cfg.lr_full,
+                clip_norm: cfg.clip_norm,
+                weight_decay: cfg.weight_decay,
+                ..AdamConfig::default()
+            },
         };
         let init = Mlp::new(cfg.mlp, cfg.seed ^ 0xBA5E);
-        let mut base = train(cfg, be, &init, &mut pre, &pre_plan, cfg.pretrain_steps, &format!("{name} pretrain"))?.model;
-        base.layers_mut().iter_mut().try_for_each(|l| l.set_train_weight(false))?;
+        let mut base = train(
+            cfg,
+            be,
+            &init,
+            &mut pre,
+            &pre_plan,
+            cfg.pretrain_steps,
+            &format!("{name} pretrain"),
+        )?
+        .model;
+        base.layers_mut()
+            .iter_mut()
+            .try_for_each(|l| l.set_train_weight(false))?;
         let (pre_loss, pre_acc) = pre.evaluate(&mut base, cfg.eval_tokens)?;
         if cfg.progress {
-            eprintln!("[{name} pretrain] task A eval loss {pre_loss:.5}, accuracy {:.2}%", 100.0 * pre_acc);
+            eprintln!(
+                "[{name} pretrain] task A eval loss {pre_loss:.5}, accuracy {:.2}%",
+                100.0 * pre_acc
+            );
         }
-        let mut data = Data { be, task: &task, source: task.finetune_source(&base)?, stream: Stream::Finetune, batch: cfg.batch };
+        let mut data = Data {
+            be,
+            task: &task,
+            source: task.finetune_source(&base)?,
+            stream: Stream::Finetune,
+            batch: cfg.batch,
+        };
         let (base_loss, base_acc) = data.evaluate(&mut base, cfg.eval_tokens)?;
-        rows.push(Row { task: name.clone(), method: "base".into(), schedule: "-".into(), rank: 0, density: 0.0, trainable: 0, eval_loss: base_loss, accuracy: base_acc, ms_per_step: 0.0, peak_bytes: 0 });
+        rows.push(Row {
+            task: name.clone(),
+            method: "base".into(),
+            schedule: "-".into(),
+            rank: 0,
+            density: 0.0,
+            trainable: 0,
+            eval_loss: base_loss,
+            accuracy: base_acc,
+            ms_per_step: 0.0,
+            peak_bytes: 0,
+        });
         let shapes = base.shapes();
         for &method in &cfg.methods {
             let (rank, density) = cfg.rank_density(method, &shapes)?;
@@ -432,7 +533,11 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
                 density,
                 adam: AdamConfig {
                     lr_low_rank: cfg.lr_low_rank,
-                    lr_other: if method == Method::Fft { cfg.lr_full } else { cfg.lr_sparse },
+                    lr_other: if method == Method::Fft {
+                        cfg.lr_full
+                    } else {
+                        cfg.lr_sparse
+                    },
                     clip_norm: cfg.clip_norm,
                     weight_decay: cfg.weight_decay,
                     ..AdamConfig::default()
@@ -446,7 +551,10 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
             let mut model = trained.model;
             let (eval_loss, accuracy) = data.evaluate(&mut model, cfg.eval_tokens)?;
             if cfg.progress {
-                eprintln!("[{label}] eval loss {eval_loss:.5}, accuracy {:.2}%", 100.0 * accuracy);
+                eprintln!(
+                    "[{label}] eval loss {eval_loss:.5}, accuracy {:.2}%",
+                    100.0 * accuracy
+                );
             }
             if let Some(dir) = &cfg.save {
                 let dir = dir.join(&name).join(method.to_string());
@@ -470,5 +578,9 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
             });
         }
     }
-    Ok(Report { rows, memory, wall_s: t0.elapsed().as_secs_f64() })
+    Ok(Report {
+        rows,
+        memory,
+        wall_s: t0.elapsed().as_secs_f64(),
+    })
 }
