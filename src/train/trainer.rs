@@ -300,7 +300,7 @@ struct Trained {
 
 fn progress(cfg: &TrainConfig, label: &str, step: usize, steps: usize, loss: f32) {
     let every = (steps / 5).max(1);
-    if cfg.progress && ((step + 1) % every == 0 || step + 1 == steps) {
+    if cfg.progress && ((step + 1).is_multiple_of(every) || step + 1 == steps) {
         eprintln!("[{label}] step {:>5}/{steps}  loss {loss:.5}", step + 1);
     }
 }
@@ -392,7 +392,9 @@ fn train(
             }
             masks = Some(m);
         }
-        if plan.method == Method::RandomSubspace && step > 0 && step % cfg.resplit_every.max(1) == 0
+        if plan.method == Method::RandomSubspace
+            && step > 0
+            && step.is_multiple_of(cfg.resplit_every.max(1))
         {
             model
                 .layers_mut()
