@@ -483,7 +483,20 @@ impl RosaLinear {
     pub fn backward(&mut self, be: &dyn Backend, dy: MatRef<'_, f32>) -> Result<Dense<f32>> {
         self.check_input("RosaLinear::backward", &dy, self.out_features())?;
         self.cache("RosaLinear::backward")?;
+        // Taken out so the pass can borrow the layer mutably; put back whatever happens,
+        // so a failed call leaves the layer as it was.
         let cache = self.cache.take().expect("checked above");
+        let out = self.backward_from(be, &cache, dy);
+        self.cache = Some(cache);
+        out
+    }
+
+    fn backward_from(
+        &mut self,
+        be: &dyn Backend,
+        cache: &Cache,
+        dy: MatRef<'_, f32>,
+    ) -> Result<Dense<f32>> {
         let x = cache.x.as_ref();
         if dy.cols() != x.cols() {
             return Err(Error::ShapeMismatch {
@@ -515,7 +528,13 @@ impl RosaLinear {
             }
         }
         if let Some(l) = &self.lora {
-            let (h, r) = (cache.h.as_ref().expect("forward kept A x"), l.a.rows());
+            let h = cache.h.as_ref().ok_or_else(|| {
+                Error::InvalidArgument(
+                    "RosaLinear::backward: the low-rank adapter was added after the forward pass"
+                        .into(),
+                )
+            })?;
+            let r = l.a.rows();
             // g = B^T dY is shared by dA and dX.
             let mut g = Dense::zeros(r, tokens);
             be.gemm(1.0, l.b.as_ref(), Op::T, dy, Op::N, 0.0, g.as_mut())?;
@@ -560,15 +579,15 @@ impl RosaLinear {
             }
         }
         if let Some(sp) = &self.sparse {
-            let mut gs =
-                sp.s.with_values(std::mem::take(&mut grads.s))
-                    .or_else(|_| sp.s.with_values(vec![0.0; sp.s.nnz()]))?;
+            // The gradient shares S's structure; its value buffer is reused across steps.
+            let mut buf = std::mem::take(&mut grads.s);
+            buf.resize(sp.s.nnz(), 0.0);
+            let mut gs = sp.s.with_values(buf)?;
             be.sddmm(1.0, dy, x, 0.0, gs.as_mut())?;
             grads.s = gs.into_parts().4;
             be.spmm_t(1.0, sp.s.as_ref(), &sp.plan, dy, 1.0, dx.as_mut())?;
         }
         self.grads = grads;
-        self.cache = Some(cache);
         Ok(dx)
     }
 
