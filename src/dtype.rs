@@ -15,7 +15,10 @@ use crate::Error;
 /// assert_eq!("bf16".parse::<DType>().unwrap(), DType::Bf16);
 /// assert_eq!(DType::F16.size(), 2);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum DType {
     F32,
     F16,

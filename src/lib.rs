@@ -21,8 +21,10 @@ pub mod dense;
 pub mod dtype;
 pub mod error;
 pub mod io;
+pub mod op;
 pub mod random;
 pub mod train;
+pub mod tune;
 
 /// The types and traits most programs need, in one import.
 pub mod prelude {
@@ -33,6 +35,7 @@ pub use csr::{Csr, CsrMut, CsrRef, CsrShape, RowStats, StructureId, TransposePla
 pub use dense::{Dense, MatMut, MatRef};
 pub use dtype::{bf16, f16, DType, Scalar};
 pub use error::{Error, Result};
+pub use op::Op;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

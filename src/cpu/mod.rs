@@ -12,9 +12,11 @@
 mod convert;
 mod partition;
 mod sddmm;
+mod simd;
 mod spmm;
 
 pub use sddmm::sddmm;
+pub use simd::{isa, set_baseline_only, Isa};
 pub use spmm::{spmm, spmm_t};
 
 use crate::{Error, Result};

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::check_scalars;
 use super::convert::widen;
+use super::simd::{dispatch, MulAdd};
 use crate::{CsrMut, CsrShape, Error, MatRef, Result, Scalar};
 
 /// Nonzeros per task: each is a k-long dot product, so this is ample work to schedule.
@@ -53,29 +54,66 @@ pub fn sddmm<T: Scalar>(
         .par_chunks_mut(task)
         .enumerate()
         .for_each(|(t, chunk)| {
-            let start = t * task;
-            // The row holding entry `start`: the last row whose offset is <= start.
-            let mut row = row_ptr.partition_point(|&o| o as usize <= start) - 1;
-            for (p, o) in (start..).zip(chunk.iter_mut()) {
-                while row_ptr[row + 1] as usize <= p {
-                    row += 1;
-                }
-                let j = col_idx[p] as usize;
-                let d = dot(&lw[row * k..][..k], &rw[j * k..][..k]);
-                *o = if beta == 0.0 {
-                    T::from_f32(alpha * d)
-                } else {
-                    T::from_f32(alpha * d + beta * o.to_f32())
-                };
-            }
+            let rows = Rows { row_ptr, col_idx };
+            sample_chunk(&rows, t * task, chunk, &lw, &rw, k, alpha, beta);
         });
     Ok(())
+}
+
+/// The mask's index arrays.
+struct Rows<'a> {
+    row_ptr: &'a [i32],
+    col_idx: &'a [i32],
+}
+
+dispatch! {
+    /// Fills `chunk`, the values of entries `start..start + chunk.len()`.
+    #[allow(clippy::too_many_arguments)]
+    fn sample_chunk<T: Scalar>(
+        rows: &Rows<'_>,
+        start: usize,
+        chunk: &mut [T],
+        lw: &[f32],
+        rw: &[f32],
+        k: usize,
+        alpha: f32,
+        beta: f32,
+    ) => sample_chunk_with
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn sample_chunk_with<M: MulAdd, T: Scalar>(
+    rows: &Rows<'_>,
+    start: usize,
+    chunk: &mut [T],
+    lw: &[f32],
+    rw: &[f32],
+    k: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    let (row_ptr, col_idx) = (rows.row_ptr, rows.col_idx);
+    // The row holding entry `start`: the last row whose offset is <= start.
+    let mut row = row_ptr.partition_point(|&o| o as usize <= start) - 1;
+    for (p, o) in (start..).zip(chunk.iter_mut()) {
+        while row_ptr[row + 1] as usize <= p {
+            row += 1;
+        }
+        let j = col_idx[p] as usize;
+        let d = dot::<M>(&lw[row * k..][..k], &rw[j * k..][..k]);
+        *o = if beta == 0.0 {
+            T::from_f32(alpha * d)
+        } else {
+            T::from_f32(alpha * d + beta * o.to_f32())
+        };
+    }
 }
 
 /// Dot product with eight independent partial sums, so the compiler can keep them in
 /// one vector register instead of a serial chain of additions.
 #[inline(always)]
-fn dot(x: &[f32], y: &[f32]) -> f32 {
+fn dot<M: MulAdd>(x: &[f32], y: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
     let tail: f32 = xc
@@ -85,8 +123,8 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
         .map(|(a, b)| a * b)
         .sum();
     for (a8, b8) in xc.zip(yc) {
-        for ((s, a), b) in acc.iter_mut().zip(a8).zip(b8) {
-            *s += a * b;
+        for ((s, &a), &b) in acc.iter_mut().zip(a8).zip(b8) {
+            *s = M::mul_add(a, b, *s);
         }
     }
     acc.iter().sum::<f32>() + tail

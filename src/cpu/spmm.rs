@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::convert::widen;
 use super::partition::RowPlan;
+use super::simd::{dispatch, MulAdd};
 use super::{check_scalars, scale_into};
 use crate::{CsrRef, CsrShape, Error, MatMut, MatRef, Result, Scalar, TransposePlan};
 
@@ -136,7 +137,7 @@ impl SparseRows<'_> {
                     continue;
                 }
                 acc.fill(0.0);
-                self.accumulate(&mut acc, self.range(i), b, n);
+                accumulate(self, &mut acc, self.range(i), b, n);
                 scale_into(out_row, &acc, alpha, beta);
             }
         });
@@ -150,7 +151,7 @@ impl SparseRows<'_> {
                 .into_par_iter()
                 .map(|piece| {
                     let mut acc = vec![0.0f32; n];
-                    self.accumulate(&mut acc, piece, b, n);
+                    accumulate(self, &mut acc, piece, b, n);
                     acc
                 })
                 .reduce(
@@ -167,27 +168,41 @@ impl SparseRows<'_> {
     fn range(&self, i: usize) -> Range<usize> {
         self.row_ptr[i] as usize..self.row_ptr[i + 1] as usize
     }
+}
 
-    /// `acc += sum over p in range of value(p) * b[col(p), :]`, four nonzeros per sweep
-    /// over `acc` so it is loaded and stored a quarter as often.
-    #[inline(always)]
-    fn accumulate(&self, acc: &mut [f32], range: Range<usize>, b: &[f32], n: usize) {
-        let brow = |p: usize| &b[self.col_idx[p] as usize * n..][..n];
-        let mut p = range.start;
-        while p + 4 <= range.end {
-            let v = &self.values[p..p + 4];
-            let (v0, v1, v2, v3) = (v[0], v[1], v[2], v[3]);
-            let (b0, b1, b2, b3) = (brow(p), brow(p + 1), brow(p + 2), brow(p + 3));
-            for ((((a, &x0), &x1), &x2), &x3) in acc.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3) {
-                *a += v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3;
-            }
-            p += 4;
+dispatch! {
+    /// `acc += sum over p in range of value(p) * b[col(p), :]`.
+    fn accumulate(rows: &SparseRows<'_>, acc: &mut [f32], range: Range<usize>, b: &[f32], n: usize) => accumulate_with
+}
+
+/// Four nonzeros per sweep over `acc`, so it is loaded and stored a quarter as often.
+#[inline(always)]
+fn accumulate_with<M: MulAdd>(
+    rows: &SparseRows<'_>,
+    acc: &mut [f32],
+    range: Range<usize>,
+    b: &[f32],
+    n: usize,
+) {
+    let brow = |p: usize| &b[rows.col_idx[p] as usize * n..][..n];
+    let mut p = range.start;
+    while p + 4 <= range.end {
+        let v = &rows.values[p..p + 4];
+        let (v0, v1, v2, v3) = (v[0], v[1], v[2], v[3]);
+        let (b0, b1, b2, b3) = (brow(p), brow(p + 1), brow(p + 2), brow(p + 3));
+        for ((((a, &x0), &x1), &x2), &x3) in acc.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3) {
+            *a = M::mul_add(
+                v3,
+                x3,
+                M::mul_add(v2, x2, M::mul_add(v1, x1, M::mul_add(v0, x0, *a))),
+            );
         }
-        for p in p..range.end {
-            let v = self.values[p];
-            for (a, &x) in acc.iter_mut().zip(brow(p)) {
-                *a += v * x;
-            }
+        p += 4;
+    }
+    for p in p..range.end {
+        let v = rows.values[p];
+        for (a, &x) in acc.iter_mut().zip(brow(p)) {
+            *a = M::mul_add(v, x, *a);
         }
     }
 }

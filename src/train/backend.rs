@@ -8,7 +8,7 @@ use crate::{cpu, CsrMut, CsrRef, Error, MatMut, MatRef, Result, TransposePlan};
 
 /// Whether a GEMM operand is used as stored or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub enum Trans {
     /// As stored.
     N,
     /// Transposed.
@@ -26,9 +26,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         &self,
         alpha: f32,
         a: MatRef<'_, f32>,
-        op_a: Op,
+        op_a: Trans,
         b: MatRef<'_, f32>,
-        op_b: Op,
+        op_b: Trans,
         beta: f32,
         c: MatMut<'_, f32>,
     ) -> Result<()>;
@@ -75,19 +75,19 @@ impl Backend for Cpu {
         &self,
         alpha: f32,
         a: MatRef<'_, f32>,
-        op_a: Op,
+        op_a: Trans,
         b: MatRef<'_, f32>,
-        op_b: Op,
+        op_b: Trans,
         beta: f32,
         mut c: MatMut<'_, f32>,
     ) -> Result<()> {
         // A row-major (r x c) matrix read transposed is the same buffer with its two
         // strides swapped, which is why matrixmultiply's strided sgemm needs no copies.
-        let view = |m: &MatRef<'_, f32>, op: Op| {
+        let view = |m: &MatRef<'_, f32>, op: Trans| {
             let (r, c) = (m.rows(), m.cols());
             match op {
-                Op::N => (r, c, c as isize, 1isize),
-                Op::T => (c, r, 1isize, c as isize),
+                Trans::N => (r, c, c as isize, 1isize),
+                Trans::T => (c, r, 1isize, c as isize),
             }
         };
         let (m, k, rsa, csa) = view(&a, op_a);

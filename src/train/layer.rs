@@ -1,6 +1,6 @@
 //! [`RosaLinear`]: a frozen linear layer with a low-rank and a sparse adapter.
 
-use super::backend::{Backend, Op};
+use super::backend::{Backend, Trans};
 use crate::random::Rng;
 use crate::{bf16, Csr, CsrShape, Dense, Error, MatRef, Result, TransposePlan};
 
@@ -411,7 +411,7 @@ impl RosaLinear {
         let tokens = x.cols();
         let mut y = Dense::zeros(self.out_features(), tokens);
         self.w
-            .with_f32(|w| be.gemm(1.0, w, Op::N, x, Op::N, 0.0, y.as_mut()))?;
+            .with_f32(|w| be.gemm(1.0, w, Trans::N, x, Trans::N, 0.0, y.as_mut()))?;
         if let Some(b) = &self.bias {
             for (row, &bi) in y.as_mut_slice().chunks_mut(tokens.max(1)).zip(b) {
                 row.iter_mut().for_each(|v| *v += bi);
@@ -434,17 +434,17 @@ impl RosaLinear {
                     .collect();
                 let xd: Vec<f32> = x.as_slice().iter().zip(&k).map(|(a, b)| a * b).collect();
                 let xd = MatRef::new(&xd, x.rows(), tokens)?;
-                be.gemm(1.0, l.a.as_ref(), Op::N, xd, Op::N, 0.0, h.as_mut())?;
+                be.gemm(1.0, l.a.as_ref(), Trans::N, xd, Trans::N, 0.0, h.as_mut())?;
                 keep = Some(k);
             } else {
-                be.gemm(1.0, l.a.as_ref(), Op::N, x, Op::N, 0.0, h.as_mut())?;
+                be.gemm(1.0, l.a.as_ref(), Trans::N, x, Trans::N, 0.0, h.as_mut())?;
             }
             be.gemm(
                 l.scale,
                 l.b.as_ref(),
-                Op::N,
+                Trans::N,
                 h.as_ref(),
-                Op::N,
+                Trans::N,
                 1.0,
                 y.as_mut(),
             )?;
@@ -474,7 +474,7 @@ impl RosaLinear {
     pub fn dense_grad(&self, be: &dyn Backend, dy: MatRef<'_, f32>) -> Result<Dense<f32>> {
         let x = &self.cache("RosaLinear::dense_grad")?.x;
         let mut g = Dense::zeros(self.out_features(), self.in_features());
-        be.gemm(1.0, dy, Op::N, x.as_ref(), Op::T, 0.0, g.as_mut())?;
+        be.gemm(1.0, dy, Trans::N, x.as_ref(), Trans::T, 0.0, g.as_mut())?;
         Ok(g)
     }
 
@@ -511,14 +511,14 @@ impl RosaLinear {
         let tokens = x.cols();
         let mut dx = Dense::zeros(self.in_features(), tokens);
         self.w
-            .with_f32(|w| be.gemm(1.0, w, Op::T, dy, Op::N, 0.0, dx.as_mut()))?;
+            .with_f32(|w| be.gemm(1.0, w, Trans::T, dy, Trans::N, 0.0, dx.as_mut()))?;
         let mut grads = std::mem::take(&mut self.grads);
         if self.train_w {
             grads
                 .w
                 .resize(self.out_features() * self.in_features(), 0.0);
             let gw = crate::MatMut::new(&mut grads.w, self.out_features(), self.in_features())?;
-            be.gemm(1.0, dy, Op::N, x, Op::T, 0.0, gw)?;
+            be.gemm(1.0, dy, Trans::N, x, Trans::T, 0.0, gw)?;
             if self.bias.is_some() {
                 grads.bias = dy
                     .as_slice()
@@ -537,26 +537,26 @@ impl RosaLinear {
             let r = l.a.rows();
             // g = B^T dY is shared by dA and dX.
             let mut g = Dense::zeros(r, tokens);
-            be.gemm(1.0, l.b.as_ref(), Op::T, dy, Op::N, 0.0, g.as_mut())?;
+            be.gemm(1.0, l.b.as_ref(), Trans::T, dy, Trans::N, 0.0, g.as_mut())?;
             grads.b.resize(numel(&l.b), 0.0);
             let gb = crate::MatMut::new(&mut grads.b, l.b.rows(), r)?;
-            be.gemm(l.scale, dy, Op::N, h.as_ref(), Op::T, 0.0, gb)?;
+            be.gemm(l.scale, dy, Trans::N, h.as_ref(), Trans::T, 0.0, gb)?;
             grads.a.resize(numel(&l.a), 0.0);
             let ga = crate::MatMut::new(&mut grads.a, r, self.in_features())?;
             match &cache.keep {
                 Some(keep) => {
                     let xd: Vec<f32> = x.as_slice().iter().zip(keep).map(|(a, b)| a * b).collect();
                     let xd = MatRef::new(&xd, self.in_features(), tokens)?;
-                    be.gemm(l.scale, g.as_ref(), Op::N, xd, Op::T, 0.0, ga)?;
+                    be.gemm(l.scale, g.as_ref(), Trans::N, xd, Trans::T, 0.0, ga)?;
                     // The branch saw the dropped-out input, so its dX goes through the
                     // same factors.
                     let mut t = Dense::zeros(self.in_features(), tokens);
                     be.gemm(
                         l.scale,
                         l.a.as_ref(),
-                        Op::T,
+                        Trans::T,
                         g.as_ref(),
-                        Op::N,
+                        Trans::N,
                         0.0,
                         t.as_mut(),
                     )?;
@@ -565,13 +565,13 @@ impl RosaLinear {
                     }
                 }
                 None => {
-                    be.gemm(l.scale, g.as_ref(), Op::N, x, Op::T, 0.0, ga)?;
+                    be.gemm(l.scale, g.as_ref(), Trans::N, x, Trans::T, 0.0, ga)?;
                     be.gemm(
                         l.scale,
                         l.a.as_ref(),
-                        Op::T,
+                        Trans::T,
                         g.as_ref(),
-                        Op::N,
+                        Trans::N,
                         1.0,
                         dx.as_mut(),
                     )?;
@@ -694,9 +694,9 @@ impl RosaLinear {
                 be.gemm(
                     sign * l.scale,
                     l.b.as_ref(),
-                    Op::N,
+                    Trans::N,
                     l.a.as_ref(),
-                    Op::N,
+                    Trans::N,
                     1.0,
                     w.as_mut(),
                 )?;

@@ -5,7 +5,7 @@
 pub mod backend;
 pub mod layer;
 
-pub use backend::{Backend, Cpu, Device, Op};
+pub use backend::{Backend, Cpu, Device, Trans};
 pub use layer::{Group, Lora, LoraConfig, Param, RosaLinear, Scaling, SparseAdapter, Weight};
 pub mod mask;
 mod store;

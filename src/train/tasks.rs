@@ -1,6 +1,6 @@
 //! Built-in tasks: a base model is pretrained on task A, then fine-tuned on task B.
 
-use super::backend::{Backend, Op};
+use super::backend::{Backend, Trans};
 use super::model::{Mlp, MlpConfig, Targets};
 use crate::random::Rng;
 use crate::{Dense, Error, Result};
@@ -71,7 +71,15 @@ impl Source {
             Source::Centroids(c) => {
                 // argmin |x - c|^2 = argmax (c . x - |c|^2 / 2)
                 let mut s = Dense::zeros(c.rows(), tokens);
-                be.gemm(1.0, c.as_ref(), Op::N, x.as_ref(), Op::N, 0.0, s.as_mut())?;
+                be.gemm(
+                    1.0,
+                    c.as_ref(),
+                    Trans::N,
+                    x.as_ref(),
+                    Trans::N,
+                    0.0,
+                    s.as_mut(),
+                )?;
                 let half: Vec<f32> = (0..c.rows())
                     .map(|k| 0.5 * row(c, k).iter().map(|v| v * v).sum::<f32>())
                     .collect();
@@ -79,7 +87,15 @@ impl Source {
             }
             Source::Waves { w, b } => {
                 let mut s = Dense::zeros(w.rows(), tokens);
-                be.gemm(1.0, w.as_ref(), Op::N, x.as_ref(), Op::N, 0.0, s.as_mut())?;
+                be.gemm(
+                    1.0,
+                    w.as_ref(),
+                    Trans::N,
+                    x.as_ref(),
+                    Trans::N,
+                    0.0,
+                    s.as_mut(),
+                )?;
                 Ok(Targets::Labels(argmax_cols(&s, |k, v| (v + b[k]).sin())))
             }
         }

@@ -153,7 +153,7 @@ impl TrainConfig {
 }
 
 /// One line of the report.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Row {
     /// Task name.
     pub task: String,
@@ -227,33 +227,14 @@ impl Report {
         s
     }
 
-    /// The same rows as JSON.
+    /// The same rows as JSON (non-finite numbers become `null`).
     pub fn to_json(&self) -> String {
-        let rows: Vec<String> = self
-            .rows
-            .iter()
-            .map(|r| {
-                format!(
-                    "{{\"task\":\"{}\",\"method\":\"{}\",\"schedule\":\"{}\",\"rank\":{},\"density\":{},\"trainable\":{},\"eval_loss\":{},\"accuracy\":{},\"ms_per_step\":{},\"peak_bytes\":{}}}",
-                    r.task, r.method, r.schedule, r.rank, json_num(r.density), r.trainable,
-                    json_num(r.eval_loss as f64), json_num(r.accuracy as f64), json_num(r.ms_per_step), r.peak_bytes
-                )
-            })
-            .collect();
-        format!(
-            "{{\"rows\":[{}],\"memory\":\"{}\",\"wall_s\":{}}}",
-            rows.join(","),
-            self.memory.describe(),
-            json_num(self.wall_s)
-        )
-    }
-}
-
-fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".into()
+        serde_json::json!({
+            "rows": self.rows,
+            "memory": self.memory.describe(),
+            "wall_s": self.wall_s,
+        })
+        .to_string()
     }
 }
 

@@ -3,6 +3,8 @@
 
 use rosa::{Csr, Dense, Scalar};
 
+pub mod kernels;
+
 /// A dense f64 copy of a sparse matrix.
 pub fn dense64<T: Scalar>(a: &Csr<T>) -> Vec<f64> {
     a.to_dense()

@@ -1,0 +1,189 @@
+//! Tuning caches without a GPU: key bucketing, round trips, corrupt and foreign caches,
+//! the lookup order, atomic writes and concurrent merges.
+
+use std::fs;
+use std::path::PathBuf;
+
+use rosa::tune::{
+    CacheHeader, DeviceFingerprint, ProblemKey, Source, TuneCache, TuneEntry, TuneTable,
+};
+use rosa::{DType, Error, Op};
+
+fn device(name: &str) -> DeviceFingerprint {
+    DeviceFingerprint {
+        name: name.into(),
+        compute_capability: (9, 0),
+        sm_count: 132,
+        memory_bytes: 85_520_809_984,
+        driver_version: 13000,
+    }
+}
+
+fn header() -> CacheHeader {
+    CacheHeader::new("build-a", device("NVIDIA H100 80GB HBM3"))
+}
+
+/// A fresh directory under the system temp dir, unique to this test and process.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rosa-tune-{test}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn entry(n: usize, config: usize) -> TuneEntry {
+    TuneEntry {
+        key: ProblemKey::new(Op::Spmm, DType::Bf16, 4096, 11008, n, 0.006, 0.1),
+        config,
+        config_name: format!("cfg{config}"),
+        tuned_us: 10.0 + n as f64,
+        heuristic_us: 20.0 + n as f64,
+    }
+}
+
+const CONFIGS: usize = 8;
+fn exists(_: Op, i: usize) -> bool {
+    i < CONFIGS
+}
+
+#[test]
+fn keys_bucket_by_octave_and_split_on_op_dtype_density_and_spread() {
+    let k = |op, dt, n, d, cv| ProblemKey::new(op, dt, 4096, 4096, n, d, cv);
+    let base = k(Op::Spmm, DType::F32, 512, 0.01, 0.1);
+    assert_eq!(base, k(Op::Spmm, DType::F32, 600, 0.0105, 0.2));
+    assert_ne!(base, k(Op::Spmm, DType::F32, 2048, 0.01, 0.1));
+    assert_ne!(base, k(Op::Spmm, DType::F32, 512, 0.05, 0.1));
+    assert_ne!(base, k(Op::Spmm, DType::F32, 512, 0.01, 3.0));
+    assert_eq!(
+        base.distance(&k(Op::SpmmT, DType::F32, 512, 0.01, 0.1)),
+        None
+    );
+    assert_eq!(
+        base.distance(&k(Op::Spmm, DType::Bf16, 512, 0.01, 0.1)),
+        None
+    );
+    let far = k(Op::Spmm, DType::F32, 8192, 0.001, 3.0);
+    assert_eq!(base.distance(&far), far.distance(&base));
+    // Empty shapes and empty matrices still have a key.
+    let empty = ProblemKey::new(Op::Sddmm, DType::F16, 0, 0, 0, 0.0, 0.0);
+    assert_eq!((empty.m, empty.density), (0, 80));
+}
+
+#[test]
+fn a_saved_cache_loads_back_equal_and_leaves_no_temporary_file() {
+    let dir = scratch("roundtrip");
+    let path = dir.join("cache.json");
+    let mut cache = TuneCache::new(header());
+    for n in [512, 2048, 8192] {
+        cache.insert(entry(n, n % CONFIGS));
+    }
+    cache.insert(entry(512, 5)); // replaces
+    assert_eq!(cache.entries().len(), 3);
+    cache.save(&path).unwrap();
+    let back = TuneCache::load(&path, &header(), exists).unwrap();
+    assert_eq!(back, cache);
+    let names: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("cache.json")]);
+}
+
+#[test]
+fn corrupt_caches_are_format_errors() {
+    let dir = scratch("corrupt");
+    let mut good = TuneCache::new(header());
+    good.insert(entry(512, 1));
+    let text = serde_json::to_string(&good).unwrap();
+    let cases = [
+        String::new(),
+        "not json".into(),
+        text[..text.len() / 2].into(),
+        text.replace("\"config\":1", "\"config\":99"),
+        text.replace("\"tuned_us\":522.0", "\"tuned_us\":-1.0"),
+        text.replace("\"op\":\"spmm\"", "\"op\":\"conv\""),
+        text.replace("\"dtype\":\"bf16\"", "\"dtype\":7"),
+    ];
+    for (i, bad) in cases.iter().enumerate() {
+        assert_ne!(bad, &text, "case {i} must change the file");
+        let path = dir.join(format!("bad{i}.json"));
+        fs::write(&path, bad).unwrap();
+        let err = TuneCache::load(&path, &header(), exists).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "case {i}: {err}");
+        assert!(err.to_string().contains(&format!("bad{i}.json")), "{err}");
+    }
+    let mut twice = good.clone();
+    let dup = serde_json::to_string(&twice.entries()[0]).unwrap();
+    twice.insert(entry(2048, 2));
+    let repeated =
+        serde_json::to_string(&twice)
+            .unwrap()
+            .replacen("},{", &format!("}},{dup},{{"), 1);
+    assert!(TuneCache::from_json(&repeated, &dir, exists).is_err());
+}
+
+#[test]
+fn caches_from_another_device_build_or_schema_are_refused_with_the_reason() {
+    let dir = scratch("foreign");
+    let path = dir.join("cache.json");
+    let mut others = vec![
+        CacheHeader::new("build-a", device("NVIDIA H200")),
+        CacheHeader::new("build-b", device("NVIDIA H100 80GB HBM3")),
+    ];
+    let mut old = header();
+    old.schema = 0;
+    others.push(old);
+    for (other, word) in others.into_iter().zip(["device", "build", "schema"]) {
+        let mut c = TuneCache::new(other);
+        c.insert(entry(512, 1));
+        c.save(&path).unwrap();
+        let err = TuneCache::load(&path, &header(), exists).unwrap_err();
+        assert!(err.to_string().contains(word), "{err}");
+    }
+}
+
+#[test]
+fn lookup_prefers_exact_then_nearest_then_nothing() {
+    let (a, b) = (entry(512, 1), entry(8192, 2));
+    let mut cache = TuneCache::new(header());
+    cache.insert(a.clone());
+    cache.insert(b.clone());
+    let table = TuneTable::from_caches([&cache]);
+    assert_eq!(table.len(), 2);
+    assert_eq!(table.lookup(&a.key), Some((1, Source::Exact)));
+    let near_a = ProblemKey::new(Op::Spmm, DType::Bf16, 4096, 11008, 1024, 0.006, 0.1);
+    assert_eq!(table.lookup(&near_a), Some((1, Source::Nearest)));
+    let near_b = ProblemKey::new(Op::Spmm, DType::Bf16, 4096, 11008, 4096, 0.006, 0.1);
+    assert_eq!(table.lookup(&near_b), Some((2, Source::Nearest)));
+    let far = ProblemKey::new(Op::Spmm, DType::Bf16, 64, 64, 512, 0.5, 4.0);
+    assert_eq!(table.lookup(&far), None);
+    // A later cache (the user's) overrides an earlier one (shipped).
+    let mut user = TuneCache::new(header());
+    user.insert(entry(512, 7));
+    let table = TuneTable::from_caches([&cache, &user]);
+    assert_eq!(table.lookup(&a.key), Some((7, Source::Exact)));
+}
+
+#[test]
+fn concurrent_merges_keep_every_entry_and_a_valid_file() {
+    let dir = scratch("concurrent");
+    let path = dir.join("cache.json");
+    fs::write(&path, "{ torn").unwrap(); // a corrupt file is replaced, not fatal
+    std::thread::scope(|s| {
+        for t in 0..6usize {
+            let path = &path;
+            s.spawn(move || {
+                for i in 0..10 {
+                    let e = entry(16 << ((t * 10 + i) % 40), (t + i) % CONFIGS);
+                    TuneCache::merge_into_file(path, &header(), &[e], exists).unwrap();
+                }
+            });
+        }
+    });
+    let cache = TuneCache::load(&path, &header(), exists).unwrap();
+    let mut want: Vec<_> = (0..60usize).map(|x| entry(16 << (x % 40), 0).key).collect();
+    want.sort();
+    want.dedup();
+    let got: Vec<_> = cache.entries().iter().map(|e| e.key).collect();
+    assert_eq!(got, want);
+}
