@@ -13,7 +13,7 @@ struct Cli {
 }
 
 fn main() {
-    if let Err(e) = rosa::train::cli::run(Cli::parse().args) {
+    if let Err(e) = rosa::train::cli::run(&Cli::parse().args) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -1,7 +1,21 @@
 //! `rosa train`: the command-line front of [`super::run`].
 //!
-//! The binary wires it in with a `Train(rosa::train::cli::TrainArgs)` subcommand whose
-//! arm calls [`run`]; everything else lives in the library.
+//! It lives in the library so it is built and tested with it; the `rosa` binary wires it
+//! in with a `Train(rosa::train::cli::TrainArgs)` subcommand whose arm calls [`run`].
+//!
+//! ```
+//! use clap::Parser;
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     train: rosa::train::cli::TrainArgs,
+//! }
+//! let cli = Cli::parse_from(["rosa", "--method", "lora,rosa", "--schedule", "wl16", "--steps", "50"]);
+//! let cfg = cli.train.config();
+//! assert_eq!(cfg.methods.len(), 2);
+//! assert_eq!(cfg.steps, 50);
+//! assert_eq!(cfg.rosa_schedule().to_string(), "wl16");
+//! ```
 
 use std::path::PathBuf;
 
@@ -132,7 +146,7 @@ impl TrainArgs {
 }
 
 /// Runs `rosa train` and prints its table (or JSON) on stdout.
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(args: &TrainArgs) -> Result<()> {
     let report = super::trainer::run(&args.config())?;
     if args.json {
         println!("{}", report.to_json());
