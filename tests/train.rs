@@ -353,7 +353,9 @@ fn a_short_run_decreases_the_loss() {
             assert!(r.trainable > 0);
         }
     }
-    assert!(report.to_json().starts_with("{\"rows\":["));
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), report.rows.len());
+    assert_eq!(json["rows"][1]["method"], "rosa");
 }
 
 #[test]
@@ -393,4 +395,53 @@ fn a_run_restarts_from_saved_masks() {
     );
     assert_eq!(masks.len(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_settings_and_missing_devices_are_errors() {
+    let tiny = TrainConfig {
+        steps: 1,
+        pretrain_steps: 1,
+        ..TrainConfig::default()
+    };
+    assert!(run(&TrainConfig {
+        lora_dropout: 1.0,
+        ..tiny.clone()
+    })
+    .is_err());
+    assert!(run(&TrainConfig {
+        density: Some(1.5),
+        ..tiny.clone()
+    })
+    .is_err());
+    assert!(matches!(
+        run(&TrainConfig {
+            device: Device::Cuda,
+            ..tiny
+        }),
+        Err(rosa::Error::Unsupported(_))
+    ));
+}
+
+#[test]
+fn bf16_weights_train_too() {
+    let cfg = TrainConfig {
+        tasks: vec![TaskKind::LowRankSparse],
+        methods: vec![Method::Rosa],
+        steps: 30,
+        pretrain_steps: 10,
+        batch: 16,
+        eval_tokens: 64,
+        mlp: MlpConfig {
+            inputs: 4,
+            hidden: 8,
+            outputs: 3,
+            blocks: 1,
+        },
+        budget_rank: 2,
+        bf16_weights: true,
+        ..TrainConfig::default()
+    };
+    let report = run(&cfg).unwrap();
+    assert!(report.rows[1].eval_loss < report.rows[0].eval_loss);
 }

@@ -99,9 +99,21 @@ pub struct TrainArgs {
     /// Batches averaged for the mask.
     #[arg(long, default_value_t = 8)]
     pub spa_num_grads: usize,
-    /// Scale the low-rank branch by alpha / sqrt(r) instead of alpha / r.
+    /// LoRA's alpha: the low-rank branch is scaled by alpha / r.
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f32,
+    /// Scale the low-rank branch by alpha / sqrt(r) instead (rsLoRA).
     #[arg(long)]
     pub rslora: bool,
+    /// Dropout on the low-rank branch's input.
+    #[arg(long, default_value_t = 0.0)]
+    pub lora_dropout: f32,
+    /// Random subspace adaptation merges and re-draws its subspace every this many steps.
+    #[arg(long, default_value_t = 100)]
+    pub resplit_every: usize,
+    /// Keep frozen weights in bf16 (every method but FFT).
+    #[arg(long)]
+    pub bf16_weights: bool,
     /// Print the rows as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

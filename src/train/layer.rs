@@ -297,6 +297,21 @@ impl RosaLinear {
         Ok(())
     }
 
+    /// Stores the frozen W in bf16 from now on, halving its memory; products widen it
+    /// back to f32 on the fly.
+    pub fn store_weight_bf16(&mut self) -> Result<()> {
+        if self.train_w {
+            return Err(Error::Unsupported(
+                "bf16 storage of a weight that full fine-tuning trains".into(),
+            ));
+        }
+        if let Weight::F32(w) = &self.w {
+            let narrow = w.as_slice().iter().map(|&v| bf16::from_f32(v)).collect();
+            self.w = Weight::Bf16(Dense::from_vec(w.rows(), w.cols(), narrow)?);
+        }
+        Ok(())
+    }
+
     /// Adds a low-rank adapter: A Kaiming-uniform (bound `1/sqrt(in)`, as PyTorch's
     /// LoRA), B zero, so the layer's output does not change.
     pub fn add_lora(&mut self, cfg: LoraConfig, rng: &mut Rng) {

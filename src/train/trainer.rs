@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::backend::{Backend, Device};
 use super::budget::Budget;
-use super::layer::{LoraConfig, Scaling};
+use super::layer::{LoraConfig, RosaLinear, Scaling};
 use super::mask::{load_masks, save_masks, Accumulation, GradAccumulator};
 use super::memory::{PeakMeter, PeakSource};
 use super::methods::{subspace_split, Method};
@@ -75,6 +75,8 @@ pub struct TrainConfig {
     pub spa_num_grads: usize,
     /// Random subspace adaptation re-draws its subspace every this many steps.
     pub resplit_every: usize,
+    /// Frozen weights in bf16 for every method but FFT (which trains them in f32).
+    pub bf16_weights: bool,
     /// Progress lines on stderr.
     pub progress: bool,
 }
@@ -114,12 +116,42 @@ impl Default for TrainConfig {
             accumulation: Accumulation::MeanSquared,
             spa_num_grads: 8,
             resplit_every: 100,
+            bf16_weights: false,
             progress: false,
         }
     }
 }
 
 impl TrainConfig {
+    /// Rejects settings no run can use, before any work is done.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            return bad(format!(
+                "LoRA dropout {} is outside [0, 1)",
+                self.lora_dropout
+            ));
+        }
+        if let Some(d) = self.density.filter(|d| !(0.0..=1.0).contains(d)) {
+            return bad(format!("density {d} is outside [0, 1]"));
+        }
+        if self.batch == 0 || self.eval_tokens == 0 {
+            return bad("batch and eval tokens must be positive".into());
+        }
+        let m = self.mlp;
+        if m.inputs == 0 || m.hidden == 0 || m.outputs == 0 {
+            return bad(format!("every layer needs a positive width, got {m:?}"));
+        }
+        for lr in [self.lr_low_rank, self.lr_sparse, self.lr_full] {
+            if !(lr.is_finite() && lr >= 0.0) {
+                return bad(format!(
+                    "learning rate {lr} must be finite and non-negative"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// RoSA's schedule: the configured one, or LoRA warm-up for a tenth of the steps.
     pub fn rosa_schedule(&self) -> Schedule {
         self.schedule.unwrap_or(Schedule::WarmLora(self.steps / 10))
@@ -336,6 +368,12 @@ fn train(
         scaling: cfg.scaling,
         dropout: cfg.lora_dropout,
     };
+    if cfg.bf16_weights && plan.method != Method::Fft {
+        model
+            .layers_mut()
+            .iter_mut()
+            .try_for_each(RosaLinear::store_weight_bf16)?;
+    }
     match plan.method {
         Method::Fft => model
             .layers_mut()
@@ -437,6 +475,7 @@ fn sparse_density(model: &Mlp) -> f64 {
 /// assert!(report.table().contains("rosa"));
 /// ```
 pub fn run(cfg: &TrainConfig) -> Result<Report> {
+    cfg.validate()?;
     let be = cfg.device.backend()?;
     let be = be.as_ref();
     let t0 = Instant::now();
