@@ -237,8 +237,17 @@ impl Report {
             "peak_MiB"
         );
         for r in &self.rows {
+            // The base model was not trained here: no step time or peak to show.
+            let (ms, peak) = if r.method == "base" {
+                ("-".to_string(), "-".to_string())
+            } else {
+                (
+                    format!("{:.3}", r.ms_per_step),
+                    format!("{:.2}", r.peak_bytes as f64 / (1 << 20) as f64),
+                )
+            };
             s += &format!(
-                "{:<15} {:<16} {:<10} {:>4} {:>8.3} {:>9} {:>10.5} {:>8.2} {:>9.3} {:>9.2}\n",
+                "{:<15} {:<16} {:<10} {:>4} {:>8.3} {:>9} {:>10.5} {:>8.2} {:>9} {:>9}\n",
                 r.task,
                 r.method,
                 r.schedule,
@@ -247,10 +256,11 @@ impl Report {
                 r.trainable,
                 r.eval_loss,
                 100.0 * r.accuracy,
-                r.ms_per_step,
-                r.peak_bytes as f64 / (1 << 20) as f64
+                ms,
+                peak
             );
         }
+        s += "acc: held-out tokens whose largest output is the right class (regression: the target's largest)\n";
         s += &format!(
             "peak memory: {}\nwall time: {:.1} s\n",
             self.memory.describe(),
