@@ -205,7 +205,7 @@ impl Task {
                 Ok(Source::Teacher(Box::new(teacher)))
             }
             TaskKind::NewFamily => {
-                let scale = 1.0 / (self.mlp.inputs as f32).sqrt();
+                let scale = 0.5 / (self.mlp.inputs as f32).sqrt();
                 let w = Dense::from_fn(self.mlp.outputs, self.mlp.inputs, |_, _| {
                     scale * gaussian(&mut rng)
                 });
