@@ -27,6 +27,7 @@ pub mod error;
 pub mod io;
 pub mod op;
 pub mod random;
+pub mod train;
 pub mod tune;
 
 /// The types and traits most programs need, in one import.

@@ -30,6 +30,9 @@ enum Command {
     Sddmm(sddmm::Args),
     /// Time the CPU kernels against Rust baselines over a density sweep.
     Bench(bench::Args),
+    /// Fine-tune with FFT, LoRA, SpA, RoSA and random subspace adaptation at matched
+    /// budgets on the built-in tasks; one comparison table.
+    Train(rosa::train::cli::TrainArgs),
 }
 
 /// Exit status for a command line that could not be parsed (as clap uses).
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Spmm(args) => spmm::run(&args),
         Command::Sddmm(args) => sddmm::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Train(args) => rosa::train::cli::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,213 @@
+//! Where the layer's four heavy products run: dense GEMM, SpMM, transposed SpMM, SDDMM.
+//!
+//! The layer and trainer only ever call these through [`Backend`], so a CUDA backend can
+//! slot in beside [`Cpu`] without touching them; the elementwise work (GELU, bias, Adam)
+//! is cheap next to these and stays on the host for now.
+
+use crate::{cpu, CsrMut, CsrRef, Error, MatMut, MatRef, Result, TransposePlan};
+
+/// Whether a GEMM operand is used as stored or transposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trans {
+    /// As stored.
+    N,
+    /// Transposed.
+    T,
+}
+
+/// The kernels a training step needs, all `C = alpha * op + beta * C` with `beta == 0`
+/// meaning C is not read, like [`crate::cpu`].
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// A short name for reports.
+    fn name(&self) -> &'static str;
+    /// `C = alpha * op(A) op(B) + beta * C`, dense f32.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        alpha: f32,
+        a: MatRef<'_, f32>,
+        op_a: Trans,
+        b: MatRef<'_, f32>,
+        op_b: Trans,
+        beta: f32,
+        c: MatMut<'_, f32>,
+    ) -> Result<()>;
+    /// `C = alpha * A B + beta * C`, A sparse.
+    fn spmm(
+        &self,
+        alpha: f32,
+        a: CsrRef<'_, f32>,
+        b: MatRef<'_, f32>,
+        beta: f32,
+        c: MatMut<'_, f32>,
+    ) -> Result<()>;
+    /// `C = alpha * A^T B + beta * C` through a plan built once from A's mask.
+    fn spmm_t(
+        &self,
+        alpha: f32,
+        a: CsrRef<'_, f32>,
+        plan: &TransposePlan,
+        b: MatRef<'_, f32>,
+        beta: f32,
+        c: MatMut<'_, f32>,
+    ) -> Result<()>;
+    /// `out = alpha * (L R^T) at out's mask + beta * out`.
+    fn sddmm(
+        &self,
+        alpha: f32,
+        l: MatRef<'_, f32>,
+        r: MatRef<'_, f32>,
+        beta: f32,
+        out: CsrMut<'_, f32>,
+    ) -> Result<()>;
+}
+
+/// The CPU backend: `matrixmultiply` for dense GEMMs, [`crate::cpu`] for the sparse ops.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu;
+
+impl Backend for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn gemm(
+        &self,
+        alpha: f32,
+        a: MatRef<'_, f32>,
+        op_a: Trans,
+        b: MatRef<'_, f32>,
+        op_b: Trans,
+        beta: f32,
+        mut c: MatMut<'_, f32>,
+    ) -> Result<()> {
+        // A row-major (r x c) matrix read transposed is the same buffer with its two
+        // strides swapped, which is why matrixmultiply's strided sgemm needs no copies.
+        let view = |m: &MatRef<'_, f32>, op: Trans| {
+            let (r, c) = (m.rows(), m.cols());
+            match op {
+                Trans::N => (r, c, c as isize, 1isize),
+                Trans::T => (c, r, 1isize, c as isize),
+            }
+        };
+        let (m, k, rsa, csa) = view(&a, op_a);
+        let (kb, n, rsb, csb) = view(&b, op_b);
+        if k != kb || c.rows() != m || c.cols() != n {
+            return Err(Error::ShapeMismatch {
+                op: "gemm",
+                detail: format!(
+                    "op(A) is {m} x {k}, op(B) is {kb} x {n}, C is {} x {}",
+                    c.rows(),
+                    c.cols()
+                ),
+            });
+        }
+        if !(alpha.is_finite() && beta.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "gemm: alpha ({alpha}) and beta ({beta}) must be finite"
+            )));
+        }
+        let out = c.as_mut_slice();
+        if m * n == 0 {
+            return Ok(());
+        }
+        // SAFETY: the shapes were checked above against the slice lengths that MatRef
+        // and MatMut guarantee (rows * cols), so every strided access is in bounds, and
+        // C is a unique borrow that cannot alias A or B.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_slice().as_ptr(),
+                rsa,
+                csa,
+                b.as_slice().as_ptr(),
+                rsb,
+                csb,
+                beta,
+                out.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        Ok(())
+    }
+
+    fn spmm(
+        &self,
+        alpha: f32,
+        a: CsrRef<'_, f32>,
+        b: MatRef<'_, f32>,
+        beta: f32,
+        c: MatMut<'_, f32>,
+    ) -> Result<()> {
+        cpu::spmm(alpha, a, b, beta, c)
+    }
+
+    fn spmm_t(
+        &self,
+        alpha: f32,
+        a: CsrRef<'_, f32>,
+        plan: &TransposePlan,
+        b: MatRef<'_, f32>,
+        beta: f32,
+        c: MatMut<'_, f32>,
+    ) -> Result<()> {
+        cpu::spmm_t(alpha, a, plan, b, beta, c)
+    }
+
+    fn sddmm(
+        &self,
+        alpha: f32,
+        l: MatRef<'_, f32>,
+        r: MatRef<'_, f32>,
+        beta: f32,
+        out: CsrMut<'_, f32>,
+    ) -> Result<()> {
+        cpu::sddmm(alpha, l, r, beta, out)
+    }
+}
+
+/// The device a run asks for; [`Device::backend`] turns it into kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU backend.
+    #[default]
+    Cpu,
+    /// The CUDA backend (not built for training yet).
+    Cuda,
+}
+
+impl Device {
+    /// The backend for this device, or [`Error::Unsupported`] where there is none yet.
+    ///
+    /// ```
+    /// use rosa::train::Device;
+    /// assert_eq!(Device::Cpu.backend().unwrap().name(), "cpu");
+    /// assert!(Device::Cuda.backend().is_err());
+    /// ```
+    pub fn backend(self) -> Result<Box<dyn Backend>> {
+        match self {
+            Device::Cpu => Ok(Box::new(Cpu)),
+            Device::Cuda => Err(Error::Unsupported(
+                "training on CUDA: the CUDA training backend is not written yet; use --device cpu"
+                    .into(),
+            )),
+        }
+    }
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown device '{s}' (expected cpu or cuda)"
+            ))),
+        }
+    }
+}

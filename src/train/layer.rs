@@ -1,0 +1,736 @@
+//! [`RosaLinear`]: a frozen linear layer with a low-rank and a sparse adapter.
+
+use super::backend::{Backend, Trans};
+use crate::random::Rng;
+use crate::{bf16, Csr, CsrShape, Dense, Error, MatRef, Result, TransposePlan};
+
+/// How the low-rank branch is scaled: `alpha / r`, or `alpha / sqrt(r)` ("rsLoRA"), which
+/// keeps the update's size steady as the rank grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scaling {
+    /// `s = alpha / r`.
+    #[default]
+    Standard,
+    /// `s = alpha / sqrt(r)`.
+    Rs,
+}
+
+/// The low-rank adapter's hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoraConfig {
+    /// Rank `r`.
+    pub rank: usize,
+    /// `alpha` in the scaling factor.
+    pub alpha: f32,
+    /// Which scaling rule turns `alpha` and `r` into `s`.
+    pub scaling: Scaling,
+    /// Dropout probability on the low-rank branch's input (training only).
+    pub dropout: f32,
+}
+
+impl LoraConfig {
+    /// The factor `s` of `s * B A`.
+    pub fn scale(&self) -> f32 {
+        match self.scaling {
+            Scaling::Standard => self.alpha / self.rank as f32,
+            Scaling::Rs => self.alpha / (self.rank as f32).sqrt(),
+        }
+    }
+}
+
+/// The low-rank pair: `A` (r x in), `B` (out x r), and the scale `s` of `s * B A`.
+#[derive(Debug, Clone)]
+pub struct Lora {
+    /// Down projection, r x in.
+    pub a: Dense<f32>,
+    /// Up projection, out x r.
+    pub b: Dense<f32>,
+    /// `s` in `s * B A`.
+    pub scale: f32,
+    /// Dropout probability on the branch's input.
+    pub dropout: f32,
+}
+
+/// The frozen weight's storage. bf16 halves its memory; it is widened to f32 for each
+/// product (the same dequantize-on-the-fly idea QRoSA uses with 4 bits).
+#[derive(Debug, Clone)]
+pub enum Weight {
+    /// Full precision.
+    F32(Dense<f32>),
+    /// bf16, widened per product.
+    Bf16(Dense<bf16>),
+}
+
+impl Weight {
+    fn rows(&self) -> usize {
+        match self {
+            Weight::F32(w) => w.rows(),
+            Weight::Bf16(w) => w.rows(),
+        }
+    }
+    fn cols(&self) -> usize {
+        match self {
+            Weight::F32(w) => w.cols(),
+            Weight::Bf16(w) => w.cols(),
+        }
+    }
+    /// The weight as f32, widened if it is stored in bf16.
+    pub fn to_f32(&self) -> Dense<f32> {
+        match self {
+            Weight::F32(w) => w.clone(),
+            Weight::Bf16(w) => widen(w),
+        }
+    }
+    fn with_f32<R>(&self, f: impl FnOnce(MatRef<'_, f32>) -> R) -> R {
+        match self {
+            Weight::F32(w) => f(w.as_ref()),
+            Weight::Bf16(w) => f(widen(w).as_ref()),
+        }
+    }
+    /// Applies `f` to an f32 copy and stores it back (rounding once for bf16).
+    fn update(&mut self, f: impl FnOnce(&mut Dense<f32>) -> Result<()>) -> Result<()> {
+        match self {
+            Weight::F32(w) => f(w),
+            Weight::Bf16(w) => {
+                let mut wide = widen(w);
+                f(&mut wide)?;
+                for (o, &v) in w.as_mut_slice().iter_mut().zip(wide.as_slice()) {
+                    *o = bf16::from_f32(v);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn widen(w: &Dense<bf16>) -> Dense<f32> {
+    Dense::from_fn(w.rows(), w.cols(), |i, j| {
+        w.as_slice()[i * w.cols() + j].to_f32()
+    })
+}
+
+/// The sparse adapter: `S` with a fixed mask, and the transpose plan built once from it.
+#[derive(Debug, Clone)]
+pub struct SparseAdapter {
+    s: Csr<f32>,
+    plan: TransposePlan,
+}
+
+impl SparseAdapter {
+    /// The adapter matrix.
+    pub fn matrix(&self) -> &Csr<f32> {
+        &self.s
+    }
+}
+
+/// Which optimizer group a parameter belongs to (they get separate learning rates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// The low-rank pair A, B.
+    LowRank,
+    /// Everything else: S's values, and W and the bias under full fine-tuning.
+    Other,
+}
+
+/// One trainable tensor with its gradient, as the optimizer sees it.
+#[derive(Debug)]
+pub struct Param<'a> {
+    /// Stable name within the layer (`lora_a`, `lora_b`, `sparse`, `weight`, `bias`).
+    pub name: &'static str,
+    /// Learning-rate group.
+    pub group: Group,
+    /// The values to update.
+    pub value: &'a mut [f32],
+    /// Their gradient from the last backward pass.
+    pub grad: &'a [f32],
+}
+
+/// What a training-mode forward pass keeps for the backward pass.
+#[derive(Debug, Clone)]
+struct Cache {
+    x: Dense<f32>,
+    /// Dropout factors (0 or 1/(1-p)) on the low-rank branch's input, if any.
+    keep: Option<Vec<f32>>,
+    /// `A x` (after dropout), r x tokens.
+    h: Option<Dense<f32>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Grads {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    s: Vec<f32>,
+    w: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// A linear layer `y = W x + s B (A x) + S x (+ bias)` with activations feature-major:
+/// `x` is (in x tokens) and `y` is (out x tokens).
+///
+/// `W` is frozen unless [`RosaLinear::set_train_weight`] turns on full fine-tuning; the
+/// adapters are added with [`RosaLinear::add_lora`] and [`RosaLinear::set_sparse_mask`].
+///
+/// ```
+/// use rosa::train::{Cpu, LoraConfig, RosaLinear, Scaling};
+/// use rosa::{random::Rng, Csr, Dense};
+/// let mut layer = RosaLinear::new(Dense::from_fn(3, 4, |i, j| (i + j) as f32), None);
+/// let cfg = LoraConfig { rank: 2, alpha: 4.0, scaling: Scaling::Standard, dropout: 0.0 };
+/// layer.add_lora(cfg, &mut Rng::new(0));
+/// layer.set_sparse_mask(&Csr::from_triplets(3, 4, &[(0, 1, 1.0f32), (2, 3, 1.0)]).unwrap()).unwrap();
+/// let x = Dense::filled(4, 5, 1.0f32); // 4 features, 5 tokens
+/// let y = layer.forward(&Cpu, x.as_ref(), true).unwrap();
+/// // B and S start at zero, so the adapted layer starts as the frozen one.
+/// assert_eq!(y.as_slice()[0], 6.0);
+/// let dx = layer.backward(&Cpu, Dense::filled(3, 5, 1.0f32).as_ref()).unwrap();
+/// assert_eq!((dx.rows(), dx.cols()), (4, 5));
+/// assert_eq!(layer.trainable_params(), 2 * (3 + 4) + 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RosaLinear {
+    w: Weight,
+    bias: Option<Vec<f32>>,
+    lora: Option<Lora>,
+    sparse: Option<SparseAdapter>,
+    train_w: bool,
+    merged: bool,
+    rng: Rng,
+    cache: Option<Cache>,
+    grads: Grads,
+}
+
+impl RosaLinear {
+    /// A frozen layer with weight `w` (out x in) and an optional bias (out).
+    pub fn new(w: Dense<f32>, bias: Option<Vec<f32>>) -> Self {
+        Self::from_weight(Weight::F32(w), bias)
+    }
+
+    /// Like [`RosaLinear::new`], with the weight in either storage.
+    pub fn from_weight(w: Weight, bias: Option<Vec<f32>>) -> Self {
+        RosaLinear {
+            w,
+            bias,
+            lora: None,
+            sparse: None,
+            train_w: false,
+            merged: false,
+            rng: Rng::new(0x5EED),
+            cache: None,
+            grads: Grads::default(),
+        }
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.w.rows()
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.w.cols()
+    }
+
+    /// The frozen (or, under full fine-tuning, trained) weight.
+    pub fn weight(&self) -> &Weight {
+        &self.w
+    }
+
+    /// Replaces W's values, keeping its storage type (random subspace re-splits).
+    pub fn set_weight(&mut self, w: Dense<f32>) -> Result<()> {
+        if (w.rows(), w.cols()) != (self.out_features(), self.in_features()) {
+            return Err(Error::ShapeMismatch {
+                op: "set_weight",
+                detail: format!(
+                    "new W is {} x {}, the layer is {} x {}",
+                    w.rows(),
+                    w.cols(),
+                    self.out_features(),
+                    self.in_features()
+                ),
+            });
+        }
+        self.w.update(|old| {
+            *old = w;
+            Ok(())
+        })
+    }
+
+    /// Replaces the bias.
+    pub fn set_bias(&mut self, b: Vec<f32>) -> Result<()> {
+        if b.len() != self.out_features() {
+            return Err(Error::ShapeMismatch {
+                op: "set_bias",
+                detail: format!("{} values for {} outputs", b.len(), self.out_features()),
+            });
+        }
+        self.bias = Some(b);
+        Ok(())
+    }
+
+    /// The bias, if the layer has one.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
+    /// The low-rank adapter, if any.
+    pub fn lora(&self) -> Option<&Lora> {
+        self.lora.as_ref()
+    }
+
+    /// The sparse adapter, if any.
+    pub fn sparse(&self) -> Option<&SparseAdapter> {
+        self.sparse.as_ref()
+    }
+
+    /// Seeds the layer's dropout stream.
+    pub fn set_seed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
+    }
+
+    /// Full fine-tuning: W (and the bias) become trainable.
+    pub fn set_train_weight(&mut self, on: bool) -> Result<()> {
+        if on && matches!(self.w, Weight::Bf16(_)) {
+            return Err(Error::Unsupported(
+                "training a bf16-stored weight (full fine-tuning needs f32 storage)".into(),
+            ));
+        }
+        self.train_w = on;
+        Ok(())
+    }
+
+    /// Stores the frozen W in bf16 from now on, halving its memory; products widen it
+    /// back to f32 on the fly.
+    pub fn store_weight_bf16(&mut self) -> Result<()> {
+        if self.train_w {
+            return Err(Error::Unsupported(
+                "bf16 storage of a weight that full fine-tuning trains".into(),
+            ));
+        }
+        if let Weight::F32(w) = &self.w {
+            let narrow = w.as_slice().iter().map(|&v| bf16::from_f32(v)).collect();
+            self.w = Weight::Bf16(Dense::from_vec(w.rows(), w.cols(), narrow)?);
+        }
+        Ok(())
+    }
+
+    /// Adds a low-rank adapter: A Kaiming-uniform (bound `1/sqrt(in)`, as PyTorch's
+    /// LoRA), B zero, so the layer's output does not change.
+    pub fn add_lora(&mut self, cfg: LoraConfig, rng: &mut Rng) {
+        let bound = 1.0 / (self.in_features() as f32).sqrt();
+        let a = Dense::from_fn(cfg.rank, self.in_features(), |_, _| {
+            rng.uniform(-bound, bound)
+        });
+        let b = Dense::zeros(self.out_features(), cfg.rank);
+        self.lora = Some(Lora {
+            a,
+            b,
+            scale: cfg.scale(),
+            dropout: cfg.dropout,
+        });
+    }
+
+    /// Sets (or, with `None`, removes) the low-rank pair directly.
+    pub fn set_lora(&mut self, lora: Option<Lora>) -> Result<()> {
+        if let Some(l) = &lora {
+            let r = l.a.rows();
+            if l.a.cols() != self.in_features()
+                || l.b.rows() != self.out_features()
+                || l.b.cols() != r
+            {
+                return Err(Error::ShapeMismatch {
+                    op: "set_lora",
+                    detail: format!(
+                        "A is {} x {}, B is {} x {}, W is {} x {}",
+                        l.a.rows(),
+                        l.a.cols(),
+                        l.b.rows(),
+                        l.b.cols(),
+                        self.out_features(),
+                        self.in_features()
+                    ),
+                });
+            }
+        }
+        self.lora = lora;
+        Ok(())
+    }
+
+    /// Gives the layer a sparse adapter with `mask`'s structure and zero values, and
+    /// builds the transpose plan once for all backward passes.
+    pub fn set_sparse_mask(&mut self, mask: &Csr<f32>) -> Result<()> {
+        if mask.rows() != self.out_features() || mask.cols() != self.in_features() {
+            return Err(Error::ShapeMismatch {
+                op: "set_sparse_mask",
+                detail: format!(
+                    "mask is {} x {}, W is {} x {}",
+                    mask.rows(),
+                    mask.cols(),
+                    self.out_features(),
+                    self.in_features()
+                ),
+            });
+        }
+        let s = mask.with_values(vec![0.0f32; mask.nnz()])?;
+        self.set_sparse(s)
+    }
+
+    /// Sets the sparse adapter with its values (a stored adapter, say).
+    pub fn set_sparse(&mut self, s: Csr<f32>) -> Result<()> {
+        if s.rows() != self.out_features() || s.cols() != self.in_features() {
+            return Err(Error::ShapeMismatch {
+                op: "set_sparse",
+                detail: format!("S is {} x {}", s.rows(), s.cols()),
+            });
+        }
+        let plan = s.transpose_plan();
+        self.sparse = Some(SparseAdapter { s, plan });
+        Ok(())
+    }
+
+    /// The number of values the optimizer updates.
+    pub fn trainable_params(&self) -> usize {
+        let lora = self.lora.as_ref().map_or(0, |l| numel(&l.a) + numel(&l.b));
+        let sparse = self.sparse.as_ref().map_or(0, |s| s.s.nnz());
+        let full = if self.train_w {
+            self.out_features() * self.in_features() + self.bias.as_ref().map_or(0, Vec::len)
+        } else {
+            0
+        };
+        lora + sparse + full
+    }
+
+    fn check_input(&self, op: &'static str, m: &MatRef<'_, f32>, rows: usize) -> Result<()> {
+        if m.rows() == rows {
+            Ok(())
+        } else {
+            Err(Error::ShapeMismatch {
+                op,
+                detail: format!("expected {rows} feature rows, got {}", m.rows()),
+            })
+        }
+    }
+
+    /// `y = W x + s B (A x) + S x + bias` for `x` (in x tokens). With `train`, dropout is
+    /// applied and what the backward pass needs is kept.
+    pub fn forward(
+        &mut self,
+        be: &dyn Backend,
+        x: MatRef<'_, f32>,
+        train: bool,
+    ) -> Result<Dense<f32>> {
+        self.check_input("RosaLinear::forward", &x, self.in_features())?;
+        if train && self.merged {
+            return Err(Error::InvalidArgument(
+                "training a merged layer: unmerge it first".into(),
+            ));
+        }
+        let tokens = x.cols();
+        let mut y = Dense::zeros(self.out_features(), tokens);
+        self.w
+            .with_f32(|w| be.gemm(1.0, w, Trans::N, x, Trans::N, 0.0, y.as_mut()))?;
+        if let Some(b) = &self.bias {
+            for (row, &bi) in y.as_mut_slice().chunks_mut(tokens.max(1)).zip(b) {
+                row.iter_mut().for_each(|v| *v += bi);
+            }
+        }
+        let (mut keep, mut h_kept) = (None, None);
+        if let (Some(l), false) = (&self.lora, self.merged) {
+            let mut h = Dense::zeros(l.a.rows(), tokens);
+            if train && l.dropout > 0.0 {
+                let factor = 1.0 / (1.0 - l.dropout);
+                let rng = &mut self.rng;
+                let k: Vec<f32> = (0..x.as_slice().len())
+                    .map(|_| {
+                        if rng.next_f64() < l.dropout as f64 {
+                            0.0
+                        } else {
+                            factor
+                        }
+                    })
+                    .collect();
+                let xd: Vec<f32> = x.as_slice().iter().zip(&k).map(|(a, b)| a * b).collect();
+                let xd = MatRef::new(&xd, x.rows(), tokens)?;
+                be.gemm(1.0, l.a.as_ref(), Trans::N, xd, Trans::N, 0.0, h.as_mut())?;
+                keep = Some(k);
+            } else {
+                be.gemm(1.0, l.a.as_ref(), Trans::N, x, Trans::N, 0.0, h.as_mut())?;
+            }
+            be.gemm(
+                l.scale,
+                l.b.as_ref(),
+                Trans::N,
+                h.as_ref(),
+                Trans::N,
+                1.0,
+                y.as_mut(),
+            )?;
+            h_kept = Some(h);
+        }
+        if let (Some(sp), false) = (&self.sparse, self.merged) {
+            be.spmm(1.0, sp.s.as_ref(), x, 1.0, y.as_mut())?;
+        }
+        self.cache = train.then(|| Cache {
+            x: x.to_owned(),
+            keep,
+            h: h_kept,
+        });
+        Ok(y)
+    }
+
+    fn cache(&self, op: &'static str) -> Result<&Cache> {
+        self.cache.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{op}: no training-mode forward pass to go back through"
+            ))
+        })
+    }
+
+    /// The dense weight gradient `G = dY X^T` (out x in) of the last training forward
+    /// pass, which mask generation accumulates.
+    pub fn dense_grad(&self, be: &dyn Backend, dy: MatRef<'_, f32>) -> Result<Dense<f32>> {
+        let x = &self.cache("RosaLinear::dense_grad")?.x;
+        let mut g = Dense::zeros(self.out_features(), self.in_features());
+        be.gemm(1.0, dy, Trans::N, x.as_ref(), Trans::T, 0.0, g.as_mut())?;
+        Ok(g)
+    }
+
+    /// Backward pass for `dY` (out x tokens): stores the gradients of the trainable
+    /// tensors and returns `dX = W^T dY + s A^T (B^T dY) + S^T dY`.
+    pub fn backward(&mut self, be: &dyn Backend, dy: MatRef<'_, f32>) -> Result<Dense<f32>> {
+        self.check_input("RosaLinear::backward", &dy, self.out_features())?;
+        self.cache("RosaLinear::backward")?;
+        // Taken out so the pass can borrow the layer mutably; put back whatever happens,
+        // so a failed call leaves the layer as it was.
+        let cache = self.cache.take().expect("checked above");
+        let out = self.backward_from(be, &cache, dy);
+        self.cache = Some(cache);
+        out
+    }
+
+    fn backward_from(
+        &mut self,
+        be: &dyn Backend,
+        cache: &Cache,
+        dy: MatRef<'_, f32>,
+    ) -> Result<Dense<f32>> {
+        let x = cache.x.as_ref();
+        if dy.cols() != x.cols() {
+            return Err(Error::ShapeMismatch {
+                op: "RosaLinear::backward",
+                detail: format!(
+                    "dY has {} tokens, the forward pass had {}",
+                    dy.cols(),
+                    x.cols()
+                ),
+            });
+        }
+        let tokens = x.cols();
+        let mut dx = Dense::zeros(self.in_features(), tokens);
+        self.w
+            .with_f32(|w| be.gemm(1.0, w, Trans::T, dy, Trans::N, 0.0, dx.as_mut()))?;
+        let mut grads = std::mem::take(&mut self.grads);
+        if self.train_w {
+            grads
+                .w
+                .resize(self.out_features() * self.in_features(), 0.0);
+            let gw = crate::MatMut::new(&mut grads.w, self.out_features(), self.in_features())?;
+            be.gemm(1.0, dy, Trans::N, x, Trans::T, 0.0, gw)?;
+            if self.bias.is_some() {
+                grads.bias = dy
+                    .as_slice()
+                    .chunks(tokens.max(1))
+                    .map(|row| row.iter().sum())
+                    .collect();
+            }
+        }
+        if let Some(l) = &self.lora {
+            let h = cache.h.as_ref().ok_or_else(|| {
+                Error::InvalidArgument(
+                    "RosaLinear::backward: the low-rank adapter was added after the forward pass"
+                        .into(),
+                )
+            })?;
+            let r = l.a.rows();
+            // g = B^T dY is shared by dA and dX.
+            let mut g = Dense::zeros(r, tokens);
+            be.gemm(1.0, l.b.as_ref(), Trans::T, dy, Trans::N, 0.0, g.as_mut())?;
+            grads.b.resize(numel(&l.b), 0.0);
+            let gb = crate::MatMut::new(&mut grads.b, l.b.rows(), r)?;
+            be.gemm(l.scale, dy, Trans::N, h.as_ref(), Trans::T, 0.0, gb)?;
+            grads.a.resize(numel(&l.a), 0.0);
+            let ga = crate::MatMut::new(&mut grads.a, r, self.in_features())?;
+            match &cache.keep {
+                Some(keep) => {
+                    let xd: Vec<f32> = x.as_slice().iter().zip(keep).map(|(a, b)| a * b).collect();
+                    let xd = MatRef::new(&xd, self.in_features(), tokens)?;
+                    be.gemm(l.scale, g.as_ref(), Trans::N, xd, Trans::T, 0.0, ga)?;
+                    // The branch saw the dropped-out input, so its dX goes through the
+                    // same factors.
+                    let mut t = Dense::zeros(self.in_features(), tokens);
+                    be.gemm(
+                        l.scale,
+                        l.a.as_ref(),
+                        Trans::T,
+                        g.as_ref(),
+                        Trans::N,
+                        0.0,
+                        t.as_mut(),
+                    )?;
+                    for ((d, v), k) in dx.as_mut_slice().iter_mut().zip(t.as_slice()).zip(keep) {
+                        *d += v * k;
+                    }
+                }
+                None => {
+                    be.gemm(l.scale, g.as_ref(), Trans::N, x, Trans::T, 0.0, ga)?;
+                    be.gemm(
+                        l.scale,
+                        l.a.as_ref(),
+                        Trans::T,
+                        g.as_ref(),
+                        Trans::N,
+                        1.0,
+                        dx.as_mut(),
+                    )?;
+                }
+            }
+        }
+        if let Some(sp) = &self.sparse {
+            // The gradient shares S's structure; its value buffer is reused across steps.
+            let mut buf = std::mem::take(&mut grads.s);
+            buf.resize(sp.s.nnz(), 0.0);
+            let mut gs = sp.s.with_values(buf)?;
+            be.sddmm(1.0, dy, x, 0.0, gs.as_mut())?;
+            grads.s = gs.into_parts().4;
+            be.spmm_t(1.0, sp.s.as_ref(), &sp.plan, dy, 1.0, dx.as_mut())?;
+        }
+        self.grads = grads;
+        Ok(dx)
+    }
+
+    /// The trainable tensors and their last gradients (empty before a backward pass).
+    pub fn params(&mut self) -> Vec<Param<'_>> {
+        let mut out = Vec::new();
+        let g = &self.grads;
+        if let Some(l) = &mut self.lora {
+            if g.a.len() == numel(&l.a) && g.b.len() == numel(&l.b) {
+                out.push(Param {
+                    name: "lora_a",
+                    group: Group::LowRank,
+                    value: l.a.as_mut_slice(),
+                    grad: &g.a,
+                });
+                out.push(Param {
+                    name: "lora_b",
+                    group: Group::LowRank,
+                    value: l.b.as_mut_slice(),
+                    grad: &g.b,
+                });
+            }
+        }
+        if let Some(sp) = &mut self.sparse {
+            if g.s.len() == sp.s.nnz() {
+                out.push(Param {
+                    name: "sparse",
+                    group: Group::Other,
+                    value: sp.s.values_mut(),
+                    grad: &g.s,
+                });
+            }
+        }
+        if self.train_w {
+            if let Weight::F32(w) = &mut self.w {
+                if g.w.len() == numel(w) {
+                    out.push(Param {
+                        name: "weight",
+                        group: Group::Other,
+                        value: w.as_mut_slice(),
+                        grad: &g.w,
+                    });
+                }
+            }
+            if let Some(b) = &mut self.bias {
+                if g.bias.len() == b.len() {
+                    out.push(Param {
+                        name: "bias",
+                        group: Group::Other,
+                        value: b,
+                        grad: &g.bias,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops the training cache and gradients (memory between phases).
+    pub fn clear(&mut self) {
+        self.cache = None;
+        self.grads = Grads::default();
+    }
+
+    /// Folds the adapters into W (`W += s B A + S`) for adapter-free inference; the
+    /// forward pass then skips them until [`RosaLinear::unmerge`].
+    pub fn merge(&mut self, be: &dyn Backend) -> Result<()> {
+        if !self.merged {
+            self.fold(be, 1.0)?;
+            self.merged = true;
+        }
+        Ok(())
+    }
+
+    /// Takes the adapters back out of W (`W -= s B A + S`). Floating-point rounding makes
+    /// this exact only up to an ulp or so of W's entries.
+    pub fn unmerge(&mut self, be: &dyn Backend) -> Result<()> {
+        if self.merged {
+            self.fold(be, -1.0)?;
+            self.merged = false;
+        }
+        Ok(())
+    }
+
+    /// Whether the adapters are currently folded into W.
+    pub fn is_merged(&self) -> bool {
+        self.merged
+    }
+
+    /// Merges and then drops the adapters: W alone carries the update.
+    pub fn fold_adapters(&mut self, be: &dyn Backend) -> Result<()> {
+        self.merge(be)?;
+        self.lora = None;
+        self.sparse = None;
+        self.merged = false;
+        self.clear();
+        Ok(())
+    }
+
+    fn fold(&mut self, be: &dyn Backend, sign: f32) -> Result<()> {
+        let (lora, sparse) = (&self.lora, &self.sparse);
+        self.w.update(|w| {
+            if let Some(l) = lora {
+                be.gemm(
+                    sign * l.scale,
+                    l.b.as_ref(),
+                    Trans::N,
+                    l.a.as_ref(),
+                    Trans::N,
+                    1.0,
+                    w.as_mut(),
+                )?;
+            }
+            if let Some(sp) = sparse {
+                let cols = w.cols();
+                let dense = w.as_mut_slice();
+                for i in 0..sp.s.rows() {
+                    let (c, v) = sp.s.row(i);
+                    for (&j, &x) in c.iter().zip(v) {
+                        dense[i * cols + j as usize] += sign * x;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn numel(m: &Dense<f32>) -> usize {
+    m.rows() * m.cols()
+}
