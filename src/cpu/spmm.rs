@@ -131,15 +131,7 @@ impl SparseRows<'_> {
             rest = tail;
         }
         tasks.into_par_iter().for_each(|(rows, out_rows)| {
-            let mut acc = vec![0.0f32; n];
-            for (i, out_row) in rows.zip(out_rows.chunks_exact_mut(n)) {
-                if plan.is_heavy(i) {
-                    continue;
-                }
-                acc.fill(0.0);
-                accumulate(self, &mut acc, self.range(i), b, n);
-                scale_into(out_row, &acc, alpha, beta);
-            }
+            light_rows(self, &plan, rows, out_rows, b, n, alpha, beta);
         });
         for &i in &plan.heavy {
             let range = self.range(i);
@@ -151,7 +143,7 @@ impl SparseRows<'_> {
                 .into_par_iter()
                 .map(|piece| {
                     let mut acc = vec![0.0f32; n];
-                    accumulate(self, &mut acc, piece, b, n);
+                    heavy_piece(self, piece, b, &mut acc);
                     acc
                 })
                 .reduce(
@@ -171,38 +163,149 @@ impl SparseRows<'_> {
 }
 
 dispatch! {
-    /// `acc += sum over p in range of value(p) * b[col(p), :]`.
-    fn accumulate(rows: &SparseRows<'_>, acc: &mut [f32], range: Range<usize>, b: &[f32], n: usize) => accumulate_with
+    /// Computes the rows in `rows` that are not heavy into `out_rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn light_rows<T: Scalar>(
+        a: &SparseRows<'_>,
+        plan: &RowPlan,
+        rows: Range<usize>,
+        out_rows: &mut [T],
+        b: &[f32],
+        n: usize,
+        alpha: f32,
+        beta: f32,
+    ) => light_rows_with
 }
 
-/// Four nonzeros per sweep over `acc`, so it is loaded and stored a quarter as often.
 #[inline(always)]
-fn accumulate_with<M: MulAdd>(
-    rows: &SparseRows<'_>,
-    acc: &mut [f32],
-    range: Range<usize>,
+#[allow(clippy::too_many_arguments)]
+fn light_rows_with<M: MulAdd, T: Scalar>(
+    a: &SparseRows<'_>,
+    plan: &RowPlan,
+    rows: Range<usize>,
+    out_rows: &mut [T],
     b: &[f32],
     n: usize,
+    alpha: f32,
+    beta: f32,
 ) {
-    let brow = |p: usize| &b[rows.col_idx[p] as usize * n..][..n];
-    let mut p = range.start;
-    while p + 4 <= range.end {
-        let v = &rows.values[p..p + 4];
-        let (v0, v1, v2, v3) = (v[0], v[1], v[2], v[3]);
-        let (b0, b1, b2, b3) = (brow(p), brow(p + 1), brow(p + 2), brow(p + 3));
-        for ((((a, &x0), &x1), &x2), &x3) in acc.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3) {
-            *a = M::mul_add(
+    let mut scratch = Scratch::new(n);
+    for (i, out_row) in rows.zip(out_rows.chunks_exact_mut(n)) {
+        if !plan.is_heavy(i) {
+            row::<M, T>(a, a.range(i), b, n, 0, &mut scratch, out_row, alpha, beta);
+        }
+    }
+}
+
+dispatch! {
+    /// `acc = sum over p in range of value(p) * b[col(p), :]`: one piece of a heavy row.
+    fn heavy_piece(a: &SparseRows<'_>, range: Range<usize>, b: &[f32], acc: &mut [f32]) => heavy_piece_with
+}
+
+#[inline(always)]
+fn heavy_piece_with<M: MulAdd>(
+    a: &SparseRows<'_>,
+    range: Range<usize>,
+    b: &[f32],
+    acc: &mut [f32],
+) {
+    let n = acc.len();
+    let mut scratch = Scratch::new(n);
+    row::<M, f32>(a, range, b, n, 0, &mut scratch, acc, 1.0, 0.0);
+}
+
+/// Per-task buffers of one output row's width.
+struct Scratch {
+    /// Partial sums between sweeps.
+    acc: Vec<f32>,
+    /// A row of zeros that pads a sweep short of four nonzeros: 0 * 0 adds nothing,
+    /// where padding with a real row of B would turn an infinity into NaN.
+    zeros: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(n: usize) -> Self {
+        Scratch {
+            acc: vec![0.0; n],
+            zeros: vec![0.0; n],
+        }
+    }
+}
+
+/// Columns `j0..j0 + out.len()` of one output row,
+/// `out = alpha * sum_p value(p) b[col(p), j0..] + beta * out`, in sweeps of four
+/// nonzeros: the first sweep starts the sums, the last one writes the output, so a row of
+/// at most four nonzeros reads its rows of B and writes its output in one pass.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn row<M: MulAdd, T: Scalar>(
+    a: &SparseRows<'_>,
+    range: Range<usize>,
+    b: &[f32],
+    ldb: usize,
+    j0: usize,
+    scratch: &mut Scratch,
+    out: &mut [T],
+    alpha: f32,
+    beta: f32,
+) {
+    let w = out.len();
+    let (cols, vals) = (&a.col_idx[range.clone()], &a.values[range]);
+    let sweeps = cols.len().div_ceil(4).max(1);
+    for s in 0..sweeps {
+        let mut v = [0.0f32; 4];
+        let mut x: [&[f32]; 4] = [&scratch.zeros[..w]; 4];
+        for (q, (&c, &val)) in cols.iter().zip(vals).skip(4 * s).take(4).enumerate() {
+            v[q] = val;
+            x[q] = &b[c as usize * ldb + j0..][..w];
+        }
+        let sweep = Sweep { v, x, alpha, beta };
+        match (s == 0, s + 1 == sweeps) {
+            (true, true) => sweep.run::<M, T, true, true>(&mut scratch.acc[..w], out),
+            (true, false) => sweep.run::<M, T, true, false>(&mut scratch.acc[..w], out),
+            (false, true) => sweep.run::<M, T, false, true>(&mut scratch.acc[..w], out),
+            (false, false) => sweep.run::<M, T, false, false>(&mut scratch.acc[..w], out),
+        }
+    }
+}
+
+/// Four nonzeros' values and rows of B, applied in one pass over the output row.
+struct Sweep<'a> {
+    v: [f32; 4],
+    x: [&'a [f32]; 4],
+    alpha: f32,
+    beta: f32,
+}
+
+impl Sweep<'_> {
+    /// FIRST: the sums start at zero instead of `acc`; LAST: the sums go to `out` (scaled,
+    /// `out` read only when beta != 0) instead of back to `acc`.
+    #[inline(always)]
+    fn run<M: MulAdd, T: Scalar, const FIRST: bool, const LAST: bool>(
+        &self,
+        acc: &mut [f32],
+        out: &mut [T],
+    ) {
+        let [v0, v1, v2, v3] = self.v;
+        let [x0, x1, x2, x3] = self.x;
+        let (alpha, beta) = (self.alpha, self.beta);
+        let rows = x0.iter().zip(x1).zip(x2.iter().zip(x3));
+        for ((a, o), ((&x0, &x1), (&x2, &x3))) in acc.iter_mut().zip(out.iter_mut()).zip(rows) {
+            let start = if FIRST { 0.0 } else { *a };
+            let sum = M::mul_add(
                 v3,
                 x3,
-                M::mul_add(v2, x2, M::mul_add(v1, x1, M::mul_add(v0, x0, *a))),
+                M::mul_add(v2, x2, M::mul_add(v1, x1, M::mul_add(v0, x0, start))),
             );
-        }
-        p += 4;
-    }
-    for p in p..range.end {
-        let v = rows.values[p];
-        for (a, &x) in acc.iter_mut().zip(brow(p)) {
-            *a = M::mul_add(v, x, *a);
+            if LAST {
+                *o = T::from_f32(if beta == 0.0 {
+                    alpha * sum
+                } else {
+                    M::mul_add(beta, o.to_f32(), alpha * sum)
+                });
+            } else {
+                *a = sum;
+            }
         }
     }
 }
