@@ -9,13 +9,17 @@
 //! line and passes; the tile-table tests need no GPU and always run.
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use std::io::Write;
 use std::sync::OnceLock;
 
+use common::kernels::{case_up_to, cpu_sddmm, cpu_spmm, Case};
+use common::{assert_close, tolerance, Expected};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rosa::cuda::{self, Device, DeviceCsr, DeviceDense, KernelConfig, Op};
-use rosa::{bf16, cpu, f16, random, Csr, CsrShape, Dense, Error, Scalar};
+use rosa::{bf16, cpu, f16, random, Dense, Error, Scalar};
 
 /// The shared device, or `None` after printing why the test is skipped.
 fn device(test: &str) -> Option<&'static Device> {
@@ -37,133 +41,26 @@ fn device(test: &str) -> Option<&'static Device> {
     }
 }
 
-// ---------------------------------------------------------------- references
-
-/// One expected element: the exact value and the magnitude its rounding error scales with.
-#[derive(Clone, Copy, Debug)]
-struct Expected {
-    value: f64,
-    /// |alpha| * sum |terms| + |beta * c0|.
-    scale: f64,
-    /// f32 additions behind the value.
-    terms: usize,
-}
-
-fn tolerance<T: Scalar>(w: &Expected) -> f64 {
-    let subnormal = match T::DTYPE {
-        rosa::DType::F16 => 2f64.powi(-24),
-        rosa::DType::Bf16 => 2f64.powi(-133),
-        rosa::DType::F32 => 2f64.powi(-149),
-    };
-    (T::epsilon() as f64 + (w.terms as f64 + 4.0) * f32::EPSILON as f64) * w.scale + subnormal
-}
+// ---------------------------------------------------------------- checks
 
 /// GPU output against the f64 reference (within the rounding bound) and against the CPU
 /// kernel (within twice it: both err, in different summation orders). NaN never passes.
-fn assert_close<T: Scalar>(what: &str, gpu: &[T], cpu: &[T], want: &[Expected]) {
-    assert_eq!(gpu.len(), want.len(), "{what}: output length");
-    assert_eq!(cpu.len(), want.len(), "{what}: CPU output length");
+fn assert_agree<T: Scalar>(what: &str, gpu: &[T], cpu: &[T], want: &[Expected]) {
+    assert_close(what, gpu, want);
     for (i, ((g, c), w)) in gpu.iter().zip(cpu).zip(want).enumerate() {
         let (g, c) = (g.to_f32() as f64, c.to_f32() as f64);
-        let tol = tolerance::<T>(w);
         assert!(
-            (g - w.value).abs() <= tol,
-            "{what} ({}): element {i} is {g}, expected {} (error {:e} > {tol:e})",
-            T::DTYPE,
-            w.value,
-            (g - w.value).abs()
-        );
-        assert!(
-            (g - c).abs() <= 2.0 * tol,
+            (g - c).abs() <= 2.0 * tolerance::<T>(w),
             "{what} ({}): element {i} is {g} on the GPU, {c} on the CPU",
             T::DTYPE
         );
     }
 }
 
-fn to64<T: Scalar>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|x| x.to_f32() as f64).collect()
-}
-
-/// alpha * A B + beta * C0 with A (m x k), B (k x n), C0 (m x n) dense row-major.
-#[allow(clippy::too_many_arguments)]
-fn gemm_ref(
-    alpha: f64,
-    a: &[f64],
-    b: &[f64],
-    beta: f64,
-    c0: Option<&[f64]>,
-    m: usize,
-    k: usize,
-    n: usize,
-) -> Vec<Expected> {
-    let mut out = Vec::with_capacity(m * n);
-    for i in 0..m {
-        for j in 0..n {
-            let (mut v, mut s, mut t) = (0.0, 0.0, 0);
-            for p in 0..k {
-                let x = a[i * k + p] * b[p * n + j];
-                t += usize::from(a[i * k + p] != 0.0);
-                v += x;
-                s += x.abs();
-            }
-            let c = c0.map_or(0.0, |c| c[i * n + j]);
-            out.push(Expected {
-                value: alpha * v + beta * c,
-                scale: alpha.abs() * s + (beta * c).abs(),
-                terms: t,
-            });
-        }
-    }
-    out
-}
-
-fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {
-    let mut t = vec![0.0; a.len()];
-    for i in 0..m {
-        for j in 0..n {
-            t[j * m + i] = a[i * n + j];
-        }
-    }
-    t
-}
-
-// ---------------------------------------------------------------- cases
-
-#[derive(Debug, Clone)]
-struct Case {
-    m: usize,
-    k: usize,
-    n: usize,
-    mean_len: usize,
-    long_row: Option<usize>,
-    alpha: f32,
-    beta: f32,
-    seed: u64,
-}
-
 /// Small shapes (empty ones included) whose widths cross the vector and tile boundaries
 /// of every configuration: up to 80 columns, so one, several and partial 16-byte vectors.
 fn case() -> impl Strategy<Value = Case> {
-    (0usize..40, 0usize..40, 0usize..80, 0usize..8, any::<u64>())
-        .prop_flat_map(|(m, k, n, mean_len, seed)| {
-            (
-                Just((m, k, n, mean_len, seed)),
-                proptest::option::of(0..m.max(1)),
-                -2.0f32..2.0,
-                prop_oneof![Just(0.0f32), -1.5f32..1.5],
-            )
-        })
-        .prop_map(|((m, k, n, mean_len, seed), long, alpha, beta)| Case {
-            m,
-            k,
-            n,
-            mean_len,
-            long_row: long.filter(|&r| r < m),
-            alpha,
-            beta,
-            seed,
-        })
+    case_up_to(40, 40, 80, 8)
 }
 
 /// Larger fixed cases: several blocks, N past one column tile of the widest configuration
@@ -209,143 +106,46 @@ fn big_cases() -> Vec<Case> {
     ]
 }
 
-impl Case {
-    /// Row lengths with empty rows scattered through and optionally one full row.
-    fn sparse<T: Scalar>(&self, rows: usize, cols: usize) -> Csr<T> {
-        let lens: Vec<usize> = (0..rows)
-            .map(|i| match self.long_row {
-                Some(r) if r == i => cols,
-                _ if i % 5 == 3 => 0,
-                _ => (self.mean_len + i % 3).min(cols),
-            })
-            .collect();
-        random::csr_with_row_lengths(rows, cols, &lens, self.seed).unwrap()
+fn check_spmm_op<T: cuda::CudaScalar>(
+    dev: &Device,
+    c: &Case,
+    config: &KernelConfig,
+    transposed: bool,
+) {
+    let what = format!("{} {config} {c:?}", config.op);
+    let p = c.spmm::<T>(transposed);
+    let cpu_c = cpu_spmm(c, &p, transposed);
+    let da = DeviceCsr::from_host(dev, p.a.as_ref()).unwrap();
+    let db = DeviceDense::from_host(dev, p.b.as_ref()).unwrap();
+    let mut dc = DeviceDense::from_host(dev, p.c0.as_ref()).unwrap();
+    if transposed {
+        cuda::spmm_t_with(dev, config, c.alpha, &da, &db, c.beta, &mut dc)
+    } else {
+        cuda::spmm_with(dev, config, c.alpha, &da, &db, c.beta, &mut dc)
     }
-
-    /// The output's starting value: NaN poison when it must not be read, else random.
-    fn output<T: Scalar>(&self, rows: usize, cols: usize) -> Dense<T> {
-        if self.beta == 0.0 {
-            Dense::filled(rows, cols, T::from_f32(f32::NAN))
-        } else {
-            random::dense(rows, cols, self.seed ^ 0xC0)
-        }
-    }
-
-    fn c0(&self, c: &[f64]) -> Option<Vec<f64>> {
-        (self.beta != 0.0).then(|| c.to_vec())
-    }
+    .unwrap();
+    let gpu_c = dc.to_host().unwrap();
+    assert_agree(&what, gpu_c.as_slice(), cpu_c.as_slice(), &p.want);
 }
 
-// ---------------------------------------------------------------- checks
-
 fn check_spmm<T: cuda::CudaScalar>(dev: &Device, c: &Case, config: &KernelConfig) {
-    let what = format!("spmm {config} {c:?}");
-    let a = c.sparse::<T>(c.m, c.k);
-    let b = random::dense::<T>(c.k, c.n, c.seed ^ 0xB);
-    let c_init = c.output::<T>(c.m, c.n);
-
-    let mut cpu_c = c_init.clone();
-    cpu::spmm(c.alpha, a.as_ref(), b.as_ref(), c.beta, cpu_c.as_mut()).unwrap();
-
-    let da = DeviceCsr::from_host(dev, a.as_ref()).unwrap();
-    let db = DeviceDense::from_host(dev, b.as_ref()).unwrap();
-    let mut dc = DeviceDense::from_host(dev, c_init.as_ref()).unwrap();
-    cuda::spmm_with(dev, config, c.alpha, &da, &db, c.beta, &mut dc).unwrap();
-    let gpu_c = dc.to_host().unwrap();
-
-    let want = gemm_ref(
-        c.alpha as f64,
-        &to64(a.to_dense().as_slice()),
-        &to64(b.as_slice()),
-        c.beta as f64,
-        c.c0(&to64(c_init.as_slice())).as_deref(),
-        c.m,
-        c.k,
-        c.n,
-    );
-    assert_close(&what, gpu_c.as_slice(), cpu_c.as_slice(), &want);
+    check_spmm_op::<T>(dev, c, config, false);
 }
 
 fn check_spmm_t<T: cuda::CudaScalar>(dev: &Device, c: &Case, config: &KernelConfig) {
-    let what = format!("spmm_t {config} {c:?}");
-    // A is m x k; A^T B with B (m x n) gives C (k x n).
-    let a = c.sparse::<T>(c.m, c.k);
-    let b = random::dense::<T>(c.m, c.n, c.seed ^ 0xB);
-    let c_init = c.output::<T>(c.k, c.n);
-    let plan = a.transpose_plan();
-
-    let mut cpu_c = c_init.clone();
-    cpu::spmm_t(
-        c.alpha,
-        a.as_ref(),
-        &plan,
-        b.as_ref(),
-        c.beta,
-        cpu_c.as_mut(),
-    )
-    .unwrap();
-
-    let da = DeviceCsr::from_host(dev, a.as_ref()).unwrap();
-    let db = DeviceDense::from_host(dev, b.as_ref()).unwrap();
-    let mut dc = DeviceDense::from_host(dev, c_init.as_ref()).unwrap();
-    cuda::spmm_t_with(dev, config, c.alpha, &da, &db, c.beta, &mut dc).unwrap();
-    let gpu_c = dc.to_host().unwrap();
-
-    let at = transpose(&to64(a.to_dense().as_slice()), c.m, c.k);
-    let want = gemm_ref(
-        c.alpha as f64,
-        &at,
-        &to64(b.as_slice()),
-        c.beta as f64,
-        c.c0(&to64(c_init.as_slice())).as_deref(),
-        c.k,
-        c.m,
-        c.n,
-    );
-    assert_close(&what, gpu_c.as_slice(), cpu_c.as_slice(), &want);
+    check_spmm_op::<T>(dev, c, config, true);
 }
 
 fn check_sddmm<T: cuda::CudaScalar>(dev: &Device, c: &Case, config: &KernelConfig) {
     let what = format!("sddmm {config} {c:?}");
-    // Mask m x k (M x N in the op's terms), L (m x n), R (k x n): the dot length is c.n.
-    let mut mask = c.sparse::<T>(c.m, c.k);
-    if c.beta == 0.0 {
-        mask.values_mut().fill(T::from_f32(f32::NAN));
-    }
-    let l = random::dense::<T>(c.m, c.n, c.seed ^ 0x1);
-    let r = random::dense::<T>(c.k, c.n, c.seed ^ 0x2);
-    let old = to64(mask.values());
-
-    let mut cpu_out = mask.clone();
-    cpu::sddmm(c.alpha, l.as_ref(), r.as_ref(), c.beta, cpu_out.as_mut()).unwrap();
-
-    let mut dout = DeviceCsr::from_host(dev, mask.as_ref()).unwrap();
-    let dl = DeviceDense::from_host(dev, l.as_ref()).unwrap();
-    let dr = DeviceDense::from_host(dev, r.as_ref()).unwrap();
+    let p = c.sddmm::<T>();
+    let cpu_out = cpu_sddmm(c, &p);
+    let mut dout = DeviceCsr::from_host(dev, p.mask.as_ref()).unwrap();
+    let dl = DeviceDense::from_host(dev, p.l.as_ref()).unwrap();
+    let dr = DeviceDense::from_host(dev, p.r.as_ref()).unwrap();
     cuda::sddmm_with(dev, config, c.alpha, &dl, &dr, c.beta, &mut dout).unwrap();
     let gpu_vals = dout.values_to_host().unwrap();
-
-    let (l64, r64) = (to64(l.as_slice()), to64(r.as_slice()));
-    let mut want = Vec::with_capacity(mask.nnz());
-    for i in 0..c.m {
-        let (cols, _) = mask.row(i);
-        let start = mask.row_ptr()[i] as usize;
-        for (q, &j) in cols.iter().enumerate() {
-            let (mut v, mut s) = (0.0, 0.0);
-            for p in 0..c.n {
-                let x = l64[i * c.n + p] * r64[j as usize * c.n + p];
-                v += x;
-                s += x.abs();
-            }
-            let o = if c.beta != 0.0 { old[start + q] } else { 0.0 };
-            want.push(Expected {
-                value: c.alpha as f64 * v + c.beta as f64 * o,
-                scale: (c.alpha as f64).abs() * s + (c.beta as f64 * o).abs(),
-                terms: c.n,
-            });
-        }
-    }
-    assert_close(&what, &gpu_vals, cpu_out.values(), &want);
+    assert_agree(&what, &gpu_vals, cpu_out.values(), &p.want);
 }
 
 /// Runs `check` for every dtype and every configuration of `op`: on `cases` random cases

@@ -30,13 +30,18 @@ pub struct Expected {
     pub terms: usize,
 }
 
+/// How far a `T` result computed with f32 accumulation may lie from `w`.
+pub fn tolerance<T: Scalar>(w: &Expected) -> f64 {
+    (T::epsilon() as f64 + (w.terms as f64 + 4.0) * f32::EPSILON as f64) * w.scale
+        + subnormal_step::<T>()
+}
+
 /// Checks every element; NaN (an unwritten poisoned element) always fails.
 pub fn assert_close<T: Scalar>(what: &str, got: &[T], want: &[Expected]) {
     assert_eq!(got.len(), want.len(), "{what}: output length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let g = g.to_f32() as f64;
-        let tol = (T::epsilon() as f64 + (w.terms as f64 + 4.0) * f32::EPSILON as f64) * w.scale
-            + subnormal_step::<T>();
+        let tol = tolerance::<T>(w);
         let err = (g - w.value).abs();
         assert!(
             err <= tol,
