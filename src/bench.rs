@@ -642,9 +642,11 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
                 ours,
                 threads,
             };
-            rows.extend(baselines.into_iter().map(|(name, bthreads, bt, diff)| {
-                measured.row(name, "f32", bthreads, bt, diff)
-            }));
+            rows.extend(
+                baselines.into_iter().map(|(name, bthreads, bt, diff)| {
+                    measured.row(name, "f32", bthreads, bt, diff)
+                }),
+            );
         }
     }
     Ok(rows)

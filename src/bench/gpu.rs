@@ -240,7 +240,11 @@ impl Ctx<'_> {
         let dense_bytes = s * (m + k) * n * 2;
         let set_bytes = csr_copies * csr_bytes(nnz_of(max_d)) + dense_bytes;
         // The dense baseline's A (M x K) and SDDMM's full M x K output live beside them.
-        let gemm_bytes = if self.blas.is_some() { 2 * s * m * k } else { 0 };
+        let gemm_bytes = if self.blas.is_some() {
+            2 * s * m * k
+        } else {
+            0
+        };
         if set_bytes + gemm_bytes > self.memory {
             return Err(Error::InvalidArgument(format!(
                 "a {m}x{k}x{n} {} sweep at density {max_d} needs about {:.1} GiB of GPU \
@@ -251,12 +255,7 @@ impl Ctx<'_> {
                 self.memory as f64 / MEMORY_SHARE / (1u64 << 30) as f64,
             )));
         }
-        let sets = rotation_sets(
-            call_bytes,
-            self.l2,
-            set_bytes,
-            self.memory - gemm_bytes,
-        );
+        let sets = rotation_sets(call_bytes, self.l2, set_bytes, self.memory - gemm_bytes);
 
         let mut dense: Vec<DenseSet<T>> = (0..sets)
             .map(|_| {
@@ -410,9 +409,14 @@ impl Ctx<'_> {
                 }
                 let zeros = vec![0.0f32; sub_cols.len()];
                 let mut want = Csr::from_parts(rows.len(), k, sub_ptr, sub_cols, zeros)?;
-                let (l, r) = (rows_of(b_m, &rows), rows_of(b_k, &(0..k).collect::<Vec<_>>()));
+                let (l, r) = (
+                    rows_of(b_m, &rows),
+                    rows_of(b_k, &(0..k).collect::<Vec<_>>()),
+                );
                 cpu::sddmm(1.0, l.as_ref(), r.as_ref(), 0.0, want.as_mut())?;
-                Ok(max_diff(ours.into_iter().zip(want.values().iter().copied())))
+                Ok(max_diff(
+                    ours.into_iter().zip(want.values().iter().copied()),
+                ))
             }
         }
     }

@@ -284,7 +284,9 @@ pub(crate) fn cublas_present() -> bool {
 }
 
 /// A cuBLAS error as a crate error naming the call that failed.
-pub(crate) fn blas(call: &'static str) -> impl FnOnce(cudarc::cublas::result::CublasError) -> Error {
+pub(crate) fn blas(
+    call: &'static str,
+) -> impl FnOnce(cudarc::cublas::result::CublasError) -> Error {
     move |e| Error::Cuda {
         call,
         code: e.0 as i32,
