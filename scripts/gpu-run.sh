@@ -79,6 +79,8 @@ fi
   echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 } >"$logs/machine.log"
 
+# tests/cli.rs runs the rosa binary by the path it had where it was built, unless told.
+[[ -x $bundle/rosa ]] && ROSA_BIN="$(cd "$bundle" && pwd)/rosa" && export ROSA_BIN
 for t in "$bundle"/tests/*; do
   step "test:$(basename "$t")" "$logs/tests.log" "$t"
 done

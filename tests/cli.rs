@@ -10,8 +10,14 @@ use common::scratch::Scratch;
 use common::{assert_close, dense64, gemm_ref, to64, transpose as transpose_ref};
 use rosa::{bf16, f16, io, random, CsrShape, DType, Scalar};
 
+/// The binary under test: `ROSA_BIN` where the tests run away from their build tree (the
+/// GPU machine's bundle), else the one cargo built.
+fn rosa_bin() -> std::ffi::OsString {
+    std::env::var_os("ROSA_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rosa").into())
+}
+
 fn rosa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rosa"))
+    Command::new(rosa_bin())
         .args(args)
         .output()
         .expect("the rosa binary runs")
@@ -278,7 +284,7 @@ fn info_counts_the_files_in_the_tuning_cache() {
     for name in ["a.json", "b.json", "notes.txt"] {
         std::fs::write(tmp.path(name), "{}").unwrap();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_rosa"))
+    let out = Command::new(rosa_bin())
         .arg("info")
         .env("ROSA_TUNING_DIR", tmp.path(""))
         .output()
