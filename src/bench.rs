@@ -28,8 +28,8 @@
 //! assert!(report.rows.iter().all(|r| r.max_abs_diff < 1e-4));
 //! ```
 //!
-//! With the `cuda` feature, [`gpu`] runs the same sweeps on the CUDA kernels against
-//! cuBLAS, and quotes each time against the [`roofline`] floor.
+//! With the `cuda` feature, `rosa::bench::gpu` runs the same sweeps on the CUDA kernels
+//! against cuBLAS, and quotes each time against the [`roofline`] floor.
 
 use std::time::{Duration, Instant};
 
