@@ -934,3 +934,49 @@ pub mod baseline {
         ndarray::linalg::general_mat_mul(1.0, &a, &b, 0.0, &mut c);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The DESIGN.md formulas on a grid shape, worked by hand.
+    #[test]
+    fn bytes_and_floor_of_a_grid_shape() {
+        let (m, k, n, nnz) = (4096, 4096, 512, 167_772); // 1% of 4096 x 4096
+                                                         // SpMM bf16: nnz (2 + 4) + 4 (M + 1) + 2 K N + 2 M N.
+        let spmm = op_bytes(Op::Spmm, m, k, n, nnz, 2);
+        assert_eq!(
+            spmm,
+            6.0 * 167_772.0 + 4.0 * 4097.0 + 2.0 * 2.0 * 4096.0 * 512.0
+        );
+        // Square A: the transposed SpMM moves as much; SDDMM skips row_ptr.
+        assert_eq!(op_bytes(Op::SpmmT, m, k, n, nnz, 2), spmm);
+        assert_eq!(op_bytes(Op::Sddmm, m, k, n, nnz, 2), spmm - 4.0 * 4097.0);
+        // bf16: 8.6 MB at 3 TB/s (2.9 us) dwarfs 172 MFLOP at 800 TFLOP/s (0.2 us).
+        let flops = op_flops(nnz, n);
+        let floor = roofline::time_floor(spmm, flops, DType::Bf16);
+        assert!((floor - spmm / 3.0e12).abs() < 1e-15);
+        // f32 at 5% of 11008 x 4096, N = 8192: arithmetic-bound on CUDA cores.
+        let nnz = (0.05f64 * 11008.0 * 4096.0) as usize;
+        let (b, f) = (
+            op_bytes(Op::Spmm, 11008, 4096, 8192, nnz, 4),
+            op_flops(nnz, 8192),
+        );
+        assert_eq!(roofline::time_floor(b, f, DType::F32), f / 67e12);
+        assert!(f / 67e12 > b / 3.0e12);
+    }
+
+    #[test]
+    fn roofline_percent_is_floor_over_measured() {
+        assert_eq!(roofline::percent(1.0, 4.0), 25.0);
+        assert_eq!(roofline::percent(1.0, 0.0), 0.0);
+        assert_eq!(roofline::peak_flops(DType::F16), roofline::TENSOR_FLOPS);
+    }
+
+    #[test]
+    fn medians_skip_what_is_not_finite() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, f64::INFINITY, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![f64::NAN]), None);
+    }
+}
