@@ -6,7 +6,8 @@
 //!
 //! - **Timing**: CUDA events around batches of calls, after a warm-up pass; a batch is
 //!   long enough (at least [`MIN_BATCH_MS`]) that launch gaps and event resolution are
-//!   noise; batches repeat until [`Sweep::target`] has passed (at least [`MIN_BATCHES`],
+//!   noise (cudarc's per-buffer event records stay in: kernels shorter than a few
+//!   microseconds are timed at the host's launch rate); batches repeat until [`Sweep::target`] has passed (at least [`MIN_BATCHES`],
 //!   at most [`Sweep::max_runs`]); the row reports the median batch's time per call.
 //! - **Cache**: calls rotate over several copies of the operands ("sets") so that between
 //!   two uses of one copy at least twice the L2 has been streamed: repeated runs over one
