@@ -259,7 +259,7 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
             "roof% = DESIGN.md floor max(bytes / 3.0 TB/s, flops / peak) over our time (peak \
              800 TFLOP/s bf16/f16, 67 TFLOP/s f32); max|diff| against the CPU kernels in f32 \
              on sampled outputs; speedup = cuBLAS dense time / ours (timed once per op and \
-             shape; thr 0: chosen by cuBLAS); thr of ours = threads per block."
+             shape; thr 0: chosen by cuBLAS)."
         );
     } else {
         let _ = writeln!(
