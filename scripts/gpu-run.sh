@@ -3,9 +3,13 @@
 # repository root, with no Rust toolchain there:
 #   1. every test binary (the GPU tests must run, not skip: a skip here is a failure),
 #   2. compute-sanitizer memcheck and racecheck over the GPU kernel tests (fewer cases),
-#   3. `rosa info`, and `rosa bench --device cuda` when the binary has it.
-# Full logs go to $OUT when set (at most 8 files come back from there), else to a temp
-# dir; a short table is printed last.
+#   3. `rosa info`, and `rosa bench --device cuda` when the binary has it: a few DESIGN.md
+#      grid shapes at the grid's densities, f32 then bf16, against cuBLAS (about 1-3 min;
+#      ROSA_BENCH_ARGS replaces the shape arguments, e.g. "--grid" for the whole grid).
+# Full logs go to $OUT when set (at most 8 files come back from there: machine.log,
+# tests.log, memcheck.log, racecheck.log, rosa.log, bench-f32.json, bench-bf16.json,
+# summary.txt), else to a temp dir; a short table is printed last, with one line per op
+# and dtype of the bench: median % of the roofline, median speedup over cuBLAS.
 #   usage: scripts/gpu-run.sh [bundle dir, default gpu-bundle]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,13 +53,34 @@ step() {
   rows+=("$(printf '%-34s %-10s %6s s  %s' "$name" "$status" "$((SECONDS - t0))" "$note")")
 }
 
+# cuBLAS (the bench's baseline, one GPU test) is loaded at run time by name: put the
+# toolkit's or the pip wheel's copy on the loader path when the system cache lacks it.
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.13'; then
+  cublas_dir=""
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    [[ -e $d/libcublas.so.13 ]] && cublas_dir=$d && break
+  done
+  if [[ -z $cublas_dir ]] && command -v python3 >/dev/null; then
+    cublas_dir=$(python3 -c '
+import glob, os, sys
+for p in sys.path:
+    for f in glob.glob(os.path.join(p, "nvidia", "*", "lib", "libcublas.so.13")):
+        print(os.path.dirname(f)); sys.exit()
+' 2>/dev/null)
+  fi
+  [[ -n $cublas_dir ]] && export LD_LIBRARY_PATH=$cublas_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+
 {
   echo "bundle: $bundle"
   cat "$bundle/MANIFEST" 2>/dev/null
   echo
   nvidia-smi 2>&1 || echo "nvidia-smi not available"
+  echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 } >"$logs/machine.log"
 
+# tests/cli.rs runs the rosa binary by the path it had where it was built, unless told.
+[[ -x $bundle/rosa ]] && ROSA_BIN="$(cd "$bundle" && pwd)/rosa" && export ROSA_BIN
 for t in "$bundle"/tests/*; do
   step "test:$(basename "$t")" "$logs/tests.log" "$t"
 done
@@ -81,7 +106,19 @@ if [[ -x $bundle/rosa ]]; then
     rows+=("$(printf '%-34s %-10s' 'rosa info' SKIPPED) not in this rosa binary yet")
   fi
   if "$bundle/rosa" bench --help 2>/dev/null | grep -q -- --device; then
-    step "rosa bench --device cuda" "$logs/rosa.log" "$bundle/rosa" bench --device cuda
+    # Square, tall, wide at N = 2048, plus both ends of N on the square shape.
+    read -r -a shape_args <<<"${ROSA_BENCH_ARGS:---grid --shapes 4096x4096x512,4096x4096x2048,11008x4096x2048,4096x11008x2048,4096x4096x8192}"
+    for dtype in f32 bf16; do
+      step "rosa bench --device cuda $dtype" "$logs/rosa.log" "$bundle/rosa" bench \
+        --device cuda --dtype "$dtype" "${shape_args[@]}" --time-ms 30 \
+        --json-out "$logs/bench-$dtype.json"
+    done
+    if grep -q '^bench: .*WARNING' "$logs/rosa.log"; then
+      rows+=("$(printf '%-34s %-10s' 'bench correctness' FAIL) $(grep -c '^bench: .*WARNING' "$logs/rosa.log") ops wrote NaN/inf (see rosa.log)")
+    fi
+    while IFS= read -r line; do
+      rows+=("  $line")
+    done < <(grep '^summary ' "$logs/rosa.log")
   else
     rows+=("$(printf '%-34s %-10s' 'rosa bench' SKIPPED) no 'bench --device' in this rosa binary yet")
   fi

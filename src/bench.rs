@@ -27,6 +27,9 @@
 //! assert_eq!(report.rows[0].op, "spmm");
 //! assert!(report.rows.iter().all(|r| r.max_abs_diff < 1e-4));
 //! ```
+//!
+//! With the `cuda` feature, `rosa::bench::gpu` runs the same sweeps on the CUDA kernels
+//! against cuBLAS, and quotes each time against the [`roofline`] floor.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,9 @@ use ndarray::{Array2, ArrayViewMut2};
 use serde::Serialize;
 
 use crate::{cpu, random, with_dtype, CsrShape, DType, Dense, Error, Op, Result, Scalar};
+
+#[cfg(feature = "cuda")]
+pub mod gpu;
 
 /// What to sweep. [`Sweep::default`] is the `rosa bench` default: 4096 x 4096, N = 256,
 /// densities 0.1% to 3%, f32, every op.
@@ -96,6 +102,13 @@ impl Sweep {
     /// assert!(Sweep { m: 1 << 40, ..Sweep::default() }.validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
+        self.check_shape()?;
+        self.check_host_memory()
+    }
+
+    /// Densities in (0, 1], at least one density and op, positive sizes: what every
+    /// backend needs before it allocates.
+    pub(crate) fn check_shape(&self) -> Result<()> {
         if let Some(d) = self.densities.iter().find(|d| !(**d > 0.0 && **d <= 1.0)) {
             return Err(Error::InvalidArgument(format!(
                 "density {d} is outside (0, 1]"
@@ -109,6 +122,10 @@ impl Sweep {
         if [self.m, self.k, self.n].contains(&0) {
             return Err(Error::InvalidArgument("m, k and n must be positive".into()));
         }
+        Ok(())
+    }
+
+    fn check_host_memory(&self) -> Result<()> {
         let (m, k, n) = (self.m as u128, self.k as u128, self.n as u128);
         let max_d = self.densities.iter().cloned().fold(0.0, f64::max);
         let nnz = (max_d * (m * k) as f64) as u128;
@@ -141,7 +158,8 @@ impl Sweep {
 ///
 /// JSON field names are the Rust field names: `op`, `dtype`, `m`, `k`, `n`, `density`,
 /// `nnz`, `ours_us`, `threads`, `baseline`, `baseline_dtype`, `baseline_us`,
-/// `baseline_threads`, `speedup`, `gflops`, `gbps`, `max_abs_diff`.
+/// `baseline_threads`, `speedup`, `gflops`, `gbps`, `max_abs_diff`, and on the GPU also
+/// `roofline_pct` and `config` (absent from CPU rows).
 ///
 /// ```
 /// use rosa::bench::{run, Sweep};
@@ -188,20 +206,30 @@ pub struct Row {
     /// Our rate against the DESIGN.md byte model's lower bound.
     pub gbps: f64,
     /// Largest difference between our output and the baseline's (0 for the dense route,
-    /// which is not compared).
+    /// which is not compared). On the GPU: between our output and the CPU kernels' in f32
+    /// on sampled rows or columns, infinite (JSON `null`) if ours holds a NaN or infinity.
     pub max_abs_diff: f64,
+    /// GPU only: the [`roofline`] floor over our measured time, in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roofline_pct: Option<f64>,
+    /// GPU only: the tile configuration our kernel ran with (e.g. `sw8_br16_v1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 /// A whole sweep.
 ///
 /// ```
-/// let r = rosa::bench::Report { version: "0.1.0", threads: 2, rows: vec![] };
+/// let r = rosa::bench::Report { version: "0.1.0", device: None, threads: 2, rows: vec![] };
 /// assert!(serde_json::to_string(&r).unwrap().contains("\"rows\":[]"));
 /// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// The crate version that measured it.
     pub version: &'static str,
+    /// The GPU that ran our kernels (`cuda:0 NVIDIA H100 ...`); absent for the CPU sweep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// Rayon worker threads available to our kernels.
     pub threads: usize,
     /// One row per (density, op, baseline).
@@ -251,6 +279,190 @@ pub fn sddmm_bytes(m: usize, n: usize, k: usize, nnz: usize, s: usize) -> f64 {
     s * (m * k + n * k) + nnz * (4.0 + s)
 }
 
+/// The DESIGN.md byte bound of one op on an M x K sparse A with `nnz` entries and dense
+/// width `n` (SDDMM's inner dimension), `s` bytes per value: SpMM reads A, B (K x N) and
+/// writes C (M x N); transposed SpMM reads B (M x N) and writes C (K x N); SDDMM reads
+/// L (M x N) and R (K x N) and writes the nonzeros.
+///
+/// ```
+/// use rosa::{bench, Op};
+/// assert_eq!(bench::op_bytes(Op::SpmmT, 2, 3, 4, 5, 4), bench::spmm_bytes(3, 2, 4, 5, 4));
+/// assert_eq!(bench::op_bytes(Op::Sddmm, 2, 3, 4, 5, 2), bench::sddmm_bytes(2, 3, 4, 5, 2));
+/// ```
+pub fn op_bytes(op: Op, m: usize, k: usize, n: usize, nnz: usize, s: usize) -> f64 {
+    match op {
+        Op::Spmm => spmm_bytes(m, k, n, nnz, s),
+        Op::SpmmT => spmm_bytes(k, m, n, nnz, s),
+        Op::Sddmm => sddmm_bytes(m, k, n, nnz, s),
+    }
+}
+
+/// Useful floating-point operations of every op: one multiply and one add per nonzero per
+/// column of the dense width, `2 nnz n`.
+///
+/// ```
+/// assert_eq!(rosa::bench::op_flops(10, 8), 160.0);
+/// ```
+pub fn op_flops(nnz: usize, n: usize) -> f64 {
+    2.0 * nnz as f64 * n as f64
+}
+
+/// The performance floor of DESIGN.md's model: no kernel can beat the larger of its bytes
+/// over memory bandwidth and its flops over the arithmetic peak, so `floor / measured` is
+/// the fraction of the achievable that a kernel reaches.
+///
+/// The constants are DESIGN.md's H100 figures ("Performance model"): 3.0 TB/s
+/// device-to-device and 800 TFLOP/s bf16 dense tensor-core GEMM, both measured on this
+/// workplace's H100; for f32 the H100 SXM's 67 TFLOP/s of non-tensor f32 FMA, since our
+/// f32 kernels and the TF32-off cuBLAS baseline both run on the CUDA cores. f16 shares
+/// bf16's tensor-core peak. On another GPU the percentages are against an H100.
+///
+/// ```
+/// use rosa::bench::roofline;
+/// use rosa::DType;
+/// // 3 GB at 3 TB/s is 1 ms, 1 GFLOP at 800 TFLOP/s is far less: memory-bound.
+/// let floor = roofline::time_floor(3.0e9, 1.0e9, DType::Bf16);
+/// assert!((floor - 1.0e-3).abs() < 1e-12);
+/// assert!((roofline::percent(floor, 2.0e-3) - 50.0).abs() < 1e-9);
+/// // 67 GFLOP of f32 is 1 ms, above the 1 kB memory term: compute-bound.
+/// assert!((roofline::time_floor(1.0e3, 67.0e9, DType::F32) - 1.0e-3).abs() < 1e-12);
+/// ```
+pub mod roofline {
+    use crate::DType;
+
+    /// Device-memory bandwidth, bytes per second (DESIGN.md: H100, about 3.0 TB/s).
+    pub const BYTES_PER_SECOND: f64 = 3.0e12;
+    /// bf16 and f16 dense tensor-core peak, flop/s (DESIGN.md: H100, about 800 TFLOP/s).
+    pub const TENSOR_FLOPS: f64 = 800e12;
+    /// f32 CUDA-core (FMA, no TF32) peak, flop/s (H100 SXM datasheet: 67 TFLOP/s).
+    pub const F32_FLOPS: f64 = 67e12;
+
+    /// The arithmetic peak for operands of `dtype`.
+    pub fn peak_flops(dtype: DType) -> f64 {
+        match dtype {
+            DType::F32 => F32_FLOPS,
+            DType::F16 | DType::Bf16 => TENSOR_FLOPS,
+        }
+    }
+
+    /// `max(bytes / bandwidth, flops / peak)`, in seconds.
+    pub fn time_floor(bytes: f64, flops: f64, dtype: DType) -> f64 {
+        (bytes / BYTES_PER_SECOND).max(flops / peak_flops(dtype))
+    }
+
+    /// `100 floor / measured` (0 when nothing was measured).
+    pub fn percent(floor_s: f64, measured_s: f64) -> f64 {
+        if measured_s > 0.0 {
+            100.0 * floor_s / measured_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The RoSA benchmark grid of DESIGN.md: (M, K) pairs of LLaMA-7B projections.
+pub const GRID_SHAPES: [(usize, usize); 3] = [(4096, 4096), (11008, 4096), (4096, 11008)];
+/// The grid's token counts N.
+pub const GRID_N: [usize; 3] = [512, 2048, 8192];
+/// The grid's densities: 0.1% to 5%.
+pub const GRID_DENSITIES: [f64; 6] = [0.001, 0.003, 0.006, 0.012, 0.024, 0.05];
+
+/// One sweep per grid shape (M, K) x N, each over the grid densities, with `base`'s dtype,
+/// ops, seed and timing.
+///
+/// ```
+/// let grid = rosa::bench::grid(&rosa::bench::Sweep::default());
+/// assert_eq!(grid.len(), 9);
+/// assert!(grid.iter().all(|s| s.densities.len() == 6));
+/// assert_eq!((grid[8].m, grid[8].k, grid[8].n), (4096, 11008, 8192));
+/// ```
+pub fn grid(base: &Sweep) -> Vec<Sweep> {
+    GRID_SHAPES
+        .iter()
+        .flat_map(|&(m, k)| GRID_N.iter().map(move |&n| (m, k, n)))
+        .map(|(m, k, n)| Sweep {
+            m,
+            k,
+            n,
+            densities: GRID_DENSITIES.to_vec(),
+            ..base.clone()
+        })
+        .collect()
+}
+
+/// Medians of one (op, dtype) over a report's rows: the one-line verdict of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpSummary {
+    /// The op.
+    pub op: &'static str,
+    /// Our element type.
+    pub dtype: &'static str,
+    /// Rows summarized.
+    pub rows: usize,
+    /// Median [`Row::roofline_pct`] over the rows that have one.
+    pub median_roofline_pct: Option<f64>,
+    /// Median speedup over the rows whose baseline ran.
+    pub median_speedup: Option<f64>,
+    /// The baseline of the first such row.
+    pub baseline: &'static str,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let h = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[h]
+    } else {
+        (v[h - 1] + v[h]) / 2.0
+    })
+}
+
+impl Report {
+    /// One [`OpSummary`] per (op, dtype), in order of first appearance.
+    ///
+    /// ```
+    /// use rosa::bench::{run, Sweep};
+    /// let sweep = Sweep { m: 32, k: 32, n: 4, densities: vec![0.1, 0.2],
+    ///     target: std::time::Duration::ZERO, dense_baseline: false, ..Sweep::default() };
+    /// let s = run(&sweep, |_| {}).unwrap().summary();
+    /// assert_eq!(s.len(), 3);
+    /// assert_eq!((s[0].op, s[0].rows), ("spmm", 4)); // 2 densities x 2 baselines
+    /// assert!(s[0].median_roofline_pct.is_none() && s[0].median_speedup.unwrap() > 0.0);
+    /// ```
+    pub fn summary(&self) -> Vec<OpSummary> {
+        let mut keys: Vec<(&'static str, &'static str)> = Vec::new();
+        for r in &self.rows {
+            if !keys.contains(&(r.op, r.dtype)) {
+                keys.push((r.op, r.dtype));
+            }
+        }
+        keys.into_iter()
+            .map(|(op, dtype)| {
+                let rows: Vec<&Row> = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.op == op && r.dtype == dtype)
+                    .collect();
+                let timed: Vec<&&Row> = rows.iter().filter(|r| r.baseline_us > 0.0).collect();
+                OpSummary {
+                    op,
+                    dtype,
+                    rows: rows.len(),
+                    median_roofline_pct: median(
+                        rows.iter().filter_map(|r| r.roofline_pct).collect(),
+                    ),
+                    median_speedup: median(timed.iter().map(|r| r.speedup).collect()),
+                    baseline: timed.first().map_or("none", |r| r.baseline),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Runs a sweep, calling `progress` with a one-line note before each density.
 ///
 /// Errors only on an invalid [`Sweep`] (see [`Sweep::validate`]).
@@ -270,6 +482,7 @@ pub fn run(sweep: &Sweep, mut progress: impl FnMut(&str)) -> Result<Report> {
     let rows = with_dtype!(sweep.dtype, T => run_typed::<T>(sweep, &mut progress))?;
     Ok(Report {
         version: env!("CARGO_PKG_VERSION"),
+        device: None,
         threads: rayon::current_num_threads(),
         rows,
     })
@@ -287,13 +500,17 @@ fn max_abs_diff<T: Scalar>(ours: &[T], theirs: &[f32]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Our side of one (op, density) measurement, shared by its rows.
-struct Measured {
-    op: Op,
-    density: f64,
-    nnz: usize,
-    ours: Duration,
-    threads: usize,
+/// Our side of one (op, density) measurement, shared by its rows and by both backends.
+pub(crate) struct Measured {
+    pub op: Op,
+    pub dtype: DType,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub density: f64,
+    pub nnz: usize,
+    pub ours: Duration,
+    pub threads: usize,
 }
 
 /// Dense GEMM timings, once per op, since a dense product's cost ignores the density.
@@ -416,14 +633,20 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
             }
             let measured = Measured {
                 op,
+                dtype: T::DTYPE,
+                m,
+                k,
+                n,
                 density,
                 nnz: a.nnz(),
                 ours,
                 threads,
             };
-            rows.extend(baselines.into_iter().map(|(name, bthreads, bt, diff)| {
-                measured.row::<T>(sweep, name, bthreads, bt, diff)
-            }));
+            rows.extend(
+                baselines.into_iter().map(|(name, bthreads, bt, diff)| {
+                    measured.row(name, "f32", bthreads, bt, diff)
+                }),
+            );
         }
     }
     Ok(rows)
@@ -454,24 +677,21 @@ fn time_dense(
 }
 
 impl Measured {
-    fn row<T: Scalar>(
+    /// The row against one baseline; `theirs` is zero when no baseline ran.
+    pub(crate) fn row(
         &self,
-        sweep: &Sweep,
         baseline: &'static str,
+        baseline_dtype: &'static str,
         baseline_threads: usize,
         theirs: Duration,
         max_abs_diff: f64,
     ) -> Row {
-        let (m, k, n, s, nnz) = (sweep.m, sweep.k, sweep.n, T::DTYPE.size(), self.nnz);
+        let (m, k, n, nnz) = (self.m, self.k, self.n, self.nnz);
         let secs = self.ours.as_secs_f64().max(1e-12);
-        let bytes = match self.op {
-            Op::Spmm => spmm_bytes(m, k, n, nnz, s),
-            Op::SpmmT => spmm_bytes(k, m, n, nnz, s),
-            Op::Sddmm => sddmm_bytes(m, k, n, nnz, s),
-        };
+        let bytes = op_bytes(self.op, m, k, n, nnz, self.dtype.size());
         Row {
             op: self.op.name(),
-            dtype: T::DTYPE.name(),
+            dtype: self.dtype.name(),
             m,
             k,
             n,
@@ -480,13 +700,15 @@ impl Measured {
             ours_us: secs * 1e6,
             threads: self.threads,
             baseline,
-            baseline_dtype: "f32",
+            baseline_dtype,
             baseline_us: theirs.as_secs_f64() * 1e6,
             baseline_threads,
             speedup: theirs.as_secs_f64() / secs,
-            gflops: 2.0 * nnz as f64 * n as f64 / secs / 1e9,
+            gflops: op_flops(nnz, n) / secs / 1e9,
             gbps: bytes / secs / 1e9,
             max_abs_diff,
+            roofline_pct: None,
+            config: None,
         }
     }
 }
@@ -710,5 +932,51 @@ pub mod baseline {
         mut c: ArrayViewMut2<'_, f32>,
     ) {
         ndarray::linalg::general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The DESIGN.md formulas on a grid shape, worked by hand.
+    #[test]
+    fn bytes_and_floor_of_a_grid_shape() {
+        let (m, k, n, nnz) = (4096, 4096, 512, 167_772); // 1% of 4096 x 4096
+                                                         // SpMM bf16: nnz (2 + 4) + 4 (M + 1) + 2 K N + 2 M N.
+        let spmm = op_bytes(Op::Spmm, m, k, n, nnz, 2);
+        assert_eq!(
+            spmm,
+            6.0 * 167_772.0 + 4.0 * 4097.0 + 2.0 * 2.0 * 4096.0 * 512.0
+        );
+        // Square A: the transposed SpMM moves as much; SDDMM skips row_ptr.
+        assert_eq!(op_bytes(Op::SpmmT, m, k, n, nnz, 2), spmm);
+        assert_eq!(op_bytes(Op::Sddmm, m, k, n, nnz, 2), spmm - 4.0 * 4097.0);
+        // bf16: 8.6 MB at 3 TB/s (2.9 us) dwarfs 172 MFLOP at 800 TFLOP/s (0.2 us).
+        let flops = op_flops(nnz, n);
+        let floor = roofline::time_floor(spmm, flops, DType::Bf16);
+        assert!((floor - spmm / 3.0e12).abs() < 1e-15);
+        // f32 at 5% of 11008 x 4096, N = 8192: arithmetic-bound on CUDA cores.
+        let nnz = (0.05f64 * 11008.0 * 4096.0) as usize;
+        let (b, f) = (
+            op_bytes(Op::Spmm, 11008, 4096, 8192, nnz, 4),
+            op_flops(nnz, 8192),
+        );
+        assert_eq!(roofline::time_floor(b, f, DType::F32), f / 67e12);
+        assert!(f / 67e12 > b / 3.0e12);
+    }
+
+    #[test]
+    fn roofline_percent_is_floor_over_measured() {
+        assert_eq!(roofline::percent(1.0, 4.0), 25.0);
+        assert_eq!(roofline::percent(1.0, 0.0), 0.0);
+        assert_eq!(roofline::peak_flops(DType::F16), roofline::TENSOR_FLOPS);
+    }
+
+    #[test]
+    fn medians_skip_what_is_not_finite() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, f64::INFINITY, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![f64::NAN]), None);
     }
 }

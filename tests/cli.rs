@@ -10,8 +10,14 @@ use common::scratch::Scratch;
 use common::{assert_close, dense64, gemm_ref, to64, transpose as transpose_ref};
 use rosa::{bf16, f16, io, random, CsrShape, DType, Scalar};
 
+/// The binary under test: `ROSA_BIN` where the tests run away from their build tree (the
+/// GPU machine's bundle), else the one cargo built.
+fn rosa_bin() -> std::ffi::OsString {
+    std::env::var_os("ROSA_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rosa").into())
+}
+
 fn rosa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rosa"))
+    Command::new(rosa_bin())
         .args(args)
         .output()
         .expect("the rosa binary runs")
@@ -261,7 +267,159 @@ fn info_names_the_cpu_backend() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(env!("CARGO_PKG_VERSION")));
     assert!(text.contains("backends: cpu"));
-    assert!(text.contains("tuning cache: none"));
+    assert!(text.contains("cpu isa: "), "{text}");
+    assert!(text.contains("heuristic configuration"), "{text}");
+    // One line per GPU or one line saying why there is none, never a panic.
+    assert!(text.lines().any(|l| l.starts_with("gpu: ")), "{text}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn info_counts_the_files_in_the_tuning_cache() {
+    let tmp = Scratch::new();
+    for name in ["a.json", "b.json", "notes.txt"] {
+        std::fs::write(tmp.path(name), "{}").unwrap();
+    }
+    let out = Command::new(rosa_bin())
+        .arg("info")
+        .env("ROSA_TUNING_DIR", tmp.path(""))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("tuning cache: "))
+        .unwrap();
+    assert!(line.contains("(2 *.json files)"), "{line}");
+    assert!(line.contains("no tuned entries"), "{line}");
+}
+
+/// One `error:` line on stderr, nothing on stdout, a nonzero exit.
+fn assert_one_error_line(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn bench_on_cuda_without_the_feature_says_so() {
+    let out = rosa(&[
+        "bench", "--device", "cuda", "--m", "32", "--k", "32", "--n", "4",
+    ]);
+    let err = assert_one_error_line(&out);
+    assert!(err.contains("built without the cuda feature"), "{err}");
+}
+
+/// Without a GPU: the `Device::new` error as one line. With one (on the GPU machine): a
+/// small sweep whose rows carry the GPU fields and agree with the CPU kernels.
+#[cfg(feature = "cuda")]
+#[test]
+fn bench_on_cuda_runs_or_reports_why_not() {
+    let tmp = Scratch::new();
+    let json = tmp.path("bench.json");
+    let mut args = vec![
+        "bench",
+        "--device",
+        "cuda",
+        "--shapes",
+        "300x200x64,128x512x40",
+        "--density",
+        "0.01,0.1",
+        "--time-ms",
+        "1",
+        "--json-out",
+    ];
+    args.push(arg(&json));
+    let out = rosa(&args);
+    if let Err(e) = rosa::cuda::Device::new(0) {
+        let err = assert_one_error_line(&out);
+        assert!(err.contains("no CUDA device"), "{err} ({e})");
+        assert!(!json.exists());
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("summary spmm"), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["device"].as_str().unwrap().starts_with("cuda:0"));
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 3);
+    for row in rows {
+        assert!(row["roofline_pct"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["baseline_us"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["config"].as_str().is_some(), "{row}");
+        let diff = row["max_abs_diff"]
+            .as_f64()
+            .expect("finite: no NaN left in the output");
+        assert!(diff < 1e-3, "{row}");
+    }
+}
+
+#[test]
+fn bench_runs_several_shapes_and_writes_json_beside_the_table() {
+    let tmp = Scratch::new();
+    let json = tmp.path("rows.json");
+    let out = rosa(&[
+        "bench",
+        "--shapes",
+        "40x30x4,20x50x3",
+        "--density",
+        "0.1",
+        "--time-ms",
+        "1",
+        "--ops",
+        "spmm",
+        "--no-dense",
+        "--json-out",
+        arg(&json),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("40x30x4") && table.contains("20x50x3"),
+        "{table}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    // 2 shapes x (sprs, sprs+rayon); CPU rows carry no GPU fields.
+    assert_eq!(rows.len(), 4);
+    assert!(report.get("device").is_none());
+    assert!(rows.iter().all(|r| r.get("roofline_pct").is_none()));
+    assert_eq!(
+        (rows[2]["m"].as_u64(), rows[2]["n"].as_u64()),
+        (Some(20), Some(3))
+    );
+}
+
+#[test]
+fn bench_refuses_conflicting_shapes() {
+    for args in [
+        vec!["bench", "--grid", "--m", "64"],
+        vec!["bench", "--shapes", "4x4", "--time-ms", "1"],
+    ] {
+        let out = rosa(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_one_error_line(&out);
+    }
 }
 
 #[test]

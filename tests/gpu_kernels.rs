@@ -293,6 +293,66 @@ fn event_timer_measures_a_launch() {
     );
 }
 
+fn check_blas_gemm<T: cuda::BlasScalar>(dev: &Device, blas: &cuda::Blas) {
+    use cuda::Transpose;
+    let (m, k, n) = (37, 23, 19);
+    for (ta, tb) in [
+        (Transpose::No, Transpose::No),
+        (Transpose::Yes, Transpose::No),
+        (Transpose::No, Transpose::Yes),
+        (Transpose::Yes, Transpose::Yes),
+    ] {
+        // Stored shapes, so that op(A) is m x k and op(B) is k x n.
+        let (ar, ac) = if ta == Transpose::Yes { (k, m) } else { (m, k) };
+        let (br, bc) = if tb == Transpose::Yes { (n, k) } else { (k, n) };
+        let a = random::dense::<T>(ar, ac, 5);
+        let b = random::dense::<T>(br, bc, 6);
+        let (mut a64, mut b64) = (to64(a.as_slice()), to64(b.as_slice()));
+        if ta == Transpose::Yes {
+            a64 = transpose(&a64, ar, ac);
+        }
+        if tb == Transpose::Yes {
+            b64 = transpose(&b64, br, bc);
+        }
+        let want = gemm_ref(1.0, &a64, &b64, 0.0, None, m, k, n);
+        let da = DeviceDense::from_host(dev, a.as_ref()).unwrap();
+        let db = DeviceDense::from_host(dev, b.as_ref()).unwrap();
+        let mut dc = DeviceDense::filled(dev, m, n, T::from_f32(f32::NAN)).unwrap();
+        blas.gemm(1.0, &da, ta, &db, tb, 0.0, &mut dc).unwrap();
+        let got = dc.to_host().unwrap();
+        for (i, (g, w)) in got.as_slice().iter().zip(&want).enumerate() {
+            let g = g.to_f32() as f64;
+            // Within f32 rounding for f32 (TF32 would miss this by far), output rounding
+            // for f16/bf16.
+            assert!(
+                (g - w.value).abs() <= tolerance::<T>(w),
+                "cuBLAS {} {ta:?} {tb:?}: element {i} is {g}, expected {}",
+                T::DTYPE,
+                w.value
+            );
+        }
+    }
+    let mut wrong = DeviceDense::<T>::zeros(dev, m + 1, n).unwrap();
+    let a = DeviceDense::<T>::zeros(dev, m, k).unwrap();
+    let b = DeviceDense::<T>::zeros(dev, k, n).unwrap();
+    let err = blas
+        .gemm(1.0, &a, Transpose::No, &b, Transpose::No, 0.0, &mut wrong)
+        .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+}
+
+/// The GPU bench's baseline: row-major GEMM through cuBLAS, every transpose combination.
+#[test]
+fn cublas_gemm_matches_the_f64_reference() {
+    let Some(dev) = device("cublas gemm") else {
+        return;
+    };
+    let blas = cuda::Blas::new(dev).expect("cuBLAS loads on a GPU machine (LD_LIBRARY_PATH)");
+    check_blas_gemm::<f32>(dev, &blas);
+    check_blas_gemm::<f16>(dev, &blas);
+    check_blas_gemm::<bf16>(dev, &blas);
+}
+
 // ---------------------------------------------------------------- no GPU needed
 
 #[test]

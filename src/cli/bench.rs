@@ -1,13 +1,47 @@
-//! `rosa bench`: the CPU density sweep of `rosa::bench`, as a table or JSON.
+//! `rosa bench`: the density sweeps of `rosa::bench`, on the CPU or (feature `cuda`) the
+//! GPU, as a table or JSON.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use rosa::bench::{self, Report, Sweep};
 use rosa::{DType, Error, Op, Result};
 
+/// Where our kernels run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The CPU kernels, against Rust baselines.
+    Cpu,
+    /// The CUDA kernels on GPU 0, against cuBLAS (needs a build with `--features cuda`).
+    Cuda,
+}
+
+/// One `MxKxN` shape of `--shapes`.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape(usize, usize, usize);
+
+impl FromStr for Shape {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let dims: Vec<usize> = s
+            .split('x')
+            .map(|d| d.trim().parse::<usize>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| format!("'{s}' is not MxKxN (e.g. 4096x11008x2048)"))?;
+        match dims[..] {
+            [m, k, n] => Ok(Shape(m, k, n)),
+            _ => Err(format!("'{s}' is not MxKxN (e.g. 4096x11008x2048)")),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Run our CPU or CUDA kernels.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    device: Backend,
     /// Rows of the sparse A.
     #[arg(long, default_value_t = 4096)]
     m: usize,
@@ -17,10 +51,17 @@ pub struct Args {
     /// Columns of the dense operands (the inner dimension of SDDMM).
     #[arg(long, default_value_t = 256)]
     n: usize,
+    /// Several shapes instead of --m/--k/--n, comma-separated MxKxN.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["m", "k", "n"])]
+    shapes: Vec<Shape>,
+    /// The DESIGN.md grid: (M,K) in {4096x4096, 11008x4096, 4096x11008}, N in {512, 2048,
+    /// 8192}, densities 0.1% to 5% (with --shapes: those shapes at the grid's densities).
+    #[arg(long, conflicts_with_all = ["m", "k", "n", "density"])]
+    grid: bool,
     /// Densities of A, comma-separated fractions in (0, 1].
     #[arg(long, value_delimiter = ',', default_value = "0.001,0.003,0.01,0.03")]
     density: Vec<f64>,
-    /// Element type of our kernels (baselines always run in f32).
+    /// Element type of our kernels (CPU baselines always run in f32; cuBLAS in this type).
     #[arg(long, default_value = "f32")]
     dtype: DType,
     /// Ops to time, comma-separated.
@@ -38,83 +79,194 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to this file (the table still goes to stdout).
+    #[arg(long, value_name = "PATH")]
+    json_out: Option<PathBuf>,
+}
+
+impl Args {
+    fn sweeps(&self) -> Vec<Sweep> {
+        let base = Sweep {
+            m: self.m,
+            k: self.k,
+            n: self.n,
+            densities: if self.grid {
+                bench::GRID_DENSITIES.to_vec()
+            } else {
+                self.density.clone()
+            },
+            dtype: self.dtype,
+            ops: self.ops.clone(),
+            seed: self.seed,
+            target: Duration::from_millis(self.time_ms),
+            dense_baseline: !self.no_dense,
+            ..Sweep::default()
+        };
+        if !self.shapes.is_empty() {
+            let shape = |&Shape(m, k, n): &Shape| Sweep {
+                m,
+                k,
+                n,
+                ..base.clone()
+            };
+            self.shapes.iter().map(shape).collect()
+        } else if self.grid {
+            bench::grid(&base)
+        } else {
+            vec![base]
+        }
+    }
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let sweep = Sweep {
-        m: args.m,
-        k: args.k,
-        n: args.n,
-        densities: args.density.clone(),
-        dtype: args.dtype,
-        ops: args.ops.clone(),
-        seed: args.seed,
-        target: Duration::from_millis(args.time_ms),
-        dense_baseline: !args.no_dense,
-        ..Sweep::default()
+    let sweeps = args.sweeps();
+    let progress = |note: &str| eprintln!("bench: {note}");
+    let report = match args.device {
+        Backend::Cpu => {
+            let mut report: Option<Report> = None;
+            for sweep in &sweeps {
+                let r = bench::run(sweep, progress)?;
+                match report.as_mut() {
+                    Some(all) => all.rows.extend(r.rows),
+                    None => report = Some(r),
+                }
+            }
+            report.expect("there is always at least one sweep")
+        }
+        Backend::Cuda => gpu(&sweeps, progress)?,
     };
-    let report = bench::run(&sweep, |note| eprintln!("bench: {note}"))?;
+    let json = || {
+        serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::InvalidArgument(format!("could not serialize the report: {e}")))
+    };
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, json()? + "\n").map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
     if args.json {
-        let json = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::InvalidArgument(format!("could not serialize the report: {e}")))?;
-        println!("{json}");
+        println!("{}", json()?);
     } else {
-        print!("{}", table(&sweep, &report));
+        print!("{}", table(&sweeps, &report));
     }
     Ok(())
 }
 
-fn table(sweep: &Sweep, report: &Report) -> String {
+#[cfg(feature = "cuda")]
+fn gpu(sweeps: &[Sweep], progress: impl FnMut(&str)) -> Result<Report> {
+    let dev = rosa::cuda::Device::new(0)?;
+    bench::gpu::run(&dev, sweeps, progress)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu(_: &[Sweep], _: impl FnMut(&str)) -> Result<Report> {
+    Err(Error::Unsupported(
+        "--device cuda: this rosa was built without the cuda feature (rebuild with \
+         `cargo build --release --features cuda`, see docs/CUDA.md)"
+            .into(),
+    ))
+}
+
+fn table(sweeps: &[Sweep], report: &Report) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "rosa {} bench: A {}x{}, N = {}, ours in {} on {} threads; baselines in f32{}",
-        report.version,
-        sweep.m,
-        sweep.k,
-        sweep.n,
-        sweep.dtype,
-        report.threads,
-        if sweep.dtype == DType::F32 {
-            ""
-        } else {
-            " (on f32 copies of the same values)"
-        }
-    );
-    let _ = writeln!(
-        s,
-        "{:<7} {:>7} {:>9} {:>10} {:>8} {:>7} | {:<34} {:>3} {:>10} {:>8}",
-        "op",
-        "density",
-        "nnz",
-        "ours(us)",
-        "GFLOP/s",
-        "GB/s",
-        "baseline",
-        "thr",
-        "base(us)",
-        "speedup"
-    );
-    for r in &report.rows {
-        let _ = writeln!(
+    let first = &sweeps[0];
+    // One shape goes in the title; several get a column.
+    let one_shape = sweeps
+        .iter()
+        .all(|w| (w.m, w.k, w.n) == (first.m, first.k, first.n));
+    let shape = if one_shape {
+        format!("A {}x{}, N = {}", first.m, first.k, first.n)
+    } else {
+        format!("{} shapes", sweeps.len())
+    };
+    let _ = match &report.device {
+        None => writeln!(
             s,
-            "{:<7} {:>7} {:>9} {:>10.1} {:>8.2} {:>7.2} | {:<34} {:>3} {:>10.1} {:>7.2}x",
-            r.op,
-            r.density,
-            r.nnz,
-            r.ours_us,
-            r.gflops,
-            r.gbps,
-            r.baseline,
-            r.baseline_threads,
-            r.baseline_us,
-            r.speedup
-        );
+            "rosa {} bench: {shape}, ours in {} on {} threads; baselines in f32{}",
+            report.version,
+            first.dtype,
+            report.threads,
+            if first.dtype == DType::F32 {
+                ""
+            } else {
+                " (on f32 copies of the same values)"
+            }
+        ),
+        Some(device) => writeln!(
+            s,
+            "rosa {} bench on {device}: {shape}, ours and cuBLAS in {}",
+            report.version, first.dtype
+        ),
+    };
+    let gpu = report.device.is_some();
+    let shape_col = |s: &mut String, text: &str| {
+        if !one_shape {
+            let _ = write!(s, "{text:<17} ");
+        }
+    };
+    shape_col(&mut s, "shape (MxKxN)");
+    let _ = write!(
+        s,
+        "{:<7} {:>7} {:>9} {:>10} {:>8} {:>7} ",
+        "op", "density", "nnz", "ours(us)", "GFLOP/s", "GB/s"
+    );
+    if gpu {
+        let _ = write!(s, "{:>6} {:>9} {:<12} ", "roof%", "max|diff|", "config");
     }
     let _ = writeln!(
         s,
-        "GFLOP/s = 2 nnz N / time; GB/s against the DESIGN.md lower bound on bytes moved; \
-         speedup = baseline time / ours (the dense GEMM is timed once per op)."
+        "| {:<34} {:>3} {:>10} {:>8}",
+        "baseline", "thr", "base(us)", "speedup"
     );
+    for r in &report.rows {
+        shape_col(&mut s, &format!("{}x{}x{}", r.m, r.k, r.n));
+        let _ = write!(
+            s,
+            "{:<7} {:>7} {:>9} {:>10.1} {:>8.2} {:>7.2} ",
+            r.op, r.density, r.nnz, r.ours_us, r.gflops, r.gbps
+        );
+        if gpu {
+            let _ = write!(
+                s,
+                "{:>6.1} {:>9.2e} {:<12} ",
+                r.roofline_pct.unwrap_or(0.0),
+                r.max_abs_diff,
+                r.config.as_deref().unwrap_or("-")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| {:<34} {:>3} {:>10.1} {:>7.2}x",
+            r.baseline, r.baseline_threads, r.baseline_us, r.speedup
+        );
+    }
+    if gpu {
+        for o in report.summary() {
+            let pct = o
+                .median_roofline_pct
+                .map_or("-".into(), |p| format!("{p:.1}%"));
+            let speedup = o.median_speedup.map_or("-".into(), |x| format!("{x:.2}x"));
+            let _ = writeln!(
+                s,
+                "summary {:<6} {:<4} {:>4} rows: median {pct} of roofline, median speedup \
+                 {speedup} over {}",
+                o.op, o.dtype, o.rows, o.baseline
+            );
+        }
+        let _ = writeln!(
+            s,
+            "roof% = DESIGN.md floor max(bytes / 3.0 TB/s, flops / peak) over our time (peak \
+             800 TFLOP/s bf16/f16, 67 TFLOP/s f32); max|diff| against the CPU kernels in f32 \
+             on sampled outputs; speedup = cuBLAS dense time / ours (timed once per op and \
+             shape; thr 0: chosen by cuBLAS)."
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "GFLOP/s = 2 nnz N / time; GB/s against the DESIGN.md lower bound on bytes moved; \
+             speedup = baseline time / ours (the dense GEMM is timed once per op)."
+        );
+    }
     s
 }

@@ -28,7 +28,8 @@ enum Command {
     Spmm(spmm::Args),
     /// out = (L R^T) at a mask's nonzeros, written as Matrix Market.
     Sddmm(sddmm::Args),
-    /// Time the CPU kernels against Rust baselines over a density sweep.
+    /// Time the CPU kernels against Rust baselines (or, with --device cuda, the CUDA
+    /// kernels against cuBLAS) over a density sweep.
     Bench(bench::Args),
     /// Fine-tune with FFT, LoRA, SpA, RoSA and random subspace adaptation at matched
     /// budgets on the built-in tasks; one comparison table.

@@ -154,6 +154,16 @@ impl Device {
         })
     }
 
+    /// Bytes of L2 cache: what a benchmark's rotating inputs must exceed so that it times
+    /// memory, not the cache.
+    pub fn l2_cache_bytes(&self) -> Result<usize> {
+        let b = self
+            .ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+            .map_err(driver("cuDeviceGetAttribute"))?;
+        Ok(usize::try_from(b).unwrap_or(0))
+    }
+
     /// Waits for all work queued on [`Device::stream`], surfacing any asynchronous kernel
     /// error.
     pub fn synchronize(&self) -> Result<()> {

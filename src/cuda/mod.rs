@@ -13,6 +13,9 @@
 //! | [`spmm_t`] | `C = alpha A^T B + beta C` | A: M x K sparse, B: M x N, C: K x N |
 //! | [`sddmm`] | `out[p] = alpha (L R^T)[i, j] + beta out[p]` | L: M x k, R: N x k, out: M x N mask |
 //!
+//! [`Blas`] wraps cuBLAS's dense GEMM on the same row-major buffers: the baseline of
+//! [`crate::bench::gpu`].
+//!
 //! ```no_run
 //! use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
 //! let dev = match Device::new(0) {
@@ -30,6 +33,7 @@
 //! # Ok::<(), rosa::Error>(())
 //! ```
 
+mod blas;
 mod config;
 mod csr;
 mod dense;
@@ -41,6 +45,7 @@ mod spmm;
 mod sys;
 
 pub use crate::Op;
+pub use blas::{Blas, BlasScalar, Transpose};
 pub use config::KernelConfig;
 pub use csr::DeviceCsr;
 pub use dense::DeviceDense;

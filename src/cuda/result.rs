@@ -9,6 +9,7 @@
 
 use std::ffi::{c_void, CStr};
 
+use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
 
 use super::sys;
@@ -274,4 +275,95 @@ pub(crate) fn sddmm<T: crate::Scalar>(
     // outputs, rows * k of L, cols * k of R), index contents valid by construction,
     // `params` outlives the call, guards keep stream ordering.
     check("rosa_sddmm", unsafe { sys::rosa_sddmm(&params, config, s) })
+}
+
+/// Whether the cuBLAS library can be loaded: cudarc panics on first use when it cannot.
+pub(crate) fn cublas_present() -> bool {
+    // SAFETY: only tries to dlopen libcublas by its usual names; a failed load is `false`.
+    unsafe { cudarc::cublas::sys::is_culib_present() }
+}
+
+/// A cuBLAS error as a crate error naming the call that failed.
+pub(crate) fn blas(
+    call: &'static str,
+) -> impl FnOnce(cudarc::cublas::result::CublasError) -> Error {
+    move |e| Error::Cuda {
+        call,
+        code: e.0 as i32,
+        message: format!("{:?}", e.0),
+    }
+}
+
+/// Puts `handle` in cuBLAS's default math mode, which never rounds f32 operands to TF32
+/// (half and bf16 GEMMs still use tensor cores in it).
+pub(crate) fn cublas_default_math(handle: &CudaBlas) -> Result<()> {
+    use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode};
+    // SAFETY: `handle` is a live cuBLAS handle owned by `CudaBlas`; the call only sets a
+    // flag on it.
+    unsafe { cublasSetMathMode(*handle.handle(), cublasMath_t::CUBLAS_DEFAULT_MATH) }
+        .result()
+        .map_err(blas("cublasSetMathMode"))
+}
+
+/// A column-major GEMM as cuBLAS sees it: `c (m x n) = alpha op(a) op(b) + beta c`, with
+/// `op(a)` m x k and `op(b)` k x n, leading dimensions `lda`, `ldb`, `ldc`. `pub` in this
+/// private module so that the sealed [`super::BlasScalar`] can name it.
+pub struct Gemm<'a, T> {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: &'a CudaSlice<T>,
+    pub lda: usize,
+    pub b: &'a CudaSlice<T>,
+    pub ldb: usize,
+    pub c: &'a mut CudaSlice<T>,
+    pub ldc: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// Checks that each buffer holds the column-major matrix its leading dimension describes,
+/// then queues the GEMM on `handle`'s stream.
+pub(crate) fn gemm<T: crate::Scalar>(handle: &CudaBlas, g: Gemm<'_, T>) -> Result<()>
+where
+    CudaBlas: cudarc::cublas::Gemm<T>,
+{
+    use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+    if g.m == 0 || g.n == 0 {
+        return Ok(());
+    }
+    // Stored (rows, cols) of each operand in column-major order.
+    let (a_rows, a_cols) = if g.trans_a { (g.k, g.m) } else { (g.m, g.k) };
+    let (b_rows, b_cols) = if g.trans_b { (g.n, g.k) } else { (g.k, g.n) };
+    for (what, ld, rows, cols, len) in [
+        ("gemm a", g.lda, a_rows, a_cols, g.a.len()),
+        ("gemm b", g.ldb, b_rows, b_cols, g.b.len()),
+        ("gemm c", g.ldc, g.m, g.n, g.c.len()),
+    ] {
+        if ld < rows.max(1) {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: leading dimension {ld} is below {rows} rows"
+            )));
+        }
+        need(what, len, ld * cols)?;
+    }
+    let op = |t: bool| if t { CUBLAS_OP_T } else { CUBLAS_OP_N };
+    let cfg = cudarc::cublas::GemmConfig {
+        transa: op(g.trans_a),
+        transb: op(g.trans_b),
+        m: i32_of("gemm m", g.m)?,
+        n: i32_of("gemm n", g.n)?,
+        k: i32_of("gemm k", g.k)?,
+        alpha: T::from_f32(g.alpha),
+        lda: i32_of("gemm lda", g.lda)?,
+        ldb: i32_of("gemm ldb", g.ldb)?,
+        beta: T::from_f32(g.beta),
+        ldc: i32_of("gemm ldc", g.ldc)?,
+    };
+    // SAFETY: each buffer was checked above to hold `ld * cols` elements of the matrix
+    // cuBLAS reads or writes through it, all dimensions fit in i32, and the buffers are
+    // live device memory; cudarc orders them on the handle's stream.
+    unsafe { cudarc::cublas::Gemm::gemm(handle, cfg, g.a, g.b, g.c) }.map_err(blas("cublasGemmEx"))
 }

@@ -1,0 +1,490 @@
+//! The GPU sweep (feature `cuda`): our CUDA kernels against cuBLAS's dense GEMM of the same
+//! shape, quoted against the DESIGN.md [`roofline`](super::roofline).
+//!
+//! For each [`Sweep`] (one shape) and density, one random M x K sparse A serves every op,
+//! as in the CPU sweep, with the same operands for the same seed. Method:
+//!
+//! - **Timing**: CUDA events around batches of calls, after a warm-up pass; a batch is
+//!   long enough (at least [`MIN_BATCH_MS`]) that launch gaps and event resolution are
+//!   noise (cudarc's per-buffer event records stay in: kernels shorter than a few
+//!   microseconds are timed at the host's launch rate); batches repeat until [`Sweep::target`] has passed (at least [`MIN_BATCHES`],
+//!   at most [`Sweep::max_runs`]); the row reports the median batch's time per call.
+//! - **Cache**: calls rotate over several copies of the operands ("sets") so that between
+//!   two uses of one copy at least twice the L2 has been streamed: repeated runs over one
+//!   buffer would time the cache.
+//! - **Correctness**: one run of each kernel, into an output poisoned with NaN, is compared
+//!   with the CPU kernels in f32 on the same values, on sampled columns of C (SpMM, both
+//!   ways) or sampled rows of the mask (SDDMM), so the check costs a fraction of the op.
+//! - **Baseline**: cuBLAS GEMM of the dense route to the same result (densified A times B,
+//!   A^T B, or L R^T in full), on random dense data (zeros run faster on tensor cores), in
+//!   our dtype: f32 without TF32, f16/bf16 on tensor cores with f32 accumulation. Its time
+//!   does not depend on density, so it is measured once per op and shape (rotating B and
+//!   C like ours; the dense A is one copy, as a GEMM this size is bound by arithmetic).
+
+use std::time::{Duration, Instant};
+
+use super::{roofline, Measured, Report, Row, Sweep};
+use crate::cuda::{
+    self, Blas, BlasScalar, Device, DeviceCsr, DeviceDense, KernelConfig, Transpose,
+};
+use crate::{cpu, random, with_dtype, Csr, CsrShape, Dense, Error, Op, Result, Scalar};
+
+/// Shortest batch of calls between two events, in milliseconds.
+pub const MIN_BATCH_MS: f32 = 0.5;
+/// Fewest timed batches per measurement.
+pub const MIN_BATCHES: usize = 5;
+/// Most copies of the operands to rotate over.
+pub const MAX_SETS: usize = 16;
+/// L2 size assumed when the driver does not say (H100: 50 MB).
+const DEFAULT_L2: usize = 50 << 20;
+/// Sampled columns (SpMM) or rows (SDDMM) of the correctness check.
+const CHECK_SAMPLES: usize = 32;
+/// Share of the GPU's memory the sweep may fill.
+const MEMORY_SHARE: f64 = 0.8;
+
+/// Runs every sweep on `dev`, calling `progress` with a one-line note before each density.
+///
+/// Errors on an invalid sweep, on operands that do not fit in the GPU's memory, on any
+/// failed CUDA or cuBLAS call, and (unless no sweep asks for the dense baseline) when
+/// cuBLAS cannot be loaded.
+///
+/// ```no_run
+/// use rosa::bench::{gpu, Sweep};
+/// let dev = rosa::cuda::Device::new(0)?;
+/// let sweep = Sweep { m: 1024, k: 1024, n: 256, densities: vec![0.01], ..Sweep::default() };
+/// let report = gpu::run(&dev, &[sweep], |note| eprintln!("{note}"))?;
+/// for row in &report.rows {
+///     println!("{} {:.1} us, {:.0}% of roofline", row.op, row.ours_us, row.roofline_pct.unwrap());
+/// }
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn run(dev: &Device, sweeps: &[Sweep], mut progress: impl FnMut(&str)) -> Result<Report> {
+    for s in sweeps {
+        s.check_shape()?;
+    }
+    let blas = if sweeps.iter().any(|s| s.dense_baseline) {
+        Some(Blas::new(dev)?)
+    } else {
+        None
+    };
+    let info = dev.info()?;
+    let l2 = match dev.l2_cache_bytes()? {
+        0 => DEFAULT_L2,
+        b => b,
+    };
+    let mut rows = Vec::new();
+    for (si, sweep) in sweeps.iter().enumerate() {
+        let ctx = Ctx {
+            dev,
+            blas: blas.as_ref().filter(|_| sweep.dense_baseline),
+            sweep,
+            l2,
+            memory: (info.total_memory as f64 * MEMORY_SHARE) as usize,
+            label: format!("[{}/{}]", si + 1, sweeps.len()),
+        };
+        rows.extend(with_dtype!(sweep.dtype, T => ctx.run::<T>(&mut progress))?);
+    }
+    Ok(Report {
+        version: env!("CARGO_PKG_VERSION"),
+        device: Some(info.to_string()),
+        threads: rayon::current_num_threads(),
+        rows,
+    })
+}
+
+/// How many copies of a call's operands to rotate over: enough that the other copies
+/// stream at least twice the L2 between two uses of one, within `memory` bytes in all.
+///
+/// ```
+/// use rosa::bench::gpu::rotation_sets;
+/// assert_eq!(rotation_sets(10 << 20, 50 << 20, 40 << 20, 1 << 40), 11); // 1 + 100 / 10
+/// assert_eq!(rotation_sets(500 << 20, 50 << 20, 600 << 20, 1 << 40), 2);
+/// assert_eq!(rotation_sets(1, 50 << 20, 1, 1 << 40), 16); // capped
+/// assert_eq!(rotation_sets(1 << 20, 50 << 20, 1 << 30, 3 << 30), 3); // memory-bound
+/// ```
+pub fn rotation_sets(
+    call_bytes: usize,
+    l2_bytes: usize,
+    set_alloc_bytes: usize,
+    memory: usize,
+) -> usize {
+    let want = 1 + (2 * l2_bytes).div_ceil(call_bytes.max(1));
+    let fit = memory / set_alloc_bytes.max(1);
+    want.min(MAX_SETS).min(fit).max(1)
+}
+
+/// Spread-out indices into `0..n`, first and last included: all of them when `n <= max`.
+fn sample(n: usize, max: usize) -> Vec<usize> {
+    if n <= max {
+        return (0..n).collect();
+    }
+    let mut v: Vec<usize> = (0..max).map(|i| i * (n - 1) / (max - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// Largest `|ours - reference|`, infinite when ours holds a NaN or an infinity (an
+/// unwritten, NaN-poisoned element included).
+fn max_diff(pairs: impl Iterator<Item = (f32, f32)>) -> f64 {
+    pairs.fold(0.0f64, |acc, (ours, want)| {
+        if ours.is_finite() {
+            acc.max((ours as f64 - want as f64).abs())
+        } else {
+            f64::INFINITY
+        }
+    })
+}
+
+fn to_f32_csr<T: Scalar>(a: &Csr<T>) -> Result<Csr<f32>> {
+    Csr::from_parts(
+        a.rows(),
+        a.cols(),
+        a.row_ptr().to_vec(),
+        a.col_idx().to_vec(),
+        a.values().iter().map(|v| v.to_f32()).collect(),
+    )
+}
+
+/// Columns `cols` of `d`, widened to f32.
+fn columns<T: Scalar>(d: &Dense<T>, cols: &[usize]) -> Dense<f32> {
+    Dense::from_fn(d.rows(), cols.len(), |i, j| {
+        d.as_slice()[i * d.cols() + cols[j]].to_f32()
+    })
+}
+
+/// Rows `rows` of `d`, widened to f32.
+fn rows_of<T: Scalar>(d: &Dense<T>, rows: &[usize]) -> Dense<f32> {
+    Dense::from_fn(rows.len(), d.cols(), |i, j| {
+        d.as_slice()[rows[i] * d.cols() + j].to_f32()
+    })
+}
+
+/// The median time per call, in seconds, of `call(set)` rotating over `sets` operand
+/// copies; `call` only queues work on `dev`'s stream.
+fn time_calls(
+    dev: &Device,
+    sweep: &Sweep,
+    sets: usize,
+    mut call: impl FnMut(usize) -> Result<()>,
+) -> Result<Duration> {
+    let sets = sets.max(1);
+    // The first pass pays for module loading and first-touch of the buffers; the second
+    // estimates one call, to size the batches.
+    (0..sets).try_for_each(&mut call)?;
+    dev.synchronize()?;
+    let estimate_ms = dev.time_ms(|| (0..sets).try_for_each(&mut call))? / sets as f32;
+    let per_batch = (MIN_BATCH_MS / estimate_ms.max(1e-4)).ceil() as usize;
+    let batch = per_batch.clamp(1, 10_000).div_ceil(sets) * sets;
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < sweep.max_runs.max(MIN_BATCHES)
+        && (times.len() < MIN_BATCHES || start.elapsed() < sweep.target)
+    {
+        let ms = dev.time_ms(|| (0..batch).try_for_each(|i| call(i % sets)))?;
+        times.push(ms as f64 / batch as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Duration::from_secs_f64(times[times.len() / 2] * 1e-3))
+}
+
+/// One sweep's fixed inputs and limits.
+struct Ctx<'a> {
+    dev: &'a Device,
+    blas: Option<&'a Blas>,
+    sweep: &'a Sweep,
+    l2: usize,
+    memory: usize,
+    label: String,
+}
+
+/// One copy of the operands of every op at one density.
+struct Set<T> {
+    a: DeviceCsr<T>,
+    /// SDDMM's output: a second copy of the mask, so that A's values stay A's.
+    mask: Option<DeviceCsr<T>>,
+}
+
+/// One copy of the dense operands (independent of density).
+struct DenseSet<T> {
+    /// K x N: B of SpMM, R of SDDMM.
+    b_k: DeviceDense<T>,
+    /// M x N: B of A^T B, L of SDDMM.
+    b_m: DeviceDense<T>,
+    /// M x N: C of SpMM.
+    c_m: Option<DeviceDense<T>>,
+    /// K x N: C of A^T B.
+    c_k: Option<DeviceDense<T>>,
+}
+
+impl Ctx<'_> {
+    fn run<T: BlasScalar>(&self, progress: &mut impl FnMut(&str)) -> Result<Vec<Row>> {
+        let (dev, sw) = (self.dev, self.sweep);
+        let (m, k, n, s) = (sw.m, sw.k, sw.n, T::DTYPE.size());
+        let has = |op| sw.ops.contains(&op);
+        // Same seeds as the CPU sweep: the same operands for the same --seed.
+        let b_k = random::dense::<T>(k, n, sw.seed ^ 1);
+        let b_m = random::dense::<T>(m, n, sw.seed ^ 2);
+
+        let min_d = sw.densities.iter().cloned().fold(1.0, f64::min);
+        let max_d = sw.densities.iter().cloned().fold(0.0, f64::max);
+        let nnz_of = |d: f64| (d * m as f64 * k as f64) as usize;
+        let call_bytes = sw
+            .ops
+            .iter()
+            .map(|&op| super::op_bytes(op, m, k, n, nnz_of(min_d), s) as usize)
+            .min()
+            .unwrap_or(1);
+        // A copy: the CSR with its plan and swizzles (twice with SDDMM's mask), B and L/R,
+        // and the outputs.
+        let csr_bytes = |nnz: usize| nnz * (s + 12) + 8 * (m + k + 2);
+        let csr_copies = 1 + usize::from(has(Op::Sddmm));
+        let dense_bytes = s * (m + k) * n * 2;
+        let set_bytes = csr_copies * csr_bytes(nnz_of(max_d)) + dense_bytes;
+        // The dense baseline's A (M x K) and SDDMM's full M x K output live beside them.
+        let gemm_bytes = if self.blas.is_some() {
+            2 * s * m * k
+        } else {
+            0
+        };
+        if set_bytes + gemm_bytes > self.memory {
+            return Err(Error::InvalidArgument(format!(
+                "a {m}x{k}x{n} {} sweep at density {max_d} needs about {:.1} GiB of GPU \
+                 memory, more than {:.0}% of the {:.1} GiB there",
+                T::DTYPE,
+                (set_bytes + gemm_bytes) as f64 / (1u64 << 30) as f64,
+                MEMORY_SHARE * 100.0,
+                self.memory as f64 / MEMORY_SHARE / (1u64 << 30) as f64,
+            )));
+        }
+        let sets = rotation_sets(call_bytes, self.l2, set_bytes, self.memory - gemm_bytes);
+
+        let mut dense: Vec<DenseSet<T>> = (0..sets)
+            .map(|_| {
+                Ok(DenseSet {
+                    b_k: DeviceDense::from_host(dev, b_k.as_ref())?,
+                    b_m: DeviceDense::from_host(dev, b_m.as_ref())?,
+                    c_m: has(Op::Spmm)
+                        .then(|| DeviceDense::zeros(dev, m, n))
+                        .transpose()?,
+                    c_k: has(Op::SpmmT)
+                        .then(|| DeviceDense::zeros(dev, k, n))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let gemm_times = match self.blas {
+            Some(blas) => self.time_gemms::<T>(blas, &mut dense)?,
+            None => [None; 3],
+        };
+
+        let mut rows = Vec::new();
+        for (di, &density) in sw.densities.iter().enumerate() {
+            progress(&format!(
+                "{} density {density}: {m}x{k}, n = {n}, {}, {sets} operand copies",
+                self.label,
+                T::DTYPE
+            ));
+            let a = random::csr::<T>(m, k, density, sw.seed.wrapping_add(di as u64))?;
+            let mut copies: Vec<Set<T>> = (0..sets)
+                .map(|_| {
+                    Ok(Set {
+                        a: DeviceCsr::from_host(dev, a.as_ref())?,
+                        mask: has(Op::Sddmm)
+                            .then(|| DeviceCsr::from_host(dev, a.as_ref()))
+                            .transpose()?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let a32 = to_f32_csr(&a)?;
+            for &op in &sw.ops {
+                let config = KernelConfig::heuristic(op, T::DTYPE, n);
+                let diff = self.check::<T>(op, &a32, &b_k, &b_m, &mut copies, &mut dense)?;
+                if !diff.is_finite() {
+                    progress(&format!(
+                        "{} WARNING: {op} wrote NaN or infinity (or left the poisoned output \
+                         unwritten) at density {density}",
+                        self.label
+                    ));
+                }
+                let ours = time_calls(dev, sw, sets, |i| {
+                    let (set, d) = (&mut copies[i], &mut dense[i]);
+                    match op {
+                        Op::Spmm => {
+                            let c = d.c_m.as_mut().expect("allocated when spmm is swept");
+                            cuda::spmm_with(dev, &config, 1.0, &set.a, &d.b_k, 0.0, c)
+                        }
+                        Op::SpmmT => {
+                            let c = d.c_k.as_mut().expect("allocated when spmm_t is swept");
+                            cuda::spmm_t_with(dev, &config, 1.0, &set.a, &d.b_m, 0.0, c)
+                        }
+                        Op::Sddmm => {
+                            let out = set.mask.as_mut().expect("allocated when sddmm is swept");
+                            cuda::sddmm_with(dev, &config, 1.0, &d.b_m, &d.b_k, 0.0, out)
+                        }
+                    }
+                })?;
+                let measured = Measured {
+                    op,
+                    dtype: T::DTYPE,
+                    m,
+                    k,
+                    n,
+                    density,
+                    nnz: a.nnz(),
+                    ours,
+                    threads: config.threads as usize,
+                };
+                let (name, theirs) = match gemm_times[op as usize] {
+                    Some(t) => (baseline_name(T::DTYPE), t),
+                    None => ("none", Duration::ZERO),
+                };
+                let row = measured.row(name, T::DTYPE.name(), 0, theirs, diff);
+                let floor = roofline::time_floor(
+                    super::op_bytes(op, m, k, n, a.nnz(), s),
+                    super::op_flops(a.nnz(), n),
+                    T::DTYPE,
+                );
+                rows.push(Row {
+                    roofline_pct: Some(roofline::percent(floor, ours.as_secs_f64())),
+                    config: Some(config.name()),
+                    ..row
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// One run of `op` on copy 0 into a NaN-poisoned output, against the CPU kernel in f32
+    /// on sampled columns (SpMM) or rows (SDDMM).
+    fn check<T: BlasScalar>(
+        &self,
+        op: Op,
+        a32: &Csr<f32>,
+        b_k: &Dense<T>,
+        b_m: &Dense<T>,
+        copies: &mut [Set<T>],
+        dense: &mut [DenseSet<T>],
+    ) -> Result<f64> {
+        let dev = self.dev;
+        let (m, k, n) = (self.sweep.m, self.sweep.k, self.sweep.n);
+        let nan = T::from_f32(f32::NAN);
+        let (set, d) = (&mut copies[0], &mut dense[0]);
+        match op {
+            Op::Spmm | Op::SpmmT => {
+                let cols = sample(n, CHECK_SAMPLES);
+                let (b, out_rows) = if op == Op::Spmm { (b_k, m) } else { (b_m, k) };
+                let mut want = Dense::<f32>::zeros(out_rows, cols.len());
+                let bs = columns(b, &cols);
+                let mut c = DeviceDense::filled(dev, out_rows, n, nan)?;
+                if op == Op::Spmm {
+                    cuda::spmm(dev, 1.0, &set.a, &d.b_k, 0.0, &mut c)?;
+                    cpu::spmm(1.0, a32.as_ref(), bs.as_ref(), 0.0, want.as_mut())?;
+                } else {
+                    cuda::spmm_t(dev, 1.0, &set.a, &d.b_m, 0.0, &mut c)?;
+                    let plan = a32.transpose_plan();
+                    cpu::spmm_t(1.0, a32.as_ref(), &plan, bs.as_ref(), 0.0, want.as_mut())?;
+                }
+                let got = c.to_host()?;
+                let (g, w, cols) = (got.as_slice(), want.as_slice(), &cols);
+                Ok(max_diff((0..out_rows).flat_map(|i| {
+                    cols.iter()
+                        .enumerate()
+                        .map(move |(j, &col)| (g[i * n + col].to_f32(), w[i * cols.len() + j]))
+                })))
+            }
+            Op::Sddmm => {
+                let mask = set.mask.as_mut().expect("allocated when sddmm is swept");
+                mask.set_values(&vec![nan; a32.nnz()])?;
+                cuda::sddmm(dev, 1.0, &d.b_m, &d.b_k, 0.0, mask)?;
+                let got = mask.values_to_host()?;
+                // The sampled rows of the mask, as a matrix of their own.
+                let rows = sample(m, CHECK_SAMPLES);
+                let ptr = a32.row_ptr();
+                let mut sub_ptr = vec![0i32];
+                let (mut sub_cols, mut ours) = (Vec::new(), Vec::new());
+                for &i in &rows {
+                    let (lo, hi) = (ptr[i] as usize, ptr[i + 1] as usize);
+                    sub_cols.extend_from_slice(&a32.col_idx()[lo..hi]);
+                    ours.extend(got[lo..hi].iter().map(|v| v.to_f32()));
+                    sub_ptr.push(sub_cols.len() as i32);
+                }
+                let zeros = vec![0.0f32; sub_cols.len()];
+                let mut want = Csr::from_parts(rows.len(), k, sub_ptr, sub_cols, zeros)?;
+                let (l, r) = (
+                    rows_of(b_m, &rows),
+                    rows_of(b_k, &(0..k).collect::<Vec<_>>()),
+                );
+                cpu::sddmm(1.0, l.as_ref(), r.as_ref(), 0.0, want.as_mut())?;
+                Ok(max_diff(
+                    ours.into_iter().zip(want.values().iter().copied()),
+                ))
+            }
+        }
+    }
+
+    /// cuBLAS's time per call for the dense route of each swept op, on random dense data.
+    fn time_gemms<T: BlasScalar>(
+        &self,
+        blas: &Blas,
+        dense: &mut [DenseSet<T>],
+    ) -> Result<[Option<Duration>; 3]> {
+        let (dev, sw) = (self.dev, self.sweep);
+        let (m, k) = (sw.m, sw.k);
+        let a = DeviceDense::from_host(dev, random::dense::<T>(m, k, sw.seed ^ 3).as_ref())?;
+        let mut full = if sw.ops.contains(&Op::Sddmm) {
+            Some(DeviceDense::<T>::zeros(dev, m, k)?)
+        } else {
+            None
+        };
+        let (yes, no) = (Transpose::Yes, Transpose::No);
+        let mut times = [None; 3];
+        for &op in &sw.ops {
+            let t = time_calls(dev, sw, dense.len(), |i| {
+                let d = &mut dense[i];
+                match op {
+                    Op::Spmm => {
+                        let c = d.c_m.as_mut().expect("allocated when spmm is swept");
+                        blas.gemm(1.0, &a, no, &d.b_k, no, 0.0, c)
+                    }
+                    Op::SpmmT => {
+                        let c = d.c_k.as_mut().expect("allocated when spmm_t is swept");
+                        blas.gemm(1.0, &a, yes, &d.b_m, no, 0.0, c)
+                    }
+                    Op::Sddmm => {
+                        let f = full.as_mut().expect("allocated when sddmm is swept");
+                        blas.gemm(1.0, &d.b_m, no, &d.b_k, yes, 0.0, f)
+                    }
+                }
+            })?;
+            times[op as usize] = Some(t);
+        }
+        Ok(times)
+    }
+}
+
+/// What the baseline column says for each dtype.
+fn baseline_name(dtype: crate::DType) -> &'static str {
+    match dtype {
+        crate::DType::F32 => "cuBLAS dense GEMM (f32, no TF32)",
+        _ => "cuBLAS dense GEMM (tensor cores, f32 acc.)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_cover_both_ends_without_repeats() {
+        assert_eq!(sample(5, 32), vec![0, 1, 2, 3, 4]);
+        let s = sample(8192, 32);
+        assert_eq!((s.len(), s[0], s[31]), (32, 0, 8191));
+        assert!(s.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_nan_is_an_infinite_difference() {
+        assert_eq!(max_diff([(1.0, 0.5), (2.0, 2.0)].into_iter()), 0.5);
+        assert!(max_diff([(f32::NAN, 0.0), (1.0, 0.5)].into_iter()).is_infinite());
+    }
+}
