@@ -15,7 +15,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use common::kernels::{case_up_to, cpu_sddmm, cpu_spmm, Case};
-use common::{assert_close, tolerance, Expected};
+use common::{assert_close, gemm_ref, to64, tolerance, transpose, Expected};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rosa::cuda::{self, Device, DeviceCsr, DeviceDense, KernelConfig, Op};
@@ -307,7 +307,7 @@ fn check_blas_gemm<T: cuda::BlasScalar>(dev: &Device, blas: &cuda::Blas) {
         let (br, bc) = if tb == Transpose::Yes { (n, k) } else { (k, n) };
         let a = random::dense::<T>(ar, ac, 5);
         let b = random::dense::<T>(br, bc, 6);
-        let (mut a64, mut b64) = (to64(a.as_slice()), to64(b.as_slice()));
+        let (mut a64, mut b64) = (to64(&a), to64(&b));
         if ta == Transpose::Yes {
             a64 = transpose(&a64, ar, ac);
         }
