@@ -41,6 +41,9 @@ const USAGE: u8 = 2;
 
 pub fn main() -> ExitCode {
     quiet_panics();
+    log::set_logger(&STDERR_LOGGER)
+        .map(|()| log::set_max_level(log::LevelFilter::Warn))
+        .ok();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -128,4 +131,25 @@ fn check_output_size(what: &str, rows: usize, cols: usize, bytes_per: usize) -> 
         )));
     }
     Ok(())
+}
+
+/// The library reports recoverable trouble (an ignored tuning cache, say) through `log`;
+/// the command shows warnings and errors on stderr, one line each.
+struct StderrLogger;
+
+static STDERR_LOGGER: StderrLogger = StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let level = record.level().as_str().to_ascii_lowercase();
+            eprintln!("{level}: {}", one_line(&record.args().to_string()));
+        }
+    }
+
+    fn flush(&self) {}
 }
