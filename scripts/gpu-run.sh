@@ -2,12 +2,13 @@
 # Runs the GPU bundle (built by scripts/gpu-bundle.sh) on the GPU machine, from the
 # repository root, with no Rust toolchain there:
 #   1. every test binary (the GPU tests must run, not skip: a skip here is a failure),
-#   2. compute-sanitizer memcheck and racecheck over the GPU kernel tests (fewer cases),
+#   2. compute-sanitizer memcheck, racecheck, initcheck and synccheck over the GPU kernel
+#      tests (fewer cases), all into sanitizer.log,
 #   3. `rosa info`, and `rosa bench --device cuda` when the binary has it: a few DESIGN.md
 #      grid shapes at the grid's densities, f32 then bf16, against cuBLAS (about 1-3 min;
 #      ROSA_BENCH_ARGS replaces the shape arguments, e.g. "--grid" for the whole grid).
 # Full logs go to $OUT when set (at most 8 files come back from there: machine.log,
-# tests.log, memcheck.log, racecheck.log, rosa.log, bench-f32.json, bench-bf16.json,
+# tests.log, sanitizer.log, rosa.log, bench-f32.json, bench-bf16.json,
 # summary.txt), else to a temp dir; a short table is printed last, with one line per op
 # and dtype of the bench: median % of the roofline, median speedup over cuBLAS.
 #   usage: scripts/gpu-run.sh [bundle dir, default gpu-bundle]
@@ -91,8 +92,8 @@ kernel_tests=$(ls "$bundle"/tests/gpu_kernels* 2>/dev/null | head -n1)
 if [[ -n $sanitizer && -n $kernel_tests ]]; then
   # A handful of random cases per config: the sanitizers slow each launch a lot, and the
   # fixed large cases still cover multi-block grids, long rows and odd widths.
-  for tool in memcheck racecheck; do
-    ROSA_GPU_CASES=${ROSA_SANITIZER_CASES:-4} step "sanitizer:$tool" "$logs/$tool.log" \
+  for tool in memcheck racecheck initcheck synccheck; do
+    ROSA_GPU_CASES=${ROSA_SANITIZER_CASES:-4} step "sanitizer:$tool" "$logs/sanitizer.log" \
       "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 50 "$kernel_tests" --test-threads=1
   done
 else
