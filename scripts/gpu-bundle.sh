@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything the GPU machine runs (it has no Rust toolchain) into gpu-bundle/:
-#   gpu-bundle/tests/<name>   every release test binary built with `--features cuda`
-#   gpu-bundle/benches/<name> the bench binaries, once benches/ exists
+#   gpu-bundle/tests/<name>   the release test binaries that touch the GPU, built with
+#                             `--features cuda` (the CPU-only suites run in CI; each
+#                             binary carries the kernels and cudart, about 9 MiB)
 #   gpu-bundle/rosa           the command-line program with `cuda`
 #   gpu-bundle/MANIFEST       commit, toolchain and sizes
 # All stripped; cudart is linked statically and the driver is loaded at run time, so the
@@ -39,7 +40,8 @@ collect() { # <dest dir> <cargo args...>
     executables | while read -r name kind exe; do
       # The library's unit tests share the crate's name with the CLI binary's tests.
       [[ $kind == lib ]] && name="lib-$name"
-      [[ $kind == bin ]] && name="bin-$name"
+      # The `rosa` binary built for the CLI tests is bundled once, below.
+      [[ $kind == bin ]] && continue
       cp "$exe" "$dest/$name"
       strip "$dest/$name"
       echo "  $dest/$name" >&2
@@ -47,11 +49,7 @@ collect() { # <dest dir> <cargo args...>
 }
 
 echo "[gpu-bundle] test binaries" >&2
-collect "$out/tests" test
-if [[ -d benches ]]; then
-  echo "[gpu-bundle] bench binaries" >&2
-  collect "$out/benches" bench
-fi
+collect "$out/tests" test --test gpu_kernels --test cli
 
 echo "[gpu-bundle] rosa" >&2
 cargo build --release --features cuda --bin rosa
