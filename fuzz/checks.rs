@@ -96,7 +96,10 @@ pub fn csr_parts(data: &[u8]) -> bool {
     let path = scratch("parts.mtx");
     io::write_mtx(&path, &a).unwrap();
     let back = io::read_mtx::<f32>(&path).unwrap();
-    assert!(same_csr(&a, &back), "Matrix Market round trip changed {a:?} into {back:?}");
+    assert!(
+        same_csr(&a, &back),
+        "Matrix Market round trip changed {a:?} into {back:?}"
+    );
 
     if cols > 1 << 16 {
         // The plan's row_ptr has cols + 1 entries: 8 GiB at the i32 limit, by design.
@@ -104,7 +107,10 @@ pub fn csr_parts(data: &[u8]) -> bool {
     }
     let t = transpose(&a);
     let tt = transpose(&t);
-    assert!(same_csr(&a, &tt), "transposing twice changed {a:?} into {tt:?}");
+    assert!(
+        same_csr(&a, &tt),
+        "transposing twice changed {a:?} into {tt:?}"
+    );
 
     if a.values().iter().all(|v| v.is_finite()) {
         let eye = Dense::from_fn(cols, cols, |i, j| f32::from(u8::from(i == j)));
@@ -118,7 +124,11 @@ pub fn csr_parts(data: &[u8]) -> bool {
 /// A^T through the transpose plan, which must itself be a valid CSR matrix.
 fn transpose(a: &Csr<f32>) -> Csr<f32> {
     let plan = a.transpose_plan();
-    let values = plan.perm().iter().map(|&p| a.values()[p as usize]).collect();
+    let values = plan
+        .perm()
+        .iter()
+        .map(|&p| a.values()[p as usize])
+        .collect();
     Csr::from_parts(
         a.cols(),
         a.rows(),
@@ -134,7 +144,10 @@ fn transpose(a: &Csr<f32>) -> Csr<f32> {
 /// docs/RELIABILITY.md); such files are left to `tests/hostile.rs`, not fuzzed.
 fn too_many_rows(mtx: &[u8]) -> bool {
     let text = String::from_utf8_lossy(mtx);
-    let size = text.lines().skip(1).find(|l| !(l.trim().is_empty() || l.starts_with('%')));
+    let size = text
+        .lines()
+        .skip(1)
+        .find(|l| !(l.trim().is_empty() || l.starts_with('%')));
     let rows = size.and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok());
     rows.is_some_and(|r| r > 1 << 20)
 }
@@ -166,7 +179,11 @@ fn mtx_round_trip<T: Scalar>(a: &Csr<T>) {
     let path = scratch("out.mtx");
     io::write_mtx(&path, a).unwrap();
     let back = io::read_mtx::<T>(&path).unwrap();
-    assert!(same_csr(a, &back), "{} round trip changed {a:?} into {back:?}", T::DTYPE);
+    assert!(
+        same_csr(a, &back),
+        "{} round trip changed {a:?} into {back:?}",
+        T::DTYPE
+    );
 }
 
 /// An NPY file: accepted alike for every dtype, and an accepted matrix survives
@@ -190,9 +207,19 @@ fn npy_round_trip<T: Scalar>(m: &Dense<T>) {
     let path = scratch("out.npy");
     io::write_npy(&path, m.as_ref()).unwrap();
     let back = io::read_npy::<T>(&path).unwrap();
-    let bits = |d: &Dense<T>| d.as_slice().iter().map(|v| v.to_f32().to_bits()).collect::<Vec<_>>();
+    let bits = |d: &Dense<T>| {
+        d.as_slice()
+            .iter()
+            .map(|v| v.to_f32().to_bits())
+            .collect::<Vec<_>>()
+    };
     assert_eq!((back.rows(), back.cols()), (m.rows(), m.cols()));
-    assert_eq!(bits(&back), bits(m), "{} NPY round trip changed values", T::DTYPE);
+    assert_eq!(
+        bits(&back),
+        bits(m),
+        "{} NPY round trip changed values",
+        T::DTYPE
+    );
 }
 
 /// The configuration table a build might have: eight per op.
@@ -275,7 +302,10 @@ pub fn safetensors_masks(data: &[u8]) -> bool {
         fresh.load_adapters(&first).unwrap();
         let second = scratch("adapters-2.safetensors");
         fresh.save_adapters(&second, true).unwrap();
-        assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
+        assert_eq!(
+            std::fs::read(&first).unwrap(),
+            std::fs::read(&second).unwrap()
+        );
     }
     // Adapters ignore tensors they do not know, so only files naming some count.
     let names_adapters = safetensors::SafeTensors::deserialize(data)
@@ -348,7 +378,11 @@ fn check_product(c: &Dense<f32>, a: &Csr<f32>, b: &Dense<f32>, transposed: bool)
     for i in 0..a.rows() {
         let (cols, vals) = a.row(i);
         for (&k, &v) in cols.iter().zip(vals) {
-            let (out, src) = if transposed { (k as usize, i) } else { (i, k as usize) };
+            let (out, src) = if transposed {
+                (k as usize, i)
+            } else {
+                (i, k as usize)
+            };
             for j in 0..n {
                 let p = v as f64 * b.get(src, j).unwrap() as f64;
                 sum[out * n + j] += p;

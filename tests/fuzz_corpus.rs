@@ -24,14 +24,19 @@ fn every_corpus_file_passes_its_target_check() {
     for &(target, check) in checks::TARGETS {
         let seeds = files(&root.join("corpus").join(target));
         assert!(!seeds.is_empty(), "no seed corpus for {target}");
-        for file in seeds.iter().chain(&files(&root.join("regressions").join(target))) {
+        for file in seeds
+            .iter()
+            .chain(&files(&root.join("regressions").join(target)))
+        {
             let bytes = std::fs::read(file).unwrap();
             let ok = std::panic::catch_unwind(|| check(&bytes))
                 .unwrap_or_else(|_| panic!("{} fails its {target} check", file.display()));
             let name = file.file_name().unwrap().to_string_lossy();
             // Seeds say in their name whether the library must take them.
             if file.starts_with(root.join("corpus")) {
-                if ok != name.starts_with("valid-") { failures.push(format!("{target}/{name}: accepted = {ok}")); }
+                if ok != name.starts_with("valid-") {
+                    failures.push(format!("{target}/{name}: accepted = {ok}"));
+                }
             }
             if ok {
                 accepted += 1;
@@ -40,7 +45,10 @@ fn every_corpus_file_passes_its_target_check() {
             }
         }
     }
-    println!("replayed {} inputs: {accepted} accepted, {rejected} rejected", accepted + rejected);
+    println!(
+        "replayed {} inputs: {accepted} accepted, {rejected} rejected",
+        accepted + rejected
+    );
     assert!(failures.is_empty(), "seeds whose name lies: {failures:#?}");
     assert!(accepted > 0 && rejected > 0);
 }
