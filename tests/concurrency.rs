@@ -182,6 +182,7 @@ fn processes_merging_one_cache_keep_every_entry() {
                     "--test-threads=1",
                 ])
                 .env(CHILD_ENV, format!("{c}:{}", path.display()))
+                .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap()
         })

@@ -101,8 +101,9 @@ fn to_usize(path: &Path, dim: u64) -> Result<usize> {
 }
 
 /// Checks what `npyz` would trust blindly: the magic, that the declared header length
-/// lies within the file (npyz allocates it before reading), and that the shape's product
-/// cannot overflow (npyz multiplies it unchecked, which panics in debug builds).
+/// lies within the file (npyz allocates it before reading), that its brackets nest
+/// shallowly, and that the shape's product cannot overflow (npyz multiplies it
+/// unchecked, which panics in debug builds).
 fn check_pre_header(path: &Path, bytes: &[u8]) -> Result<()> {
     const MAGIC: &[u8] = b"\x93NUMPY";
     let bad = |why: &str| format_error(path, format!("not a valid NPY file: {why}"));
@@ -125,6 +126,20 @@ fn check_pre_header(path: &Path, bytes: &[u8]) -> Result<()> {
         .get(text_start..text_start + header_len)
         .ok_or_else(|| bad("truncated header"))?;
     let text = String::from_utf8_lossy(text);
+    // npyz's Python-literal parser backtracks exponentially in nesting depth: a 200-byte
+    // header of unclosed braces stalls it for seconds. Real headers nest at most a
+    // structured dtype's few levels.
+    let depth = text
+        .chars()
+        .try_fold((0usize, 0usize), |(d, max), c| match c {
+            '{' | '[' | '(' => Some((d + 1, max.max(d + 1))),
+            '}' | ']' | ')' => Some((d.checked_sub(1)?, max)),
+            _ => Some((d, max)),
+        });
+    match depth {
+        Some((_, max)) if max <= 8 => {}
+        _ => return Err(bad("header brackets unbalanced or nested too deeply")),
+    }
     if let Some(at) = text.find("'shape'") {
         let rest = &text[at..];
         if let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) {
