@@ -21,9 +21,9 @@ failed=0
 for target in $(cargo +nightly fuzz list); do
     # New inputs go to a scratch directory so only hand-made seeds are committed.
     scratch=target/corpus/$target
-    mkdir -p "$scratch"
+    mkdir -p "$scratch" "regressions/$target"
     echo "== fuzz $target (${seconds}s)"
-    if ! cargo +nightly fuzz run "$target" "$scratch" "corpus/$target" -- \
+    if ! cargo +nightly fuzz run "$target" "$scratch" "corpus/$target" "regressions/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
         -print_final_stats=1 2>&1 | tail -n 25; then
         failed=1
