@@ -2,7 +2,7 @@
 # Fuzzes every target in fuzz/ for a bounded time when a nightly toolchain is present
 # (cargo-fuzz needs nightly's sanitizer flags); on stable-only machines the seed corpora
 # are still replayed by `cargo test` (tests/fuzz_corpus.rs), so this step just skips.
-# FUZZ_SECONDS per target (default 20) keeps install + build + runs under ~8 minutes.
+# FUZZ_SECONDS per target (default 15) keeps install + build + runs under ~8 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +14,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo +nightly install cargo-fuzz --locked
 fi
 
-seconds=${FUZZ_SECONDS:-20}
+seconds=${FUZZ_SECONDS:-15}
 cd fuzz
 cargo +nightly fuzz build
 failed=0

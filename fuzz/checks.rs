@@ -39,6 +39,11 @@ fn scratch(name: &str) -> PathBuf {
     DIR.with(|d| d.join(name))
 }
 
+/// Removes this thread's scratch files (the fuzzers reuse theirs until they exit).
+pub fn remove_scratch() {
+    let _ = std::fs::remove_dir_all(scratch("x").parent().unwrap());
+}
+
 fn write(name: &str, bytes: &[u8]) -> PathBuf {
     let path = scratch(name);
     std::fs::write(&path, bytes).unwrap();

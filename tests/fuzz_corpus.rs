@@ -48,5 +48,6 @@ fn every_corpus_file_passes_its_target_check() {
         accepted + rejected
     );
     assert!(failures.is_empty(), "seeds whose name lies: {failures:#?}");
-    assert!(accepted > 0 && rejected > 0);
+    // A floor, so a corpus lost in a move fails loudly rather than replaying nothing.
+    assert!(accepted >= 40 && rejected >= 100, "corpus shrank");
 }
