@@ -140,18 +140,26 @@ fn check_pre_header(path: &Path, bytes: &[u8]) -> Result<()> {
         Some((_, max)) if max <= 8 => {}
         _ => return Err(bad("header brackets unbalanced or nested too deeply")),
     }
-    if let Some(at) = text.find("'shape'") {
+    // Every `shape` the dict might hold (a repeated key wins last in Python) must be a
+    // tuple of plain integers: anything else could hide a size from this check.
+    for (at, _) in text.match_indices("shape") {
         let rest = &text[at..];
-        if let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) {
-            let dims = rest.get(open + 1..close).unwrap_or("");
-            let product = dims
-                .split(',')
-                .filter_map(|d| d.trim().parse::<u64>().ok())
-                .filter(|&d| d != 0)
-                .try_fold(1u64, u64::checked_mul);
-            if product.is_none() {
-                return Err(bad(&format!("shape ({dims}) overflows")));
-            }
+        let dims = rest
+            .find(['(', '['])
+            .and_then(|open| Some(&rest[open + 1..open + rest[open..].find([')', ']'])?]))
+            .ok_or_else(|| bad("shape is not a tuple"))?;
+        let product = dims
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| d.trim_end_matches(['L', 'l']).parse::<u64>().ok())
+            // npyz multiplies shape prefixes both ways (size, strides): zeros do not save
+            // it from an overflow, so the nonzero sizes must multiply within u64.
+            .try_fold(1u64, |acc, d| acc.checked_mul(d?.max(1)));
+        if product.is_none() {
+            return Err(bad(&format!(
+                "shape ({dims}) is not a tuple of sizes, or overflows"
+            )));
         }
     }
     Ok(())
