@@ -93,6 +93,15 @@ pub trait Scalar:
     /// Converts to f32 exactly (every f16 and bf16 is representable in f32).
     fn to_f32(self) -> f32;
     /// Rounds an f32 to this type (round to nearest even; overflow gives infinity).
+    ///
+    /// Out of range means infinite, never saturated: for f16, `|x| >= 65520` (the tie
+    /// above `f16::MAX = 65504`) becomes `±inf`; bf16 shares f32's range. NaN stays NaN.
+    ///
+    /// ```
+    /// use rosa::{f16, Scalar};
+    /// assert_eq!(<f16 as Scalar>::from_f32(65519.0), f16::MAX);
+    /// assert_eq!(<f16 as Scalar>::from_f32(-65520.0), f16::NEG_INFINITY);
+    /// ```
     fn from_f32(x: f32) -> Self;
     /// The smallest difference from 1 this type can represent: the base of test tolerances.
     fn epsilon() -> f32;

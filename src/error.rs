@@ -69,7 +69,7 @@ pub enum Error {
         values: usize,
     },
     /// A dense buffer whose length is not `rows * cols`.
-    #[error("dense buffer has {len} elements, but a {rows} x {cols} matrix needs {needed}", needed = rows * cols)]
+    #[error("dense buffer has {len} elements, but a {rows} x {cols} matrix needs {needed}", needed = *rows as u128 * *cols as u128)]
     DenseLength {
         rows: usize,
         cols: usize,

@@ -78,6 +78,10 @@ pub fn csr<T: Scalar>(rows: usize, cols: usize, density: f64, seed: u64) -> Resu
             "density {density} is outside [0, 1]"
         )));
     }
+    // Before the per-row lengths are allocated: usize::MAX rows must be an error, not an
+    // allocation failure.
+    crate::csr::check_index("rows", rows)?;
+    crate::csr::check_index("cols", cols)?;
     let mut rng = Rng::new(seed);
     let lens: Vec<usize> = (0..rows)
         .map(|_| {
@@ -120,6 +124,7 @@ fn from_row_lengths<T: Scalar>(
     lens: &[usize],
     rng: &mut Rng,
 ) -> Result<Csr<T>> {
+    crate::csr::check_index("cols", cols)?;
     let nnz: usize = lens.iter().sum();
     crate::csr::check_index("nnz", nnz)?;
     let mut row_ptr = Vec::with_capacity(rows + 1);

@@ -3,6 +3,12 @@
 //! Each kernel computes `C = alpha * op + beta * C`. As in BLAS, `beta == 0` means C is
 //! not read, so an uninitialized or NaN-filled output is overwritten cleanly.
 //!
+//! For f16 and bf16, products and sums are formed in f32 and rounded to `T` once, when
+//! written ([`Scalar::from_f32`](crate::Scalar::from_f32)): an f16 result is exact to f16
+//! rounding even when its products overflow f16, and a result beyond f16's range is
+//! written as `±inf`. NaN and infinities in any operand propagate as IEEE 754 says (a
+//! stored zero times an infinity is NaN), and only into the outputs that read them.
+//!
 //! | kernel | computes | shapes |
 //! |---|---|---|
 //! | [`spmm`] | `C = alpha A B + beta C` | A: M x K sparse, B: K x N, C: M x N |

@@ -100,6 +100,8 @@ impl<T: Scalar> Csr<T> {
 
     /// An all-zero matrix with no stored entries.
     pub fn empty(rows: usize, cols: usize) -> Result<Self> {
+        // Checked before `rows + 1` is computed and allocated.
+        check_index("rows", rows)?;
         Self::from_parts(rows, cols, vec![0; rows + 1], Vec::new(), Vec::new())
     }
 

@@ -101,8 +101,9 @@ fn to_usize(path: &Path, dim: u64) -> Result<usize> {
 }
 
 /// Checks what `npyz` would trust blindly: the magic, that the declared header length
-/// lies within the file (npyz allocates it before reading), and that the shape's product
-/// cannot overflow (npyz multiplies it unchecked, which panics in debug builds).
+/// lies within the file (npyz allocates it before reading), that its brackets nest
+/// shallowly, and that the shape's product cannot overflow (npyz multiplies it
+/// unchecked, which panics in debug builds).
 fn check_pre_header(path: &Path, bytes: &[u8]) -> Result<()> {
     const MAGIC: &[u8] = b"\x93NUMPY";
     let bad = |why: &str| format_error(path, format!("not a valid NPY file: {why}"));
@@ -125,18 +126,40 @@ fn check_pre_header(path: &Path, bytes: &[u8]) -> Result<()> {
         .get(text_start..text_start + header_len)
         .ok_or_else(|| bad("truncated header"))?;
     let text = String::from_utf8_lossy(text);
-    if let Some(at) = text.find("'shape'") {
+    // npyz's Python-literal parser backtracks exponentially in nesting depth: a 200-byte
+    // header of unclosed braces stalls it for seconds. Real headers nest at most a
+    // structured dtype's few levels.
+    let depth = text
+        .chars()
+        .try_fold((0usize, 0usize), |(d, max), c| match c {
+            '{' | '[' | '(' => Some((d + 1, max.max(d + 1))),
+            '}' | ']' | ')' => Some((d.checked_sub(1)?, max)),
+            _ => Some((d, max)),
+        });
+    match depth {
+        Some((_, max)) if max <= 8 => {}
+        _ => return Err(bad("header brackets unbalanced or nested too deeply")),
+    }
+    // Every `shape` the dict might hold (a repeated key wins last in Python) must be a
+    // tuple of plain integers: anything else could hide a size from this check.
+    for (at, _) in text.match_indices("shape") {
         let rest = &text[at..];
-        if let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) {
-            let dims = rest.get(open + 1..close).unwrap_or("");
-            let product = dims
-                .split(',')
-                .filter_map(|d| d.trim().parse::<u64>().ok())
-                .filter(|&d| d != 0)
-                .try_fold(1u64, u64::checked_mul);
-            if product.is_none() {
-                return Err(bad(&format!("shape ({dims}) overflows")));
-            }
+        let dims = rest
+            .find(['(', '['])
+            .and_then(|open| Some(&rest[open + 1..open + rest[open..].find([')', ']'])?]))
+            .ok_or_else(|| bad("shape is not a tuple"))?;
+        let product = dims
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| d.trim_end_matches(['L', 'l']).parse::<u64>().ok())
+            // npyz multiplies shape prefixes both ways (size, strides): zeros do not save
+            // it from an overflow, so the nonzero sizes must multiply within u64.
+            .try_fold(1u64, |acc, d| acc.checked_mul(d?.max(1)));
+        if product.is_none() {
+            return Err(bad(&format!(
+                "shape ({dims}) is not a tuple of sizes, or overflows"
+            )));
         }
     }
     Ok(())
