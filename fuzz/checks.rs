@@ -149,7 +149,7 @@ fn transpose(a: &Csr<f32>) -> Csr<f32> {
 
 /// CSR needs `4 (rows + 1)` bytes of `row_ptr` whatever the file holds, so a valid
 /// 30-byte file declaring 2^31 - 1 empty rows costs 8 GiB by design (see
-/// docs/RELIABILITY.md); such files are left to `tests/hostile.rs`, not fuzzed.
+/// BENCHMARKS.md, Reliability); such files are left to `tests/hostile.rs`, not fuzzed.
 fn too_many_rows(mtx: &[u8]) -> bool {
     let text = String::from_utf8_lossy(mtx);
     let size = text
