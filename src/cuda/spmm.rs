@@ -18,10 +18,6 @@ fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
     }
 }
 
-fn mismatch(op: &'static str, detail: String) -> Error {
-    Error::ShapeMismatch { op, detail }
-}
-
 /// `C = alpha A B + beta C` for `A` (M x K sparse), `B` (K x N), `C` (M x N); `beta == 0`
 /// leaves the old `C` unread. Queued on the device's stream; the configuration is
 /// [`KernelConfig::heuristic`]'s.
@@ -71,14 +67,6 @@ pub fn spmm_with<T: CudaScalar>(
     beta: f32,
     c: &mut DeviceDense<T>,
 ) -> Result<()> {
-    check_config(config, Op::Spmm)?;
-    check_scalars("spmm", alpha, beta)?;
-    if a.cols() != b.rows() || c.rows() != a.rows() || c.cols() != b.cols() {
-        return Err(mismatch(
-            "spmm",
-            format!("A {} x B {} -> C {}", a.shape(), b.shape(), c.shape()),
-        ));
-    }
     launch(dev, config, alpha, a, false, b, beta, c)
 }
 
@@ -127,22 +115,11 @@ pub fn spmm_t_with<T: CudaScalar>(
     beta: f32,
     c: &mut DeviceDense<T>,
 ) -> Result<()> {
-    check_config(config, Op::SpmmT)?;
-    check_scalars("spmm_t", alpha, beta)?;
-    if a.rows() != b.rows() || c.rows() != a.cols() || c.cols() != b.cols() {
-        return Err(mismatch(
-            "spmm_t",
-            format!(
-                "A^T of A {} x B {} -> C {}",
-                a.shape(),
-                b.shape(),
-                c.shape()
-            ),
-        ));
-    }
     launch(dev, config, alpha, a, true, b, beta, c)
 }
 
+/// Checks the configuration, the scaling factors and the shapes of `C = op(A) B`, then
+/// launches: one path for both products, so their checks cannot drift apart.
 #[allow(clippy::too_many_arguments)]
 fn launch<T: CudaScalar>(
     dev: &Device,
@@ -154,6 +131,27 @@ fn launch<T: CudaScalar>(
     beta: f32,
     c: &mut DeviceDense<T>,
 ) -> Result<()> {
+    let op = if transposed { Op::SpmmT } else { Op::Spmm };
+    check_config(config, op)?;
+    check_scalars(op.name(), alpha, beta)?;
+    // op(A) is rows x inner.
+    let (rows, inner) = if transposed {
+        (a.cols(), a.rows())
+    } else {
+        (a.rows(), a.cols())
+    };
+    if inner != b.rows() || c.rows() != rows || c.cols() != b.cols() {
+        let a_name = if transposed { "A^T of A" } else { "A" };
+        return Err(Error::ShapeMismatch {
+            op: op.name(),
+            detail: format!(
+                "{a_name} {} x B {} -> C {}",
+                a.shape(),
+                b.shape(),
+                c.shape()
+            ),
+        });
+    }
     dev.check_same(a.stream_of(), "A")?;
     dev.check_same(b.data.stream(), "B")?;
     dev.check_same(c.data.stream(), "C")?;
