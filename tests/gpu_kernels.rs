@@ -353,6 +353,44 @@ fn cublas_gemm_matches_the_f64_reference() {
     check_blas_gemm::<bf16>(dev, &blas);
 }
 
+/// One GPU driven from several threads at once, each `Device` with its own stream, gives
+/// the bits one serial run gives: launches on different streams share no state.
+#[test]
+fn several_threads_and_streams_match_serial_use() {
+    let Some(dev) = device("threads and streams") else {
+        return;
+    };
+    let a = random::csr::<f32>(512, 384, 0.05, 11).unwrap();
+    let b = random::dense::<f32>(384, 96, 12);
+    let y = random::dense::<f32>(512, 96, 13);
+    let run = |dev: &Device| {
+        let da = DeviceCsr::from_host(dev, a.as_ref()).unwrap();
+        let (db, dy) = (
+            DeviceDense::from_host(dev, b.as_ref()).unwrap(),
+            DeviceDense::from_host(dev, y.as_ref()).unwrap(),
+        );
+        let mut c = DeviceDense::filled(dev, 512, 96, f32::NAN).unwrap();
+        let mut g = DeviceDense::filled(dev, 384, 96, f32::NAN).unwrap();
+        for _ in 0..8 {
+            cuda::spmm(dev, 1.0, &da, &db, 0.0, &mut c).unwrap();
+            cuda::spmm_t(dev, 1.0, &da, &dy, 0.0, &mut g).unwrap();
+        }
+        (c.to_host().unwrap(), g.to_host().unwrap())
+    };
+    let serial = run(dev);
+    let ordinal = dev.ordinal();
+    let parallel: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| run(&Device::new(ordinal).unwrap())))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (c, g) in parallel {
+        assert_eq!(c, serial.0, "SpMM on a second stream");
+        assert_eq!(g, serial.1, "transposed SpMM on a second stream");
+    }
+}
+
 // ---------------------------------------------------------------- no GPU needed
 
 #[test]
