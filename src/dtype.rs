@@ -76,8 +76,8 @@ mod sealed {
 
 /// An element type of a matrix: converts to and from the f32 the kernels accumulate in.
 ///
-/// Sealed: implemented for `f32`, [`f16`](half::f16) and [`bf16`](half::bf16) only, the types the CUDA kernels
-/// are compiled for.
+/// Sealed: implemented for `f32`, [`f16`](half::f16) and [`bf16`](half::bf16) only, the
+/// types the CUDA kernels are compiled for.
 ///
 /// ```
 /// use rosa::{bf16, Scalar};
