@@ -192,7 +192,7 @@ fn light_rows_with<M: MulAdd, T: Scalar>(
     let mut scratch = Scratch::new(n);
     for (i, out_row) in rows.zip(out_rows.chunks_exact_mut(n)) {
         if !plan.is_heavy(i) {
-            row::<M, T>(a, a.range(i), b, n, 0, &mut scratch, out_row, alpha, beta);
+            row::<M, T>(a, a.range(i), b, &mut scratch, out_row, alpha, beta);
         }
     }
 }
@@ -211,7 +211,7 @@ fn heavy_piece_with<M: MulAdd>(
 ) {
     let n = acc.len();
     let mut scratch = Scratch::new(n);
-    row::<M, f32>(a, range, b, n, 0, &mut scratch, acc, 1.0, 0.0);
+    row::<M, f32>(a, range, b, &mut scratch, acc, 1.0, 0.0);
 }
 
 /// Per-task buffers of one output row's width.
@@ -232,39 +232,37 @@ impl Scratch {
     }
 }
 
-/// Columns `j0..j0 + out.len()` of one output row,
-/// `out = alpha * sum_p value(p) b[col(p), j0..] + beta * out`, in sweeps of four
-/// nonzeros: the first sweep starts the sums, the last one writes the output, so a row of
-/// at most four nonzeros reads its rows of B and writes its output in one pass.
+/// One output row, `out = alpha * sum_p value(p) b[col(p), :] + beta * out`, in sweeps of
+/// four nonzeros: the first sweep starts the sums, the last one writes the output, so a
+/// row of at most four nonzeros reads its rows of B and writes its output in one pass.
+/// `scratch` is as wide as `out`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn row<M: MulAdd, T: Scalar>(
     a: &SparseRows<'_>,
     range: Range<usize>,
     b: &[f32],
-    ldb: usize,
-    j0: usize,
     scratch: &mut Scratch,
     out: &mut [T],
     alpha: f32,
     beta: f32,
 ) {
-    let w = out.len();
+    let n = out.len();
     let (cols, vals) = (&a.col_idx[range.clone()], &a.values[range]);
     let sweeps = cols.len().div_ceil(4).max(1);
     for s in 0..sweeps {
         let mut v = [0.0f32; 4];
-        let mut x: [&[f32]; 4] = [&scratch.zeros[..w]; 4];
+        let mut x: [&[f32]; 4] = [&scratch.zeros; 4];
         for (q, (&c, &val)) in cols.iter().zip(vals).skip(4 * s).take(4).enumerate() {
             v[q] = val;
-            x[q] = &b[c as usize * ldb + j0..][..w];
+            x[q] = &b[c as usize * n..][..n];
         }
         let sweep = Sweep { v, x, alpha, beta };
+        let acc = &mut scratch.acc;
         match (s == 0, s + 1 == sweeps) {
-            (true, true) => sweep.run::<M, T, true, true>(&mut scratch.acc[..w], out),
-            (true, false) => sweep.run::<M, T, true, false>(&mut scratch.acc[..w], out),
-            (false, true) => sweep.run::<M, T, false, true>(&mut scratch.acc[..w], out),
-            (false, false) => sweep.run::<M, T, false, false>(&mut scratch.acc[..w], out),
+            (true, true) => sweep.run::<M, T, true, true>(acc, out),
+            (true, false) => sweep.run::<M, T, true, false>(acc, out),
+            (false, true) => sweep.run::<M, T, false, true>(acc, out),
+            (false, false) => sweep.run::<M, T, false, false>(acc, out),
         }
     }
 }
