@@ -55,7 +55,7 @@ fn unsupported(path: &Path, what: impl std::fmt::Display) -> Error {
 ///
 /// A rename within one directory is atomic, so readers (and a user whose command failed
 /// half-way) see either the old file or the complete new one, never a partial write.
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     body: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<()> {

@@ -5,7 +5,7 @@
 //! never leave a torn file and never drop each other's entries.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -147,18 +147,10 @@ impl TuneCache {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let tmp = temp_path(path);
-        let written = File::create(&tmp)
-            .and_then(|mut f| {
-                f.write_all(text.as_bytes())?;
-                f.write_all(b"\n")?;
-                f.sync_all()
-            })
-            .and_then(|()| fs::rename(&tmp, path));
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written.map_err(io)
+        crate::io::write_atomically(path, |out| {
+            out.write_all(text.as_bytes())?;
+            out.write_all(b"\n")
+        })
     }
 
     /// Merges `entries` into the cache file at `path` (created if missing; replaced if
@@ -201,17 +193,6 @@ impl TuneCache {
         drop(lock);
         saved.map(|()| cache)
     }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
 /// Where a choice came from.
