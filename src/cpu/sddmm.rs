@@ -49,14 +49,12 @@ pub fn sddmm<T: Scalar>(
     let k = l.cols();
     let (lw, rw) = (widen(l.as_slice()), widen(r.as_slice()));
     let (row_ptr, col_idx, values) = out.split();
+    let rows = Rows { row_ptr, col_idx };
     let task = (values.len() / (rayon::current_num_threads() * 8)).max(MIN_TASK);
     values
         .par_chunks_mut(task)
         .enumerate()
-        .for_each(|(t, chunk)| {
-            let rows = Rows { row_ptr, col_idx };
-            sample_chunk(&rows, t * task, chunk, &lw, &rw, k, alpha, beta);
-        });
+        .for_each(|(t, chunk)| sample_chunk(&rows, t * task, chunk, &lw, &rw, k, alpha, beta));
     Ok(())
 }
 
