@@ -135,16 +135,6 @@ fn max_diff(pairs: impl Iterator<Item = (f32, f32)>) -> f64 {
     })
 }
 
-fn to_f32_csr<T: Scalar>(a: &Csr<T>) -> Result<Csr<f32>> {
-    Csr::from_parts(
-        a.rows(),
-        a.cols(),
-        a.row_ptr().to_vec(),
-        a.col_idx().to_vec(),
-        a.values().iter().map(|v| v.to_f32()).collect(),
-    )
-}
-
 /// Columns `cols` of `d`, widened to f32.
 fn columns<T: Scalar>(d: &Dense<T>, cols: &[usize]) -> Dense<f32> {
     Dense::from_fn(d.rows(), cols.len(), |i, j| {
@@ -295,7 +285,7 @@ impl Ctx<'_> {
                     })
                 })
                 .collect::<Result<_>>()?;
-            let a32 = to_f32_csr(&a)?;
+            let a32 = a.cast::<f32>();
             for &op in &sw.ops {
                 let config = KernelConfig::heuristic(op, T::DTYPE, n);
                 let diff = self.check::<T>(op, &a32, &b_k, &b_m, &mut copies, &mut dense)?;
