@@ -245,16 +245,51 @@ pub struct Report {
 /// assert!(t < Duration::from_millis(100));
 /// ```
 pub fn median_time(target: Duration, max_runs: usize, mut f: impl FnMut()) -> Duration {
-    f();
+    median_times(target, max_runs, &mut [&mut f])[0]
+}
+
+/// Median times of several closures timed in interleaved rounds (each called once per
+/// round, in order), after one warm-up call each; rounds repeat until `target` has
+/// passed (at least 3, at most `max_runs`).
+///
+/// Interleaving is what makes the ratios fair on a shared or throttling machine: a burst
+/// of interference or a clock change lands on every side's samples alike, where timing
+/// one side to completion and then the next would charge it to whoever ran at the time.
+///
+/// ```
+/// use std::time::Duration;
+/// let (mut light, mut heavy) = (0u64, 0u64);
+/// let t = rosa::bench::median_times(Duration::from_millis(1), 50, &mut [
+///     &mut || light = std::hint::black_box((0..10u64).sum()),
+///     &mut || heavy = std::hint::black_box((0..100_000u64).map(|x| x ^ 7).sum()),
+/// ]);
+/// assert_eq!(t.len(), 2);
+/// assert!(light > 0 && heavy > 0);
+/// ```
+pub fn median_times(
+    target: Duration,
+    max_runs: usize,
+    fs: &mut [&mut dyn FnMut()],
+) -> Vec<Duration> {
+    fs.iter_mut().for_each(|f| f());
     let start = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < max_runs.max(1) && (times.len() < 3 || start.elapsed() < target) {
-        let t = Instant::now();
-        f();
-        times.push(t.elapsed());
+    let mut times = vec![Vec::new(); fs.len()];
+    let mut rounds = 0;
+    while rounds < max_runs.max(1) && (rounds < 3 || start.elapsed() < target * fs.len() as u32) {
+        for (f, t) in fs.iter_mut().zip(&mut times) {
+            let t0 = Instant::now();
+            f();
+            t.push(t0.elapsed());
+        }
+        rounds += 1;
     }
-    times.sort_unstable();
-    times[times.len() / 2]
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_unstable();
+            t[t.len() / 2]
+        })
+        .collect()
 }
 
 /// Lower bound on the bytes an SpMM moves (DESIGN.md): `nnz (s + 4) + 4 (rows + 1)
@@ -494,10 +529,20 @@ fn to_f32<T: Scalar>(d: &Dense<T>) -> Array2<f32> {
 }
 
 fn max_abs_diff<T: Scalar>(ours: &[T], theirs: &[f32]) -> f64 {
-    ours.iter()
-        .zip(theirs)
-        .map(|(a, &b)| (a.to_f32() as f64 - b as f64).abs())
-        .fold(0.0, f64::max)
+    max_diff(ours.iter().map(|x| x.to_f32()).zip(theirs.iter().copied()))
+}
+
+/// The largest `|ours - want|`, infinite where ours is not finite or a difference is NaN:
+/// `f64::max` alone would skip a NaN and report a broken result as exact.
+pub(crate) fn max_diff(pairs: impl Iterator<Item = (f32, f32)>) -> f64 {
+    pairs.fold(0.0f64, |acc, (ours, want)| {
+        let d = (ours as f64 - want as f64).abs();
+        if ours.is_finite() && !d.is_nan() {
+            acc.max(d)
+        } else {
+            f64::INFINITY
+        }
+    })
 }
 
 /// Our side of one (op, density) measurement, shared by its rows and by both backends.
@@ -527,6 +572,7 @@ type DenseBaseline<'a> = (
 fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
     let (m, k, n) = (sweep.m, sweep.k, sweep.n);
     let time = |f: &mut dyn FnMut()| median_time(sweep.target, sweep.max_runs, f);
+    let time_all = |fs: &mut [&mut dyn FnMut()]| median_times(sweep.target, sweep.max_runs, fs);
     let threads = rayon::current_num_threads();
     // B of A B is K x N; B of A^T B is M x N; SDDMM reuses them as R (K x N), L (M x N).
     let b_spmm = random::dense::<T>(k, n, sweep.seed ^ 1);
@@ -556,17 +602,7 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
                         (&b_spmm, &b_spmm32, m)
                     };
                     let mut c = Dense::<T>::zeros(out_rows, n);
-                    let ours = if transposed {
-                        let plan = a.transpose_plan();
-                        time(&mut || {
-                            status =
-                                cpu::spmm_t(1.0, a.as_ref(), &plan, b.as_ref(), 0.0, c.as_mut())
-                        })
-                    } else {
-                        time(&mut || {
-                            status = cpu::spmm(1.0, a.as_ref(), b.as_ref(), 0.0, c.as_mut())
-                        })
-                    };
+                    let plan = transposed.then(|| a.transpose_plan());
                     // Like our plan, the materialized transpose is built outside the timing.
                     let at32 = transposed.then(|| a32.transpose_view().to_csr());
                     let rows_of = at32.as_ref().map_or(a32.view(), |t| t.view());
@@ -594,30 +630,57 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
                             Box::new(|c| baseline::sprs_spmm_par(rows_of, b32.view(), c)),
                         ),
                     ];
-                    let mut c32 = Array2::<f32>::zeros((out_rows, n));
+                    let mut outs: Vec<_> = candidates
+                        .iter()
+                        .map(|_| (Array2::<f32>::zeros((out_rows, n)), Ok(())))
+                        .collect();
+                    let mut ours = || {
+                        status = match &plan {
+                            Some(plan) => {
+                                cpu::spmm_t(1.0, a.as_ref(), plan, b.as_ref(), 0.0, c.as_mut())
+                            }
+                            None => cpu::spmm(1.0, a.as_ref(), b.as_ref(), 0.0, c.as_mut()),
+                        }
+                    };
+                    let mut theirs: Vec<_> = candidates
+                        .iter()
+                        .zip(&mut outs)
+                        .map(|((_, _, run), (c32, ran))| move || *ran = run(c32.view_mut()))
+                        .collect();
+                    let mut fs: Vec<&mut dyn FnMut()> = vec![&mut ours];
+                    fs.extend(theirs.iter_mut().map(|f| f as &mut dyn FnMut()));
+                    let times = time_all(&mut fs);
+                    drop(theirs);
+                    status?;
                     let mut baselines = Vec::new();
-                    for (name, bthreads, run) in candidates {
-                        let mut ran = Ok(());
-                        let t = time(&mut || ran = run(c32.view_mut()));
+                    for ((name, bthreads, _), ((c32, ran), &t)) in
+                        candidates.iter().zip(outs.into_iter().zip(&times[1..]))
+                    {
                         ran?;
                         let diff = max_abs_diff(c.as_slice(), c32.as_slice().unwrap_or(&[]));
-                        baselines.push((name, bthreads, t, diff));
+                        baselines.push((*name, *bthreads, t, diff));
                     }
-                    (ours, baselines)
+                    (times[0], baselines)
                 }
                 Op::Sddmm => {
                     let (l, r, l32, r32) = (&b_t, &b_spmm, &b_t32, &b_spmm32);
                     let mut out = a.clone();
-                    let ours = time(&mut || {
-                        status = cpu::sddmm(1.0, l.as_ref(), r.as_ref(), 0.0, out.as_mut())
-                    });
                     let mut out32 = vec![0.0f32; a.nnz()];
                     let mut ran = Ok(());
-                    let t = time(&mut || {
-                        ran =
-                            baseline::ndarray_sddmm(a32.view(), l32.view(), r32.view(), &mut out32)
-                    });
+                    let times = time_all(&mut [
+                        &mut || status = cpu::sddmm(1.0, l.as_ref(), r.as_ref(), 0.0, out.as_mut()),
+                        &mut || {
+                            ran = baseline::ndarray_sddmm(
+                                a32.view(),
+                                l32.view(),
+                                r32.view(),
+                                &mut out32,
+                            )
+                        },
+                    ]);
+                    status?;
                     ran?;
+                    let (ours, t) = (times[0], times[1]);
                     let diff = max_abs_diff(out.values(), &out32);
                     (
                         ours,
@@ -625,7 +688,6 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
                     )
                 }
             };
-            status?;
             if sweep.dense_baseline {
                 let slot = &mut dense_times.0[op as usize];
                 let t = *slot.get_or_insert_with(|| time_dense(op, m, k, n, &time));
@@ -971,6 +1033,13 @@ mod tests {
         assert_eq!(roofline::percent(1.0, 4.0), 25.0);
         assert_eq!(roofline::percent(1.0, 0.0), 0.0);
         assert_eq!(roofline::peak_flops(DType::F16), roofline::TENSOR_FLOPS);
+    }
+
+    #[test]
+    fn max_diff_reports_what_is_not_finite() {
+        assert_eq!(max_diff([(1.0, 0.5), (2.0, 2.0)].into_iter()), 0.5);
+        assert!(max_diff([(f32::NAN, 0.0), (1.0, 0.5)].into_iter()).is_infinite());
+        assert!(max_diff([(1.0, f32::NAN)].into_iter()).is_infinite());
     }
 
     #[test]

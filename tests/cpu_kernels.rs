@@ -34,6 +34,43 @@ kernel_props! {
     sddmm_bf16: check_sddmm::<bf16>;
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// Rows wide enough for every register block width of the AVX2 kernel (64, 32 and 8
+    /// columns) and the columns left over.
+    #[test]
+    fn spmm_wide_rows(c in case_up_to(24, 24, 200, 6)) {
+        check_spmm::<f32>(&c);
+        check_spmm_t::<f32>(&c);
+        check_spmm::<bf16>(&c);
+    }
+}
+
+/// Outputs past the size where the AVX2 kernel writes with non-temporal stores (beta = 0,
+/// f32), with rows whose starts are aligned for them (n = 256) and rows that mostly are
+/// not (n = 250), beside the same shapes with beta != 0, which read the output.
+#[test]
+fn large_outputs_match_the_reference() {
+    for (n, beta) in [(256, 0.0), (250, 0.0), (256, 0.5)] {
+        let c = Case {
+            m: 2100,
+            k: 60,
+            n,
+            mean_len: 5,
+            long_row: None,
+            alpha: 1.25,
+            beta,
+            seed: 7 + n as u64,
+        };
+        check_spmm::<f32>(&c);
+        check_spmm_t::<f32>(&Case {
+            m: 60,
+            k: 2100,
+            ..c
+        });
+    }
+}
+
 /// Large enough that the work is cut into many tasks and one row is split by its
 /// nonzeros over several threads, which small property cases never reach.
 #[test]

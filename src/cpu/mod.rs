@@ -15,6 +15,8 @@
 //! | [`spmm_t`] | `C = alpha A^T B + beta C` | A: M x K sparse, B: M x N, C: K x N |
 //! | [`sddmm`] | `out[p] = alpha (L R^T)[i, j] + beta out[p]`, p = (i, j) in the mask | L: M x k, R: N x k, mask: M x N |
 
+#[cfg(target_arch = "x86_64")]
+mod blocked;
 mod convert;
 mod partition;
 mod sddmm;

@@ -6,6 +6,9 @@
 
 /// How a loop body multiplies and adds: generic so one body serves both builds.
 pub(super) trait MulAdd: Copy {
+    /// Whether this is the AVX2 + FMA build: kernels may then call
+    /// `#[target_feature(enable = "avx2,fma")]` functions.
+    const AVX2_FMA: bool;
     /// `a * b + c`.
     fn mul_add(a: f32, b: f32, c: f32) -> f32;
 }
@@ -15,18 +18,22 @@ pub(super) trait MulAdd: Copy {
 pub(super) struct Plain;
 
 impl MulAdd for Plain {
+    const AVX2_FMA: bool = false;
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
         a * b + c
     }
 }
 
-/// Fused multiply-add: one rounding, one instruction where FMA is enabled.
+/// Fused multiply-add: one rounding, one instruction where FMA is enabled. Only
+/// [`dispatch!`]'s AVX2 + FMA build, entered after [`isa`] found both, names it, which is
+/// what makes its `AVX2_FMA` promise true.
 #[derive(Clone, Copy)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct Fused;
 
 impl MulAdd for Fused {
+    const AVX2_FMA: bool = true;
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)

@@ -109,11 +109,26 @@ pub fn spmm_t<T: Scalar>(
     Ok(())
 }
 
+/// Outputs at least this large are written with non-temporal stores where the kernel
+/// can (see `blocked`): past every core's private cache, a consumer would read them
+/// back from L3 or memory either way.
+const STREAM_MIN_BYTES: usize = 2 << 20;
+
 /// A validated CSR structure with its values widened to f32.
-struct SparseRows<'a> {
-    row_ptr: &'a [i32],
-    col_idx: &'a [i32],
-    values: &'a [f32],
+pub(super) struct SparseRows<'a> {
+    pub row_ptr: &'a [i32],
+    pub col_idx: &'a [i32],
+    pub values: &'a [f32],
+}
+
+/// The dense side of one product, B (row-major, `n` columns), and the output's scaling.
+pub(super) struct Rhs<'a> {
+    pub b: &'a [f32],
+    pub n: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    /// Whether the output may be written with non-temporal stores.
+    pub stream: bool,
 }
 
 impl SparseRows<'_> {
@@ -122,6 +137,13 @@ impl SparseRows<'_> {
         if n == 0 {
             return;
         }
+        let rhs = Rhs {
+            b,
+            n,
+            alpha,
+            beta,
+            stream: beta == 0.0 && std::mem::size_of_val(out) >= STREAM_MIN_BYTES,
+        };
         let plan = RowPlan::new(self.row_ptr, n);
         let mut tasks = Vec::with_capacity(plan.chunks.len());
         let mut rest = &mut *out;
@@ -131,7 +153,7 @@ impl SparseRows<'_> {
             rest = tail;
         }
         tasks.into_par_iter().for_each(|(rows, out_rows)| {
-            light_rows(self, &plan, rows, out_rows, b, n, alpha, beta);
+            light_rows(self, &plan, rows, out_rows, &rhs);
         });
         for &i in &plan.heavy {
             let range = self.range(i);
@@ -164,35 +186,36 @@ impl SparseRows<'_> {
 
 dispatch! {
     /// Computes the rows in `rows` that are not heavy into `out_rows`.
-    #[allow(clippy::too_many_arguments)]
     fn light_rows<T: Scalar>(
         a: &SparseRows<'_>,
         plan: &RowPlan,
         rows: Range<usize>,
         out_rows: &mut [T],
-        b: &[f32],
-        n: usize,
-        alpha: f32,
-        beta: f32,
+        rhs: &Rhs<'_>,
     ) => light_rows_with
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn light_rows_with<M: MulAdd, T: Scalar>(
     a: &SparseRows<'_>,
     plan: &RowPlan,
     rows: Range<usize>,
     out_rows: &mut [T],
-    b: &[f32],
-    n: usize,
-    alpha: f32,
-    beta: f32,
+    rhs: &Rhs<'_>,
 ) {
-    let mut scratch = Scratch::new(n);
-    for (i, out_row) in rows.zip(out_rows.chunks_exact_mut(n)) {
+    #[cfg(target_arch = "x86_64")]
+    if M::AVX2_FMA {
+        let skip = |i| plan.is_heavy(i);
+        // SAFETY: only the AVX2 + FMA build has `AVX2_FMA`, and it runs only on a CPU
+        // with both (see `simd::Fused`).
+        if unsafe { super::blocked::product(a, rows.clone(), skip, rhs, out_rows) } {
+            return;
+        }
+    }
+    let mut scratch = Scratch::new(rhs.n);
+    for (i, out_row) in rows.zip(out_rows.chunks_exact_mut(rhs.n)) {
         if !plan.is_heavy(i) {
-            row::<M, T>(a, a.range(i), b, &mut scratch, out_row, alpha, beta);
+            row::<M, T>(a, a.range(i), rhs, &mut scratch, out_row);
         }
     }
 }
@@ -210,8 +233,28 @@ fn heavy_piece_with<M: MulAdd>(
     acc: &mut [f32],
 ) {
     let n = acc.len();
+    let rhs = Rhs {
+        b,
+        n,
+        alpha: 1.0,
+        beta: 0.0,
+        stream: false,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if M::AVX2_FMA {
+        // The piece as a matrix of one row.
+        let piece = SparseRows {
+            row_ptr: &[0, range.len() as i32],
+            col_idx: &a.col_idx[range.clone()],
+            values: &a.values[range.clone()],
+        };
+        // SAFETY: as in `light_rows_with`.
+        if unsafe { super::blocked::product(&piece, 0..1, |_| false, &rhs, acc) } {
+            return;
+        }
+    }
     let mut scratch = Scratch::new(n);
-    row::<M, f32>(a, range, b, &mut scratch, acc, 1.0, 0.0);
+    row::<M, f32>(a, range, &rhs, &mut scratch, acc);
 }
 
 /// Per-task buffers of one output row's width.
@@ -235,18 +278,16 @@ impl Scratch {
 /// One output row, `out = alpha * sum_p value(p) b[col(p), :] + beta * out`, in sweeps of
 /// four nonzeros: the first sweep starts the sums, the last one writes the output, so a
 /// row of at most four nonzeros reads its rows of B and writes its output in one pass.
-/// `scratch` is as wide as `out`.
+/// `scratch` and `out` are `rhs.n` wide.
 #[inline(always)]
 fn row<M: MulAdd, T: Scalar>(
     a: &SparseRows<'_>,
     range: Range<usize>,
-    b: &[f32],
+    rhs: &Rhs<'_>,
     scratch: &mut Scratch,
     out: &mut [T],
-    alpha: f32,
-    beta: f32,
 ) {
-    let n = out.len();
+    let (n, alpha, beta) = (rhs.n, rhs.alpha, rhs.beta);
     let (cols, vals) = (&a.col_idx[range.clone()], &a.values[range]);
     let sweeps = cols.len().div_ceil(4).max(1);
     for s in 0..sweeps {
@@ -254,7 +295,7 @@ fn row<M: MulAdd, T: Scalar>(
         let mut x: [&[f32]; 4] = [&scratch.zeros; 4];
         for (q, (&c, &val)) in cols.iter().zip(vals).skip(4 * s).take(4).enumerate() {
             v[q] = val;
-            x[q] = &b[c as usize * n..][..n];
+            x[q] = &rhs.b[c as usize * n..][..n];
         }
         let sweep = Sweep { v, x, alpha, beta };
         let acc = &mut scratch.acc;
