@@ -128,6 +128,17 @@ impl TuneCache {
 
     /// [`TuneCache::load`] on text already read (`path` names it in errors): the shipped
     /// caches are compiled in, not read from disk.
+    ///
+    /// ```
+    /// use rosa::tune::{CacheHeader, DeviceFingerprint, TuneCache};
+    /// # let d = DeviceFingerprint { name: "GPU".into(), compute_capability: (9, 0),
+    /// #     sm_count: 132, memory_bytes: 1 << 36, driver_version: 13000 };
+    /// let text = serde_json::to_string(&TuneCache::new(CacheHeader::new("b1", d.clone()))).unwrap();
+    /// let path = std::path::Path::new("tuning/gpu-sm90.json");
+    /// assert!(TuneCache::parse_for(&text, path, &CacheHeader::new("b1", d.clone()), |_, _| true).is_ok());
+    /// let err = TuneCache::parse_for(&text, path, &CacheHeader::new("b2", d), |_, _| true).unwrap_err();
+    /// assert!(err.to_string().contains("kernel build b1"));
+    /// ```
     pub fn parse_for(
         text: &str,
         path: &Path,

@@ -35,6 +35,14 @@ pub fn cache_file_name(device: &DeviceFingerprint) -> String {
 }
 
 /// Where a cache file came from.
+///
+/// ```
+/// use rosa::tune::{load_caches, CacheHeader, DeviceFingerprint, Origin};
+/// # let d = DeviceFingerprint { name: "GPU".into(), compute_capability: (9, 0),
+/// #     sm_count: 132, memory_bytes: 1 << 36, driver_version: 13000 };
+/// let loaded = load_caches(&CacheHeader::new("b", d), &[("gpu-sm90.json", "{")], None, |_, _| true);
+/// assert_eq!(loaded.files[0].origin, Origin::Shipped);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// Compiled in from the repository's `tuning/`.
@@ -44,6 +52,15 @@ pub enum Origin {
 }
 
 /// What became of one cache file.
+///
+/// ```
+/// use rosa::tune::FileStatus;
+/// let describe = |s: &FileStatus| match s {
+///     FileStatus::Used { entries } => format!("{entries} entries"),
+///     FileStatus::Ignored(why) => format!("ignored: {why}"),
+/// };
+/// assert_eq!(describe(&FileStatus::Used { entries: 3 }), "3 entries");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum FileStatus {
     /// Matched the device and build; this many entries went into the table.
@@ -53,6 +70,14 @@ pub enum FileStatus {
 }
 
 /// One cache file looked at by [`load_caches`].
+///
+/// ```
+/// use rosa::tune::{load_caches, CacheHeader, DeviceFingerprint};
+/// # let d = DeviceFingerprint { name: "GPU".into(), compute_capability: (9, 0),
+/// #     sm_count: 132, memory_bytes: 1 << 36, driver_version: 13000 };
+/// let loaded = load_caches(&CacheHeader::new("b", d), &[("gpu-sm90.json", "{")], None, |_, _| true);
+/// assert_eq!(loaded.files[0].path, std::path::Path::new("tuning/gpu-sm90.json"));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheFile {
     pub origin: Origin,
@@ -61,6 +86,15 @@ pub struct CacheFile {
 }
 
 /// The lookup table built from the caches that matched, and what became of each file.
+///
+/// ```
+/// use rosa::tune::{load_caches, CacheHeader, DeviceFingerprint};
+/// # let d = DeviceFingerprint { name: "GPU".into(), compute_capability: (9, 0),
+/// #     sm_count: 132, memory_bytes: 1 << 36, driver_version: 13000 };
+/// // No shipped cache, no user directory: an empty table, the heuristic everywhere.
+/// let loaded = load_caches(&CacheHeader::new("b", d), &[], None, |_, _| true);
+/// assert!(loaded.table.is_empty() && loaded.files.is_empty());
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
     pub table: TuneTable,

@@ -1,7 +1,7 @@
 //! Per-GPU autotuning: problem keys, device fingerprints, JSON caches of tuned choices and
 //! the search that fills them.
 //!
-//! The tuner ([`tune`], `rosa tune`) times every compiled tile configuration on a problem
+//! The tuner (`tune` with the `cuda` feature, `rosa tune`) times every compiled tile configuration on a problem
 //! and records the winner under the problem's [`ProblemKey`]. At launch the choice is
 //! looked up in a [`TuneTable`] held in memory (exact key, else the nearest bucket, else
 //! the heuristic), so a lookup costs a hash, not a file read. Caches are JSON files headed

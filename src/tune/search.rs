@@ -3,7 +3,7 @@
 //!
 //! Every configuration handles every shape (the kernel tests run each on odd widths and
 //! empty rows), so all of an op's table is a candidate. The timing is the GPU bench's
-//! ([`crate::bench::gpu`]): CUDA events around batches of calls after a warm-up pass, the
+//! (`rosa::bench::gpu`, feature `cuda`): CUDA events around batches of calls after a warm-up pass, the
 //! median batch, calls rotating over copies of the operands that together stream at least
 //! twice the L2, so that a configuration is timed on memory rather than on the cache. The
 //! heuristic's choice is one of the configurations, so its time comes from the same runs.
@@ -16,6 +16,14 @@ use crate::{DType, Op};
 
 /// One problem to tune: `op` on a random `m x k` CSR of the given density, with dense
 /// dimension `n` (the width of B and C, or SDDMM's inner dimension), in `dtype`.
+///
+/// ```
+/// use rosa::tune::{Problem, ProblemKey};
+/// use rosa::{DType, Op};
+/// let p = Problem { op: Op::SpmmT, dtype: DType::Bf16, m: 4096, k: 11008, n: 2048, density: 0.012 };
+/// let key = ProblemKey::new(p.op, p.dtype, p.m, p.k, p.n, p.density, 0.0);
+/// assert_eq!((key.m, key.k, key.n), (12, 13, 11));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Problem {
     pub op: Op,
@@ -27,6 +35,13 @@ pub struct Problem {
 }
 
 /// How thorough a search is.
+///
+/// ```
+/// use rosa::tune::{grid, Effort};
+/// use rosa::{DType, Op};
+/// let quick = grid(&Op::ALL, &[DType::F32], Effort::Quick).len();
+/// assert!(quick < grid(&Op::ALL, &[DType::F32], Effort::Full).len());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effort {
     /// Part of the grid, shorter measurements: minutes become seconds (the GPU runner's).
@@ -58,7 +73,7 @@ impl Effort {
 /// [`crate::bench::GRID_DENSITIES`]) for each op and dtype. [`Effort::Quick`] keeps the
 /// square shape, the two smaller widths and every other density: enough buckets for the
 /// nearest-key lookup to reach the rest. Problems sharing a shape and dtype come
-/// together, so that [`tune`] generates and uploads their operands once.
+/// together, so that the search (`tune`, feature `cuda`) generates and uploads their operands once.
 ///
 /// ```
 /// use rosa::tune::{grid, Effort};
@@ -110,6 +125,13 @@ fn distinct<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {
 
 /// Where a search stands: handed to the progress callback after each problem, so that the
 /// caller draws what it likes and the library prints nothing.
+///
+/// ```
+/// use rosa::tune::Progress;
+/// fn percent(p: &Progress<'_>) -> usize {
+///     100 * p.done / p.total.max(1)
+/// }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
     /// Problems finished, this one included.
