@@ -129,8 +129,18 @@ impl<T: CudaScalar> DeviceCsr<T> {
     }
 
     /// The tuning key of `op` on this matrix with dense dimension `n` (the inner one for
-    /// SDDMM).
-    pub(crate) fn problem_key(&self, op: Op, n: usize) -> ProblemKey {
+    /// SDDMM): the same as [`ProblemKey::for_matrix`] on the host matrix.
+    ///
+    /// ```no_run
+    /// use rosa::cuda::{Device, DeviceCsr, Op};
+    /// use rosa::tune::ProblemKey;
+    /// let dev = Device::new(0)?;
+    /// let a = rosa::random::csr::<f32>(1024, 512, 0.02, 1)?;
+    /// let d = DeviceCsr::from_host(&dev, a.as_ref())?;
+    /// assert_eq!(d.problem_key(Op::Sddmm, 64), ProblemKey::for_matrix(Op::Sddmm, rosa::DType::F32, &a, 64));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn problem_key(&self, op: Op, n: usize) -> ProblemKey {
         let cells = self.rows as f64 * self.cols as f64;
         let density = if cells > 0.0 {
             self.nnz as f64 / cells

@@ -7,7 +7,7 @@ use cudarc::driver::{CudaContext, CudaStream};
 
 use super::config::KernelConfig;
 use super::result::{driver, driver_present, driver_version};
-use crate::tune::{DeviceFingerprint, ProblemKey, TuneTable};
+use crate::tune::{DeviceFingerprint, ProblemKey, Source, TuneTable};
 use crate::{Error, Result};
 
 /// The compute capability the compiled kernels need at least (sm_80 machine code; newer
@@ -182,14 +182,29 @@ impl Device {
         })
     }
 
-    /// The configuration a default launcher uses for `key` (`dense_dim` is what the
-    /// heuristic sizes the tile by): the tuned one, exact or nearest, else the heuristic.
-    pub(crate) fn config_for(&self, key: ProblemKey, dense_dim: usize) -> KernelConfig {
+    /// The configuration the default launchers use for `key` (`dense_dim`, the width of B
+    /// or SDDMM's inner dimension, is what the heuristic sizes the tile by), and where it
+    /// came from: the tuned one for the exact key, else the nearest, else the heuristic.
+    /// The caches are read on the first call for this device in the process (see
+    /// [`crate::tune::load_caches`]); later calls cost a hash lookup.
+    ///
+    /// ```no_run
+    /// use rosa::cuda::{Device, DeviceCsr, Op};
+    /// let dev = Device::new(0)?;
+    /// let a = DeviceCsr::from_host(&dev, rosa::random::csr::<f32>(4096, 4096, 0.01, 1)?.as_ref())?;
+    /// let (config, source) = dev.choose_config(a.problem_key(Op::Spmm, 512), 512);
+    /// println!("spmm at N = 512 runs {config} ({source:?})");
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn choose_config(&self, key: ProblemKey, dense_dim: usize) -> (KernelConfig, Source) {
         let heuristic = || KernelConfig::heuristic(key.op, key.dtype, dense_dim);
         let table = self.tuning.get_or_init(|| crate::tune::table_for(self));
-        let (index, _) = table.choose(&key, || heuristic().index);
+        let (index, source) = table.choose(&key, || heuristic().index);
         // Cache entries were checked against this build's table when loaded.
-        KernelConfig::get(key.op, index).unwrap_or_else(|_| heuristic())
+        match KernelConfig::get(key.op, index) {
+            Ok(config) => (config, source),
+            Err(_) => (heuristic(), Source::Heuristic),
+        }
     }
 
     /// Bytes of L2 cache: what a benchmark's rotating inputs must exceed so that it times

@@ -31,7 +31,7 @@ pub fn sddmm<T: CudaScalar>(
     beta: f32,
     out: &mut DeviceCsr<T>,
 ) -> Result<()> {
-    let config = dev.config_for(out.problem_key(Op::Sddmm, l.cols()), l.cols());
+    let (config, _) = dev.choose_config(out.problem_key(Op::Sddmm, l.cols()), l.cols());
     sddmm_with(dev, &config, alpha, l, r, beta, out)
 }
 

@@ -42,7 +42,7 @@ pub fn spmm<T: CudaScalar>(
     beta: f32,
     c: &mut DeviceDense<T>,
 ) -> Result<()> {
-    let config = dev.config_for(a.problem_key(Op::Spmm, b.cols()), b.cols());
+    let (config, _) = dev.choose_config(a.problem_key(Op::Spmm, b.cols()), b.cols());
     spmm_with(dev, &config, alpha, a, b, beta, c)
 }
 
@@ -92,7 +92,7 @@ pub fn spmm_t<T: CudaScalar>(
     beta: f32,
     c: &mut DeviceDense<T>,
 ) -> Result<()> {
-    let config = dev.config_for(a.problem_key(Op::SpmmT, b.cols()), b.cols());
+    let (config, _) = dev.choose_config(a.problem_key(Op::SpmmT, b.cols()), b.cols());
     spmm_t_with(dev, &config, alpha, a, b, beta, c)
 }
 
