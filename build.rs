@@ -1,10 +1,78 @@
 // The default build is pure Rust. With the `cuda` feature this compiles csrc/ with nvcc
 // (through the `cc` crate), links the CUDA runtime statically and generates the Rust side
-// of csrc/rosa_kernels.h with bindgen.
+// of csrc/rosa_kernels.h with bindgen. Every build (no nvcc needed) names the kernel
+// sources with a hash, ROSA_BUILD_ID, and embeds the shipped tuning caches.
+use std::path::{Path, PathBuf};
+
+#[path = "src/tune/build_id.rs"]
+mod build_id;
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/tune/build_id.rs");
+    export_build_id();
+    embed_shipped_caches();
     #[cfg(feature = "cuda")]
     cuda::build();
+}
+
+/// The regular files directly in `dir`, sorted by name; none when `dir` is missing.
+fn files_in(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A tuning cache numbers configurations by their place in csrc/tiles.cuh and was timed
+/// on these kernels, so any change under csrc/ must make old caches foreign.
+fn export_build_id() {
+    println!("cargo:rerun-if-changed=csrc");
+    let files: Vec<(String, Vec<u8>)> = files_in("csrc")
+        .into_iter()
+        .map(|p| {
+            let body =
+                std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+            (file_name(&p), body)
+        })
+        .collect();
+    let id = build_id::hash_sources(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+    println!("cargo:rustc-env=ROSA_BUILD_ID={id:016x}");
+}
+
+/// tuning/*.json compiled in, so a binary carried to a GPU machine without the repository
+/// still finds the caches shipped for it.
+fn embed_shipped_caches() {
+    println!("cargo:rerun-if-changed=tuning");
+    let mut list = String::from("&[\n");
+    for p in files_in("tuning") {
+        if p.extension().is_some_and(|x| x == "json") {
+            let abs = p
+                .canonicalize()
+                .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", p.display()));
+            list += &format!(
+                "    ({:?}, include_str!({:?})),\n",
+                file_name(&p),
+                abs.to_string_lossy()
+            );
+        }
+    }
+    list += "]\n";
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("shipped_tuning.rs");
+    std::fs::write(&out, list).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }
 
 #[cfg(feature = "cuda")]
@@ -28,7 +96,6 @@ mod cuda {
         for var in ["NVCC", "CUDA_HOME", "CUDA_PATH", "LIBCLANG_PATH", "PATH"] {
             println!("cargo:rerun-if-env-changed={var}");
         }
-        println!("cargo:rerun-if-changed=csrc");
 
         let nvcc = find_nvcc();
         let cuda_home = cuda_home(&nvcc);

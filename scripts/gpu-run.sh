@@ -4,11 +4,13 @@
 #   1. every test binary (the GPU tests must run, not skip: a skip here is a failure),
 #   2. compute-sanitizer memcheck, racecheck, initcheck and synccheck over the GPU kernel
 #      tests (fewer cases), all into sanitizer.log,
-#   3. `rosa info`, and `rosa bench --device cuda` when the binary has it: a few DESIGN.md
+#   3. `rosa info`, `rosa tune --quick` (its cache into tune.json, to be committed as
+#      tuning/<file stem>.json, the name `rosa info` prints), and `rosa bench --device
+#      cuda` when the binary has it: a few DESIGN.md
 #      grid shapes at the grid's densities, f32 then bf16, against cuBLAS (about 1-3 min;
 #      ROSA_BENCH_ARGS replaces the shape arguments, e.g. "--grid" for the whole grid).
 # Full logs go to $OUT when set (at most 8 files come back from there: machine.log,
-# tests.log, sanitizer.log, rosa.log, bench-f32.json, bench-bf16.json,
+# tests.log, sanitizer.log, rosa.log, tune.json, bench-f32.json, bench-bf16.json,
 # summary.txt), else to a temp dir; a short table is printed last, with one line per op
 # and dtype of the bench: median % of the roofline, median speedup over cuBLAS.
 #   usage: scripts/gpu-run.sh [bundle dir, default gpu-bundle]
@@ -105,6 +107,12 @@ if [[ -x $bundle/rosa ]]; then
     step "rosa info" "$logs/rosa.log" "$bundle/rosa" info
   else
     rows+=("$(printf '%-34s %-10s' 'rosa info' SKIPPED) not in this rosa binary yet")
+  fi
+  if "$bundle/rosa" --help 2>/dev/null | grep -qE '^ +tune '; then
+    # Its "summary tune:" line (geomean over the heuristic) joins the table below.
+    step "rosa tune --quick" "$logs/rosa.log" "$bundle/rosa" tune --quick --out "$logs/tune.json"
+  else
+    rows+=("$(printf '%-34s %-10s' 'rosa tune' SKIPPED) not in this rosa binary yet")
   fi
   if "$bundle/rosa" bench --help 2>/dev/null | grep -q -- --device; then
     # Square, tall, wide at N = 2048, plus both ends of N on the square shape.

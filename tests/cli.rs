@@ -297,6 +297,10 @@ fn info_counts_the_files_in_the_tuning_cache() {
         .unwrap();
     assert!(line.contains("(2 *.json files)"), "{line}");
     assert!(line.contains("no tuned entries"), "{line}");
+    assert!(
+        text.lines().any(|l| l.starts_with("tuning shipped: ")),
+        "{text}"
+    );
 }
 
 /// One `error:` line on stderr, nothing on stdout, a nonzero exit.
@@ -307,6 +311,58 @@ fn assert_one_error_line(out: &Output) -> String {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: "), "{err}");
     err
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn tune_without_the_feature_says_so() {
+    let tmp = Scratch::new();
+    let out_file = tmp.path("cache.json");
+    let out = rosa(&["tune", "--quick", "--out", arg(&out_file)]);
+    let err = assert_one_error_line(&out);
+    assert!(err.contains("built without the cuda feature"), "{err}");
+    assert!(!out_file.exists());
+}
+
+/// Without a GPU: the `Device::new` error as one line and no cache written. With one: a
+/// small quick tune whose cache holds one entry per problem, for this build.
+#[cfg(feature = "cuda")]
+#[test]
+fn tune_runs_or_reports_why_not() {
+    let tmp = Scratch::new();
+    let out_file = tmp.path("cache.json");
+    let args = [
+        "tune",
+        "--quick",
+        "--ops",
+        "sddmm",
+        "--dtype",
+        "f32",
+        "--out",
+        arg(&out_file),
+    ];
+    let out = rosa(&args);
+    if let Err(e) = rosa::cuda::Device::new(0) {
+        eprintln!("tune_runs_or_reports_why_not: skipped: no CUDA device ({e})");
+        assert_one_error_line(&out);
+        assert!(!out_file.exists());
+        return;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("geomean speedup"), "{text}");
+    let cache: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    assert_eq!(cache["header"]["build_id"], rosa::tune::BUILD_ID);
+    let entries = cache["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 6, "{cache}");
+    assert!(entries
+        .iter()
+        .all(|e| e["tuned_us"].as_f64().unwrap() <= e["heuristic_us"].as_f64().unwrap()));
 }
 
 #[cfg(not(feature = "cuda"))]

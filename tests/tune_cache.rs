@@ -4,8 +4,11 @@
 use std::fs;
 use std::path::PathBuf;
 
+use std::sync::Mutex;
+
 use rosa::tune::{
-    CacheHeader, DeviceFingerprint, ProblemKey, Source, TuneCache, TuneEntry, TuneTable,
+    cache_file_name, load_caches, CacheHeader, DeviceFingerprint, FileStatus, Origin, ProblemKey,
+    Source, TuneCache, TuneEntry, TuneTable,
 };
 use rosa::{DType, Error, Op};
 
@@ -157,6 +160,12 @@ fn lookup_prefers_exact_then_nearest_then_nothing() {
     assert_eq!(table.lookup(&near_b), Some((2, Source::Nearest)));
     let far = ProblemKey::new(Op::Spmm, DType::Bf16, 64, 64, 512, 0.5, 4.0);
     assert_eq!(table.lookup(&far), None);
+    // What a launch gets: the table's choice when it has one, else the heuristic, which
+    // is not even computed while the table answers.
+    let never = || -> usize { panic!("the heuristic is not consulted when the table answers") };
+    assert_eq!(table.choose(&a.key, never), (1, Source::Exact));
+    assert_eq!(table.choose(&near_b, never), (2, Source::Nearest));
+    assert_eq!(table.choose(&far, || 4), (4, Source::Heuristic));
     // A later cache (the user's) overrides an earlier one (shipped).
     let mut user = TuneCache::new(header());
     user.insert(entry(512, 7));
@@ -186,4 +195,104 @@ fn concurrent_merges_keep_every_entry_and_a_valid_file() {
     want.dedup();
     let got: Vec<_> = cache.entries().iter().map(|e| e.key).collect();
     assert_eq!(got, want);
+}
+
+/// Warnings logged by the library in this test process.
+static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Warn
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            WARNINGS.lock().unwrap().push(r.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Warnings that mention `needle` (tests run in parallel and share the logger).
+fn warnings_about(needle: &str) -> Vec<String> {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+    let all = WARNINGS.lock().unwrap();
+    all.iter().filter(|w| w.contains(needle)).cloned().collect()
+}
+
+#[test]
+fn a_cache_from_another_build_is_ignored_with_one_warning() {
+    warnings_about(""); // installs the logger before anything logs
+    let dir = scratch("other-build");
+    let name = cache_file_name(&header().device);
+    let mut foreign = TuneCache::new(CacheHeader::new("build-b", header().device));
+    foreign.insert(entry(512, 1));
+    foreign.save(&dir.join(&name)).unwrap();
+
+    let loaded = load_caches(&header(), &[], Some(&dir), exists);
+    assert!(loaded.table.is_empty());
+    assert_eq!(loaded.files.len(), 1);
+    assert_eq!(loaded.files[0].origin, Origin::User);
+    match &loaded.files[0].status {
+        FileStatus::Ignored(why) => assert!(why.contains("kernel build build-b"), "{why}"),
+        other => panic!("a foreign cache was used: {other:?}"),
+    }
+    let dir_name = dir.to_string_lossy().into_owned();
+    let warned = warnings_about(&dir_name);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("build"), "{warned:?}");
+}
+
+#[test]
+fn the_user_cache_overrides_the_shipped_one_and_other_devices_files_are_not_read() {
+    let dir = scratch("layers");
+    let name = cache_file_name(&header().device);
+    let mut shipped = TuneCache::new(header());
+    shipped.insert(entry(512, 1));
+    shipped.insert(entry(8192, 2));
+    let shipped_text = serde_json::to_string(&shipped).unwrap();
+    let mut user = TuneCache::new(header());
+    user.insert(entry(512, 7));
+    user.save(&dir.join(&name)).unwrap();
+    // A corrupt file for another GPU in the same directory is none of this device's business.
+    fs::write(dir.join("nvidia-h200-sm90.json"), "{ torn").unwrap();
+
+    let caches = [
+        (name.as_str(), shipped_text.as_str()),
+        ("other-sm80.json", "{"),
+    ];
+    let loaded = load_caches(&header(), &caches, Some(&dir), exists);
+    let origins: Vec<_> = loaded
+        .files
+        .iter()
+        .map(|f| (f.origin, f.status.clone()))
+        .collect();
+    assert_eq!(
+        origins,
+        vec![
+            (Origin::Shipped, FileStatus::Used { entries: 2 }),
+            (Origin::User, FileStatus::Used { entries: 1 }),
+        ]
+    );
+    assert_eq!(
+        loaded.table.lookup(&entry(512, 0).key),
+        Some((7, Source::Exact))
+    );
+    assert_eq!(
+        loaded.table.lookup(&entry(8192, 0).key),
+        Some((2, Source::Exact))
+    );
+    // A corrupt shipped cache is ignored too, and the user's still serves.
+    let broken = [(name.as_str(), "{ not json")];
+    let loaded = load_caches(&header(), &broken, Some(&dir), exists);
+    assert!(matches!(loaded.files[0].status, FileStatus::Ignored(_)));
+    assert_eq!(
+        loaded.table.lookup(&entry(512, 0).key),
+        Some((7, Source::Exact))
+    );
 }

@@ -155,6 +155,18 @@ fn time_calls(
     dev: &Device,
     sweep: &Sweep,
     sets: usize,
+    call: impl FnMut(usize) -> Result<()>,
+) -> Result<Duration> {
+    time_per_call(dev, sweep.target, sweep.max_runs, sets, call)
+}
+
+/// [`time_calls`] with the repetition limits given directly (batches until `target` has
+/// passed, at most `max_runs`): the one timer of the sweep and of the autotuner.
+pub(crate) fn time_per_call(
+    dev: &Device,
+    target: Duration,
+    max_runs: usize,
+    sets: usize,
     mut call: impl FnMut(usize) -> Result<()>,
 ) -> Result<Duration> {
     let sets = sets.max(1);
@@ -167,8 +179,8 @@ fn time_calls(
     let batch = per_batch.clamp(1, 10_000).div_ceil(sets) * sets;
     let start = Instant::now();
     let mut times = Vec::new();
-    while times.len() < sweep.max_runs.max(MIN_BATCHES)
-        && (times.len() < MIN_BATCHES || start.elapsed() < sweep.target)
+    while times.len() < max_runs.max(MIN_BATCHES)
+        && (times.len() < MIN_BATCHES || start.elapsed() < target)
     {
         let ms = dev.time_ms(|| (0..batch).try_for_each(|i| call(i % sets)))?;
         times.push(ms as f64 / batch as f64);

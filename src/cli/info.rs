@@ -22,7 +22,9 @@ pub fn run() -> Result<()> {
             Isa::Baseline => "baseline (no avx2+fma: separate multiply and add)",
         }
     );
-    println!("tuning cache: {}", tuning_cache());
+    for line in tuning_lines() {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -47,26 +49,107 @@ fn gpus() -> Vec<String> {
     vec!["none (built without cuda)".into()]
 }
 
-/// Where tuned configurations would be read from, and what is there. Nothing reads them
-/// yet: every launch uses `KernelConfig::heuristic`.
-fn tuning_cache() -> String {
-    let Some(dir) = rosa::tune::user_cache_dir() else {
-        return "no user cache directory (none of ROSA_TUNING_DIR, XDG_CACHE_HOME, HOME is \
-                set); no tuned entries; launches use the heuristic configuration"
-            .into();
-    };
-    let files = match std::fs::read_dir(&dir) {
-        Ok(entries) => {
-            let n = entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .count();
-            format!("{n} *.json files")
+/// The user cache directory and its files, the caches built in, and (with a GPU) which
+/// files serve GPU 0, with the reason for any that do not.
+fn tuning_lines() -> Vec<String> {
+    let dir = match rosa::tune::user_cache_dir() {
+        None => "no user cache directory (none of ROSA_TUNING_DIR, XDG_CACHE_HOME, HOME is \
+                 set)"
+            .to_string(),
+        Some(dir) => {
+            let files = match std::fs::read_dir(&dir) {
+                Ok(entries) => {
+                    let n = entries
+                        .filter_map(|e| e.ok())
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                        .count();
+                    format!("{n} *.json files")
+                }
+                Err(_) => "not created yet".into(),
+            };
+            format!("{} ({files})", dir.display())
         }
-        Err(_) => "not created yet".into(),
     };
-    format!(
-        "{} ({files}); no tuned entries; launches use the heuristic configuration",
-        dir.display()
+    let shipped: Vec<&str> = rosa::tune::shipped_caches()
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    let (in_use, mut lines) = in_use();
+    lines.insert(0, format!("tuning cache: {dir}; {in_use}"));
+    lines.insert(
+        1,
+        format!(
+            "tuning shipped: {} built in{}{}",
+            shipped.len(),
+            if shipped.is_empty() { "" } else { ": " },
+            shipped.join(", ")
+        ),
+    );
+    lines
+}
+
+#[cfg(not(feature = "cuda"))]
+fn in_use() -> (String, Vec<String>) {
+    (
+        "no tuned entries in use (tuning needs the cuda feature); launches use the heuristic \
+         configuration"
+            .into(),
+        Vec::new(),
     )
+}
+
+/// What GPU 0's launches use, and one line per cache file considered for it.
+#[cfg(feature = "cuda")]
+fn in_use() -> (String, Vec<String>) {
+    use rosa::cuda::{Device, KernelConfig};
+    use rosa::tune::{self, CacheHeader, FileStatus, Origin};
+    let header = match Device::new(0).and_then(|d| CacheHeader::for_device(&d)) {
+        Ok(h) => h,
+        Err(e) => {
+            return (
+                format!(
+                    "no tuned entries in use (no usable GPU: {e}); launches use the heuristic \
+                     configuration"
+                ),
+                Vec::new(),
+            )
+        }
+    };
+    let loaded = tune::load_caches(
+        &header,
+        tune::shipped_caches(),
+        tune::user_cache_dir().as_deref(),
+        KernelConfig::exists,
+    );
+    let files = loaded
+        .files
+        .iter()
+        .map(|f| {
+            let origin = match f.origin {
+                Origin::Shipped => "shipped",
+                Origin::User => "user",
+            };
+            let status = match &f.status {
+                FileStatus::Used { entries } => format!("{entries} entries, in use"),
+                FileStatus::Ignored(why) => format!("ignored ({why})"),
+            };
+            format!("tuning file: {origin} {}: {status}", f.path.display())
+        })
+        .collect();
+    let summary = if loaded.table.is_empty() {
+        format!(
+            "no tuned entries for {} (build {}); launches use the heuristic configuration",
+            tune::cache_file_name(&header.device),
+            header.build_id
+        )
+    } else {
+        format!(
+            "{} tuned keys for {} (build {}); launches use the exact key, else the nearest, \
+             else the heuristic configuration",
+            loaded.table.len(),
+            tune::cache_file_name(&header.device),
+            header.build_id
+        )
+    };
+    (summary, files)
 }

@@ -7,6 +7,7 @@ mod bench;
 mod info;
 mod sddmm;
 mod spmm;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,9 @@ enum Command {
     /// Time the CPU kernels against Rust baselines (or, with --device cuda, the CUDA
     /// kernels against cuBLAS) over a density sweep.
     Bench(bench::Args),
+    /// Autotune the CUDA kernels on GPU 0 over the DESIGN.md grid (needs `cuda`) and
+    /// merge the winners into the tuning cache.
+    Tune(tune::Args),
     /// Fine-tune with FFT, LoRA, SpA, RoSA and random subspace adaptation at matched
     /// budgets on the built-in tasks; one comparison table.
     Train(rosa::train::cli::TrainArgs),
@@ -53,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Spmm(args) => spmm::run(&args),
         Command::Sddmm(args) => sddmm::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Tune(args) => tune::run(&args),
         Command::Train(args) => rosa::train::cli::run(&args),
     };
     match result {

@@ -69,6 +69,18 @@ impl KernelConfig {
         })
     }
 
+    /// Whether `op` has a configuration `index` in this build: what a tuning cache entry
+    /// must name to be used.
+    ///
+    /// ```
+    /// use rosa::cuda::{KernelConfig, Op};
+    /// assert!(KernelConfig::exists(Op::Spmm, 0));
+    /// assert!(!KernelConfig::exists(Op::Spmm, KernelConfig::all(Op::Spmm).len()));
+    /// ```
+    pub fn exists(op: Op, index: usize) -> bool {
+        index < result::config_count(code(op))
+    }
+
     /// Dense elements one sub-warp covers per step: `subwarp * vectors * (16 / size)`.
     pub fn step(&self, dtype: DType) -> usize {
         (self.subwarp * self.vectors) as usize * (16 / dtype.size())

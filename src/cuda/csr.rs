@@ -6,7 +6,8 @@ use super::mem;
 use super::result::{driver, Structure};
 use super::{CudaScalar, Device};
 use crate::csr::row_swizzle;
-use crate::{Csr, CsrRef, CsrShape, Error, Result, StructureId};
+use crate::tune::ProblemKey;
+use crate::{Csr, CsrRef, CsrShape, Error, Op, Result, StructureId};
 
 /// A validated CSR matrix on a GPU, with everything the three kernels walk uploaded once:
 /// `row_ptr`, `col_idx`, values, the longest-first row swizzle, and the transpose plan
@@ -33,6 +34,9 @@ pub struct DeviceCsr<T> {
     rows: usize,
     cols: usize,
     nnz: usize,
+    /// Coefficient of variation of the row lengths: part of the tuning key, computed once
+    /// here so that a launch need not read the structure back.
+    row_cv: f64,
     row_ptr: CudaSlice<i32>,
     col_idx: CudaSlice<i32>,
     swizzle: CudaSlice<i32>,
@@ -54,6 +58,7 @@ impl<T: CudaScalar> DeviceCsr<T> {
             rows: a.rows(),
             cols: a.cols(),
             nnz: a.nnz(),
+            row_cv: a.row_stats().cv,
             row_ptr: up(a.row_ptr())?,
             col_idx: up(a.col_idx())?,
             swizzle: up(&a.row_swizzle())?,
@@ -121,6 +126,28 @@ impl<T: CudaScalar> DeviceCsr<T> {
     /// there are none.
     pub fn values(&self) -> &CudaSlice<T> {
         &self.values
+    }
+
+    /// The tuning key of `op` on this matrix with dense dimension `n` (the inner one for
+    /// SDDMM): the same as [`ProblemKey::for_matrix`] on the host matrix.
+    ///
+    /// ```no_run
+    /// use rosa::cuda::{Device, DeviceCsr, Op};
+    /// use rosa::tune::ProblemKey;
+    /// let dev = Device::new(0)?;
+    /// let a = rosa::random::csr::<f32>(1024, 512, 0.02, 1)?;
+    /// let d = DeviceCsr::from_host(&dev, a.as_ref())?;
+    /// assert_eq!(d.problem_key(Op::Sddmm, 64), ProblemKey::for_matrix(Op::Sddmm, rosa::DType::F32, &a, 64));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn problem_key(&self, op: Op, n: usize) -> ProblemKey {
+        let cells = self.rows as f64 * self.cols as f64;
+        let density = if cells > 0.0 {
+            self.nnz as f64 / cells
+        } else {
+            0.0
+        };
+        ProblemKey::new(op, T::DTYPE, self.rows, self.cols, n, density, self.row_cv)
     }
 
     pub(crate) fn stream_of(&self) -> &cudarc::driver::CudaStream {

@@ -1,11 +1,13 @@
 //! A GPU and the stream every launch of this crate is ordered on.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{CudaContext, CudaStream};
 
-use super::result::{driver, driver_present};
+use super::config::KernelConfig;
+use super::result::{driver, driver_present, driver_version};
+use crate::tune::{DeviceFingerprint, ProblemKey, Source, TuneTable};
 use crate::{Error, Result};
 
 /// The compute capability the compiled kernels need at least (sm_80 machine code; newer
@@ -27,6 +29,9 @@ const MIN_CAPABILITY: (i32, i32) = (8, 0);
 pub struct Device {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    /// Tuned configurations, loaded on the first default launch (not at open: a device
+    /// used only with explicit configurations never reads a cache).
+    tuning: Arc<OnceLock<Arc<TuneTable>>>,
 }
 
 /// What a [`Device`] is, for logs and for the tuner's fingerprint.
@@ -119,7 +124,11 @@ impl Device {
             )));
         }
         let stream = ctx.new_stream().map_err(driver("cuStreamCreate"))?;
-        Ok(Device { ctx, stream })
+        Ok(Device {
+            ctx,
+            stream,
+            tuning: Arc::default(),
+        })
     }
 
     /// The CUDA ordinal.
@@ -152,6 +161,50 @@ impl Device {
                 .map_err(driver("cuDeviceGetAttribute"))?,
             total_memory: self.ctx.total_mem().map_err(driver("cuDeviceTotalMem"))?,
         })
+    }
+
+    /// What a tuning cache must have been measured on to serve this device.
+    ///
+    /// ```no_run
+    /// let fp = rosa::cuda::Device::new(0)?.fingerprint()?;
+    /// println!("{} (driver {})", fp.file_stem(), fp.driver_version);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn fingerprint(&self) -> Result<DeviceFingerprint> {
+        let info = self.info()?;
+        let u = |x: i32| u32::try_from(x).unwrap_or(0);
+        Ok(DeviceFingerprint {
+            name: info.name,
+            compute_capability: (u(info.capability.0), u(info.capability.1)),
+            sm_count: u(info.multiprocessors),
+            memory_bytes: info.total_memory as u64,
+            driver_version: driver_version()?,
+        })
+    }
+
+    /// The configuration the default launchers use for `key` (`dense_dim`, the width of B
+    /// or SDDMM's inner dimension, is what the heuristic sizes the tile by), and where it
+    /// came from: the tuned one for the exact key, else the nearest, else the heuristic.
+    /// The caches are read on the first call for this device in the process (see
+    /// [`crate::tune::load_caches`]); later calls cost a hash lookup.
+    ///
+    /// ```no_run
+    /// use rosa::cuda::{Device, DeviceCsr, Op};
+    /// let dev = Device::new(0)?;
+    /// let a = DeviceCsr::from_host(&dev, rosa::random::csr::<f32>(4096, 4096, 0.01, 1)?.as_ref())?;
+    /// let (config, source) = dev.choose_config(a.problem_key(Op::Spmm, 512), 512);
+    /// println!("spmm at N = 512 runs {config} ({source:?})");
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn choose_config(&self, key: ProblemKey, dense_dim: usize) -> (KernelConfig, Source) {
+        let heuristic = || KernelConfig::heuristic(key.op, key.dtype, dense_dim);
+        let table = self.tuning.get_or_init(|| crate::tune::table_for(self));
+        let (index, source) = table.choose(&key, || heuristic().index);
+        // Cache entries were checked against this build's table when loaded.
+        match KernelConfig::get(key.op, index) {
+            Ok(config) => (config, source),
+            Err(_) => (heuristic(), Source::Heuristic),
+        }
     }
 
     /// Bytes of L2 cache: what a benchmark's rotating inputs must exceed so that it times

@@ -23,6 +23,17 @@ pub(crate) fn driver_present() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
+/// The driver's CUDA version (1000 * major + 10 * minor), for the tuning fingerprint.
+pub(crate) fn driver_version() -> Result<u32> {
+    let mut version: std::ffi::c_int = 0;
+    // SAFETY: writes one int through a valid pointer. Callers hold a Device, so the driver
+    // library is loaded and initialized.
+    unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) }
+        .result()
+        .map_err(driver("cuDriverGetVersion"))?;
+    Ok(u32::try_from(version).unwrap_or(0))
+}
+
 /// A driver error as a crate error naming the call that failed.
 pub(crate) fn driver(call: &'static str) -> impl FnOnce(DriverError) -> Error {
     move |e| Error::Cuda {

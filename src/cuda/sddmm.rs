@@ -9,7 +9,8 @@ use crate::{Error, Result};
 
 /// `out[p] = alpha * (L R^T)[i, j] + beta * out[p]` for every stored entry `p = (i, j)` of
 /// `out`, with `L` (M x k) and `R` (N x k) and `out` M x N; `beta == 0` leaves the old
-/// values unread. The configuration is [`KernelConfig::heuristic`]'s.
+/// values unread. The configuration is the tuned one for this problem (exact key, else the
+/// nearest, see [`crate::tune`]), else [`KernelConfig::heuristic`]'s.
 ///
 /// ```no_run
 /// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
@@ -30,7 +31,7 @@ pub fn sddmm<T: CudaScalar>(
     beta: f32,
     out: &mut DeviceCsr<T>,
 ) -> Result<()> {
-    let config = KernelConfig::heuristic(Op::Sddmm, T::DTYPE, l.cols());
+    let (config, _) = dev.choose_config(out.problem_key(Op::Sddmm, l.cols()), l.cols());
     sddmm_with(dev, &config, alpha, l, r, beta, out)
 }
 

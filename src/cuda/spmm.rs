@@ -19,7 +19,8 @@ fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
 }
 
 /// `C = alpha A B + beta C` for `A` (M x K sparse), `B` (K x N), `C` (M x N); `beta == 0`
-/// leaves the old `C` unread. Queued on the device's stream; the configuration is
+/// leaves the old `C` unread. Queued on the device's stream; the configuration is the
+/// tuned one for this problem (exact key, else the nearest, see [`crate::tune`]), else
 /// [`KernelConfig::heuristic`]'s.
 ///
 /// ```no_run
@@ -41,7 +42,7 @@ pub fn spmm<T: CudaScalar>(
     beta: f32,
     c: &mut DeviceDense<T>,
 ) -> Result<()> {
-    let config = KernelConfig::heuristic(Op::Spmm, T::DTYPE, b.cols());
+    let (config, _) = dev.choose_config(a.problem_key(Op::Spmm, b.cols()), b.cols());
     spmm_with(dev, &config, alpha, a, b, beta, c)
 }
 
@@ -71,7 +72,8 @@ pub fn spmm_with<T: CudaScalar>(
 }
 
 /// `C = alpha A^T B + beta C` for `A` (M x K sparse), `B` (M x N), `C` (K x N), through the
-/// transpose plan uploaded with `A`: nothing is transposed per call.
+/// transpose plan uploaded with `A`: nothing is transposed per call. The configuration is
+/// chosen as for [`spmm`].
 ///
 /// ```no_run
 /// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
@@ -90,7 +92,7 @@ pub fn spmm_t<T: CudaScalar>(
     beta: f32,
     c: &mut DeviceDense<T>,
 ) -> Result<()> {
-    let config = KernelConfig::heuristic(Op::SpmmT, T::DTYPE, b.cols());
+    let (config, _) = dev.choose_config(a.problem_key(Op::SpmmT, b.cols()), b.cols());
     spmm_t_with(dev, &config, alpha, a, b, beta, c)
 }
 

@@ -123,7 +123,29 @@ impl TuneCache {
             path: path.to_path_buf(),
             source,
         })?;
-        let cache = Self::from_json(&text, path, config_exists)?;
+        Self::parse_for(&text, path, expected, config_exists)
+    }
+
+    /// [`TuneCache::load`] on text already read (`path` names it in errors): the shipped
+    /// caches are compiled in, not read from disk.
+    ///
+    /// ```
+    /// use rosa::tune::{CacheHeader, DeviceFingerprint, TuneCache};
+    /// # let d = DeviceFingerprint { name: "GPU".into(), compute_capability: (9, 0),
+    /// #     sm_count: 132, memory_bytes: 1 << 36, driver_version: 13000 };
+    /// let text = serde_json::to_string(&TuneCache::new(CacheHeader::new("b1", d.clone()))).unwrap();
+    /// let path = std::path::Path::new("tuning/gpu-sm90.json");
+    /// assert!(TuneCache::parse_for(&text, path, &CacheHeader::new("b1", d.clone()), |_, _| true).is_ok());
+    /// let err = TuneCache::parse_for(&text, path, &CacheHeader::new("b2", d), |_, _| true).unwrap_err();
+    /// assert!(err.to_string().contains("kernel build b1"));
+    /// ```
+    pub fn parse_for(
+        text: &str,
+        path: &Path,
+        expected: &CacheHeader,
+        config_exists: impl Fn(Op, usize) -> bool,
+    ) -> Result<Self> {
+        let cache = Self::from_json(text, path, config_exists)?;
         match expected.mismatch(&cache.header) {
             None => Ok(cache),
             Some(why) => Err(Error::Format {
@@ -277,6 +299,21 @@ impl TuneTable {
             .filter(|(d, _, _)| *d <= Self::MAX_DISTANCE)
             .min_by_key(|&(d, k, _)| (d, *k))
             .map(|(_, _, c)| (c, Source::Nearest))
+    }
+
+    /// The configuration a launch uses: [`TuneTable::lookup`]'s, else `heuristic()` (only
+    /// called when the table has nothing within reach).
+    ///
+    /// ```
+    /// use rosa::tune::{ProblemKey, Source, TuneTable};
+    /// use rosa::{DType, Op};
+    /// let key = ProblemKey::new(Op::Spmm, DType::F32, 4096, 4096, 512, 0.01, 0.1);
+    /// assert_eq!(TuneTable::default().choose(&key, || 4), (4, Source::Heuristic));
+    /// assert_eq!(TuneTable::from_pairs([(key, 1)]).choose(&key, || 4), (1, Source::Exact));
+    /// ```
+    pub fn choose(&self, key: &ProblemKey, heuristic: impl FnOnce() -> usize) -> (usize, Source) {
+        self.lookup(key)
+            .unwrap_or_else(|| (heuristic(), Source::Heuristic))
     }
 }
 

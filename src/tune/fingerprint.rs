@@ -65,6 +65,20 @@ impl CacheHeader {
         }
     }
 
+    /// The header a cache must carry to serve `dev` with this build's kernels
+    /// ([`super::BUILD_ID`]).
+    ///
+    /// ```no_run
+    /// let dev = rosa::cuda::Device::new(0)?;
+    /// let header = rosa::tune::CacheHeader::for_device(&dev)?;
+    /// assert_eq!(header.build_id, rosa::tune::BUILD_ID);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    #[cfg(feature = "cuda")]
+    pub fn for_device(dev: &crate::cuda::Device) -> crate::Result<Self> {
+        Ok(Self::new(super::BUILD_ID, dev.fingerprint()?))
+    }
+
     /// Why a cache with header `found` cannot serve `self`, or `None` if it can.
     pub fn mismatch(&self, found: &CacheHeader) -> Option<String> {
         if found.schema != self.schema {

@@ -1,0 +1,455 @@
+//! The search: every compiled configuration of an op timed on a problem, the fastest kept
+//! as a [`TuneEntry`] together with the heuristic default's time.
+//!
+//! Every configuration handles every shape (the kernel tests run each on odd widths and
+//! empty rows), so all of an op's table is a candidate. The timing is the GPU bench's
+//! (`rosa::bench::gpu`, feature `cuda`): CUDA events around batches of calls after a warm-up pass, the
+//! median batch, calls rotating over copies of the operands that together stream at least
+//! twice the L2, so that a configuration is timed on memory rather than on the cache. The
+//! heuristic's choice is one of the configurations, so its time comes from the same runs.
+
+use std::time::Duration;
+
+use super::TuneEntry;
+use crate::bench::{GRID_DENSITIES, GRID_N, GRID_SHAPES};
+use crate::{DType, Op};
+
+/// One problem to tune: `op` on a random `m x k` CSR of the given density, with dense
+/// dimension `n` (the width of B and C, or SDDMM's inner dimension), in `dtype`.
+///
+/// ```
+/// use rosa::tune::{Problem, ProblemKey};
+/// use rosa::{DType, Op};
+/// let p = Problem { op: Op::SpmmT, dtype: DType::Bf16, m: 4096, k: 11008, n: 2048, density: 0.012 };
+/// let key = ProblemKey::new(p.op, p.dtype, p.m, p.k, p.n, p.density, 0.0);
+/// assert_eq!((key.m, key.k, key.n), (12, 13, 11));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Problem {
+    pub op: Op,
+    pub dtype: DType,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub density: f64,
+}
+
+/// How thorough a search is.
+///
+/// ```
+/// use rosa::tune::{grid, Effort};
+/// use rosa::{DType, Op};
+/// let quick = grid(&Op::ALL, &[DType::F32], Effort::Quick).len();
+/// assert!(quick < grid(&Op::ALL, &[DType::F32], Effort::Full).len());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effort {
+    /// Part of the grid, shorter measurements: minutes become seconds (the GPU runner's).
+    Quick,
+    /// The whole grid.
+    Full,
+}
+
+impl Effort {
+    /// How long one configuration's measurement keeps repeating, and at most how many
+    /// timed batches it takes (the GPU bench's minimum of five batches still holds).
+    /// Short on purpose: five configurations per problem over the grid must fit in about
+    /// a minute, and a batch already averages over many calls.
+    ///
+    /// ```
+    /// use rosa::tune::Effort;
+    /// assert!(Effort::Quick.limits().0 < Effort::Full.limits().0);
+    /// ```
+    pub fn limits(self) -> (Duration, usize) {
+        match self {
+            Effort::Quick => (Duration::from_millis(3), 8),
+            Effort::Full => (Duration::from_millis(10), 20),
+        }
+    }
+}
+
+/// The problems `rosa tune` measures: the DESIGN.md benchmark grid
+/// ([`crate::bench::GRID_SHAPES`], [`crate::bench::GRID_N`],
+/// [`crate::bench::GRID_DENSITIES`]) for each op and dtype. [`Effort::Quick`] keeps the
+/// square shape, the two smaller widths and every other density: enough buckets for the
+/// nearest-key lookup to reach the rest. Problems sharing a shape and dtype come
+/// together, so that the search (`tune`, feature `cuda`) generates and uploads their operands once.
+///
+/// ```
+/// use rosa::tune::{grid, Effort};
+/// use rosa::{DType, Op};
+/// assert_eq!(grid(&Op::ALL, &[DType::F32, DType::Bf16], Effort::Full).len(), 324);
+/// let quick = grid(&[Op::Spmm, Op::Spmm], &[DType::F32], Effort::Quick);
+/// assert_eq!(quick.len(), 6); // repeated ops count once
+/// ```
+pub fn grid(ops: &[Op], dtypes: &[DType], effort: Effort) -> Vec<Problem> {
+    let (shapes, widths, densities): (&[(usize, usize)], &[usize], Vec<f64>) = match effort {
+        Effort::Full => (&GRID_SHAPES, &GRID_N, GRID_DENSITIES.to_vec()),
+        Effort::Quick => (
+            &GRID_SHAPES[..1],
+            &GRID_N[..2],
+            GRID_DENSITIES.iter().copied().step_by(2).collect(),
+        ),
+    };
+    let ops = distinct(ops);
+    let mut problems = Vec::new();
+    for dtype in distinct(dtypes) {
+        for &(m, k) in shapes {
+            for &n in widths {
+                for &density in &densities {
+                    problems.extend(ops.iter().map(|&op| Problem {
+                        op,
+                        dtype,
+                        m,
+                        k,
+                        n,
+                        density,
+                    }));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// `items` without repeats, in first-seen order.
+fn distinct<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for &x in items {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// Where a search stands: handed to the progress callback after each problem, so that the
+/// caller draws what it likes and the library prints nothing.
+///
+/// ```
+/// use rosa::tune::Progress;
+/// fn percent(p: &Progress<'_>) -> usize {
+///     100 * p.done / p.total.max(1)
+/// }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Problems finished, this one included.
+    pub done: usize,
+    /// Problems in the search.
+    pub total: usize,
+    /// The problem just finished.
+    pub problem: &'a Problem,
+    /// Its result.
+    pub entry: &'a TuneEntry,
+}
+
+#[cfg(feature = "cuda")]
+pub use gpu::{tune, tune_matrix};
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::{Effort, Problem, Progress, TuneEntry};
+    use crate::bench::gpu::{rotation_sets, time_per_call};
+    use crate::bench::op_bytes;
+    use crate::cuda::{self, CudaScalar, Device, DeviceCsr, DeviceDense, KernelConfig};
+    use crate::tune::ProblemKey;
+    use crate::{random, with_dtype, Csr, CsrShape, Error, MatRef, Op, Result};
+
+    /// L2 size assumed when the driver does not say (H100: 50 MB).
+    const DEFAULT_L2: usize = 50 << 20;
+    /// Share of the GPU's memory the operand copies may fill.
+    const MEMORY_SHARE: f64 = 0.8;
+    /// Seed of the random operands: a fixed one, so that two runs time the same data.
+    const SEED: u64 = 0x7u64 << 32;
+
+    /// Tunes every problem on `dev`, in order, calling `progress` after each; the entries
+    /// come back in the problems' order (merge them into a cache with
+    /// [`crate::tune::TuneCache::merge_into_file`]).
+    ///
+    /// Errors on a problem with a zero size or a density outside (0, 1], on operands that
+    /// do not fit in the GPU's memory, and on any failed CUDA call.
+    ///
+    /// ```no_run
+    /// use rosa::tune::{grid, tune, Effort};
+    /// use rosa::{DType, Op};
+    /// let dev = rosa::cuda::Device::new(0)?;
+    /// let problems = grid(&[Op::Spmm], &[DType::Bf16], Effort::Quick);
+    /// let entries = tune(&dev, &problems, Effort::Quick, |p| eprintln!("{}/{}", p.done, p.total))?;
+    /// for e in &entries {
+    ///     println!("{:?}: {} is {:.2}x the heuristic", e.key, e.config_name, e.heuristic_us / e.tuned_us);
+    /// }
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn tune(
+        dev: &Device,
+        problems: &[Problem],
+        effort: Effort,
+        mut progress: impl FnMut(Progress<'_>),
+    ) -> Result<Vec<TuneEntry>> {
+        for p in problems {
+            if p.m == 0 || p.k == 0 || p.n == 0 || !(p.density > 0.0 && p.density <= 1.0) {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot tune a {}x{}x{} problem at density {}: sizes must be positive \
+                     and the density in (0, 1]",
+                    p.m, p.k, p.n, p.density
+                )));
+            }
+        }
+        let mut entries = Vec::with_capacity(problems.len());
+        let mut start = 0;
+        while start < problems.len() {
+            let first = &problems[start];
+            let same =
+                |p: &Problem| (p.dtype, p.m, p.k, p.n) == (first.dtype, first.m, first.k, first.n);
+            let len = problems[start..].iter().take_while(|p| same(p)).count();
+            let group = &problems[start..start + len];
+            with_dtype!(first.dtype, T => tune_group::<T>(dev, group, effort, &mut |i, e| {
+                entries.push(e);
+                let entry = entries.last().expect("just pushed");
+                progress(Progress { done: start + i + 1, total: problems.len(), problem: &group[i], entry });
+            }))?;
+            start += len;
+        }
+        Ok(entries)
+    }
+
+    /// Tunes `op` on a concrete matrix `a` with dense dimension `n` (random dense
+    /// operands): for a model's own masks, whose row lengths the grid's random ones may not
+    /// resemble.
+    ///
+    /// ```no_run
+    /// use rosa::tune::{tune_matrix, Effort};
+    /// let dev = rosa::cuda::Device::new(0)?;
+    /// let mask = rosa::random::csr::<rosa::bf16>(4096, 4096, 0.01, 1)?;
+    /// let entry = tune_matrix(&dev, rosa::Op::Sddmm, &mask, 512, Effort::Quick)?;
+    /// println!("{} at {:.1} us", entry.config_name, entry.tuned_us);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn tune_matrix<T: CudaScalar>(
+        dev: &Device,
+        op: Op,
+        a: &Csr<T>,
+        n: usize,
+        effort: Effort,
+    ) -> Result<TuneEntry> {
+        if a.rows() == 0 || a.cols() == 0 || a.nnz() == 0 || n == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "cannot tune a {}x{} matrix with {} entries at n = {n}: nothing to time",
+                a.rows(),
+                a.cols(),
+                a.nnz()
+            )));
+        }
+        let mut bench = Bench::<T>::new(
+            dev,
+            a.rows(),
+            a.cols(),
+            n,
+            &[op],
+            (a.nnz(), a.nnz()),
+            effort,
+        )?;
+        bench.load(a)?;
+        bench.tune(op, a)
+    }
+
+    /// Tunes problems that share a dtype and shape: one set of dense operands for all,
+    /// one random CSR per density for all ops at it.
+    fn tune_group<T: CudaScalar>(
+        dev: &Device,
+        group: &[Problem],
+        effort: Effort,
+        done: &mut impl FnMut(usize, TuneEntry),
+    ) -> Result<()> {
+        let (m, k, n) = (group[0].m, group[0].k, group[0].n);
+        let nnz_of = |d: f64| (d * m as f64 * k as f64).round() as usize;
+        let nnz = group.iter().map(|p| nnz_of(p.density));
+        let range = (nnz.clone().min().unwrap_or(0), nnz.max().unwrap_or(0));
+        let ops: Vec<Op> = group.iter().map(|p| p.op).collect();
+        let mut bench = Bench::<T>::new(dev, m, k, n, &ops, range, effort)?;
+        let mut current: Option<(f64, Csr<T>)> = None;
+        for (i, p) in group.iter().enumerate() {
+            if current.as_ref().is_none_or(|(d, _)| *d != p.density) {
+                let seed = SEED ^ p.density.to_bits();
+                let a = random::csr::<T>(m, k, p.density, seed)?;
+                bench.load(&a)?;
+                current = Some((p.density, a));
+            }
+            let (_, a) = current.as_ref().expect("loaded above");
+            done(i, bench.tune(p.op, a)?);
+        }
+        Ok(())
+    }
+
+    /// One copy of the dense operands; every op reads and writes its own pair.
+    struct DenseSet<T> {
+        /// K x N: B of SpMM, R of SDDMM.
+        b_k: DeviceDense<T>,
+        /// M x N: B of A^T B, L of SDDMM.
+        b_m: DeviceDense<T>,
+        /// M x N: C of SpMM.
+        c_m: DeviceDense<T>,
+        /// K x N: C of A^T B.
+        c_k: DeviceDense<T>,
+    }
+
+    /// The rotating operand copies of one shape, and the current matrix in each copy.
+    struct Bench<'a, T> {
+        dev: &'a Device,
+        n: usize,
+        effort: Effort,
+        dense: Vec<DenseSet<T>>,
+        /// One copy of the current matrix per dense copy (SDDMM writes into its values;
+        /// the products' speed does not depend on them).
+        a: Vec<DeviceCsr<T>>,
+    }
+
+    impl<'a, T: CudaScalar> Bench<'a, T> {
+        /// Allocates as many copies as [`rotation_sets`] asks for the smallest call among
+        /// `ops` at `nnz.0` entries, sized for `nnz.1`.
+        fn new(
+            dev: &'a Device,
+            m: usize,
+            k: usize,
+            n: usize,
+            ops: &[Op],
+            nnz: (usize, usize),
+            effort: Effort,
+        ) -> Result<Self> {
+            let s = T::DTYPE.size();
+            let call_bytes = ops
+                .iter()
+                .map(|&op| op_bytes(op, m, k, n, nnz.0, s) as usize)
+                .min()
+                .unwrap_or(1);
+            // A copy: the CSR with its plan and swizzles, four dense operands.
+            let set_bytes = nnz.1 * (s + 12) + 8 * (m + k + 2) + 2 * s * (m + k) * n;
+            let memory = (dev.info()?.total_memory as f64 * MEMORY_SHARE) as usize;
+            if set_bytes > memory {
+                return Err(Error::InvalidArgument(format!(
+                    "tuning {m}x{k}x{n} in {} needs about {:.1} GiB of GPU memory, more than \
+                     {:.0}% of what is there",
+                    T::DTYPE,
+                    set_bytes as f64 / (1u64 << 30) as f64,
+                    MEMORY_SHARE * 100.0
+                )));
+            }
+            let l2 = match dev.l2_cache_bytes()? {
+                0 => DEFAULT_L2,
+                b => b,
+            };
+            let sets = rotation_sets(call_bytes, l2, set_bytes, memory);
+            // One random buffer serves both inputs (as its first k or m rows).
+            let host = random::dense::<T>(m.max(k), n, SEED);
+            let rows = |r: usize| MatRef::new(&host.as_slice()[..r * n], r, n);
+            let dense = (0..sets)
+                .map(|_| {
+                    Ok(DenseSet {
+                        b_k: DeviceDense::from_host(dev, rows(k)?)?,
+                        b_m: DeviceDense::from_host(dev, rows(m)?)?,
+                        c_m: DeviceDense::zeros(dev, m, n)?,
+                        c_k: DeviceDense::zeros(dev, k, n)?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(Bench {
+                dev,
+                n,
+                effort,
+                dense,
+                a: Vec::new(),
+            })
+        }
+
+        /// Uploads `a` into every copy (the old copies are freed first).
+        fn load(&mut self, a: &Csr<T>) -> Result<()> {
+            self.a.clear();
+            for _ in 0..self.dense.len() {
+                self.a.push(DeviceCsr::from_host(self.dev, a.as_ref())?);
+            }
+            Ok(())
+        }
+
+        /// Times every configuration of `op` on the loaded matrix (`a` is its host copy,
+        /// for the key).
+        fn tune(&mut self, op: Op, a: &Csr<T>) -> Result<TuneEntry> {
+            let (target, max_runs) = self.effort.limits();
+            let heuristic = KernelConfig::heuristic(op, T::DTYPE, self.n);
+            let mut times = Vec::new();
+            for config in KernelConfig::all(op) {
+                let (dev, dense, copies) = (self.dev, &mut self.dense, &mut self.a);
+                let t = time_per_call(dev, target, max_runs, dense.len(), |i| {
+                    let (d, a) = (&mut dense[i], &mut copies[i]);
+                    match op {
+                        Op::Spmm => cuda::spmm_with(dev, &config, 1.0, a, &d.b_k, 0.0, &mut d.c_m),
+                        Op::SpmmT => {
+                            cuda::spmm_t_with(dev, &config, 1.0, a, &d.b_m, 0.0, &mut d.c_k)
+                        }
+                        Op::Sddmm => cuda::sddmm_with(dev, &config, 1.0, &d.b_m, &d.b_k, 0.0, a),
+                    }
+                })?;
+                // A cache holds positive times only; a call below the events' resolution
+                // still took some time.
+                times.push((config, (t.as_secs_f64() * 1e6).max(1e-3)));
+            }
+            let (best, tuned_us) = times
+                .iter()
+                .copied()
+                .min_by(|x, y| x.1.total_cmp(&y.1))
+                .ok_or_else(|| Error::Unsupported(format!("{op} has no compiled configuration")))?;
+            let heuristic_us = times
+                .iter()
+                .find(|(c, _)| c.index == heuristic.index)
+                .map(|&(_, t)| t)
+                .ok_or_else(|| {
+                    Error::Unsupported(format!("the heuristic's {heuristic} is not in the table"))
+                })?;
+            Ok(TuneEntry {
+                key: ProblemKey::for_matrix(op, T::DTYPE, a, self.n),
+                config: best.index,
+                config_name: best.name(),
+                tuned_us,
+                heuristic_us,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tune::ProblemKey;
+
+    #[test]
+    fn grid_problems_have_distinct_keys_and_come_grouped_by_shape() {
+        for effort in [Effort::Quick, Effort::Full] {
+            let problems = grid(&Op::ALL, &[DType::F32, DType::Bf16], effort);
+            let mut keys: Vec<ProblemKey> = problems
+                .iter()
+                .map(|p| ProblemKey::new(p.op, p.dtype, p.m, p.k, p.n, p.density, 0.0))
+                .collect();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(
+                keys.len(),
+                problems.len(),
+                "{effort:?}: two problems share a key"
+            );
+            // Each (dtype, shape) group is contiguous, so its operands are made once.
+            let group = |p: &Problem| (p.dtype, p.m, p.k, p.n);
+            let mut seen = Vec::new();
+            for w in problems.windows(2) {
+                if group(&w[0]) != group(&w[1]) {
+                    seen.push(group(&w[0]));
+                    assert!(
+                        !seen.contains(&group(&w[1])),
+                        "{effort:?}: a group is split"
+                    );
+                }
+            }
+        }
+        assert_eq!(grid(&Op::ALL, &[DType::F32], Effort::Quick).len(), 18);
+        assert!(grid(&[], &[DType::F32], Effort::Full).is_empty());
+    }
+}
