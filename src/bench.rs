@@ -248,7 +248,8 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// A baseline that ran in `us` microseconds, against ours in `ours_us`.
+    /// A baseline that ran in `us` microseconds, against ours in `ours_us` (see the type's
+    /// example).
     pub fn timed(name: &'static str, us: f64, ours_us: f64) -> Self {
         Baseline {
             name,
@@ -258,7 +259,7 @@ impl Baseline {
         }
     }
 
-    /// A baseline that did not run, and why.
+    /// A baseline that did not run, and why (see the type's example).
     pub fn skipped(name: &'static str, note: String) -> Self {
         Baseline {
             name,
@@ -499,7 +500,14 @@ pub struct OpSummary {
     pub by_baseline: Vec<BaselineSummary>,
 }
 
-/// Our speedup over one named baseline, across the rows where it ran.
+/// Our speedup over one named baseline, across the rows where it ran (GPU reports; see
+/// [`Report::summary`]).
+///
+/// ```
+/// let b = rosa::bench::BaselineSummary { name: "cuBLAS TF32", rows: 6,
+///     median_speedup: Some(2.0), geomean_speedup: Some(1.8) };
+/// assert!(serde_json::to_string(&b).unwrap().contains("\"geomean_speedup\":1.8"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BaselineSummary {
     /// The baseline's name.
@@ -605,8 +613,8 @@ impl Report {
     }
 }
 
-/// Transposed SpMM's time over forward SpMM's on the same A and N, per dtype: the issue's
-/// target is at most 1.15.
+/// Transposed SpMM's time over forward SpMM's on the same A and N, per dtype: the target
+/// is at most 1.15. Made by [`Report::transpose_ratios`], whose example shows one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransposeRatio {
     /// Our element type.

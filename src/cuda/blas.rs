@@ -103,7 +103,7 @@ impl Blas {
         })
     }
 
-    /// The math mode of f32 GEMMs.
+    /// The math mode of f32 GEMMs (see [`Blas::with_math`]).
     pub fn math(&self) -> Math {
         self.math
     }

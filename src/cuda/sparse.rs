@@ -35,10 +35,10 @@ pub enum SpmmAlg {
 }
 
 impl SpmmAlg {
-    /// Both, in the order the bench tries them.
+    /// Both, in the order the bench tries them (see the type's example).
     pub const ALL: [SpmmAlg; 2] = [SpmmAlg::Csr2, SpmmAlg::Csr3];
 
-    /// `ALG2` or `ALG3`.
+    /// `ALG2` or `ALG3` (see the type's example).
     pub fn name(self) -> &'static str {
         match self {
             SpmmAlg::Csr2 => "ALG2",
@@ -74,21 +74,52 @@ pub struct Sparse {
     dev: Device,
 }
 
-/// A planned cuSPARSE SpMM, borrowing its operands (see [`Sparse::spmm`]).
+/// A planned cuSPARSE SpMM, borrowing its operands (see [`Sparse::spmm`]): while it
+/// lives, C is written only through it, and none of the buffers can be freed.
+///
+/// ```no_run
+/// use rosa::cuda::{Device, DeviceCsr, DeviceDense, Sparse, SpmmAlg, Transpose};
+/// let dev = Device::new(0)?;
+/// let sparse = Sparse::new(&dev)?;
+/// let a = DeviceCsr::from_host(&dev, rosa::random::csr::<f32>(64, 48, 0.1, 1)?.as_ref())?;
+/// let b = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(64, 8, 2).as_ref())?;
+/// let mut c = DeviceDense::zeros(&dev, 48, 8)?;
+/// let mut plan = sparse.spmm(SpmmAlg::Csr3, 1.0, &a, Transpose::Yes, &b, 0.0, &mut c)?;
+/// let ms = dev.time_ms(|| plan.run())?; // C = A^T B, setup untimed
+/// drop(plan);
+/// println!("{ms:.3} ms, C[0] = {}", c.to_host()?.as_slice()[0]);
+/// # Ok::<(), rosa::Error>(())
+/// ```
 pub struct SparseSpmm<'a, T>(SpmmPlan<'a, T>);
 
 /// A planned cuSPARSE SDDMM, borrowing its operands (see [`Sparse::sddmm`]).
+///
+/// ```no_run
+/// use rosa::cuda::{Device, DeviceCsr, DeviceDense, Sparse};
+/// let dev = Device::new(0)?;
+/// let sparse = Sparse::new(&dev)?;
+/// let mut mask = DeviceCsr::from_host(&dev, rosa::random::csr::<f32>(64, 48, 0.1, 1)?.as_ref())?;
+/// let l = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(64, 16, 2).as_ref())?;
+/// let r = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(48, 16, 3).as_ref())?;
+/// let mut plan = sparse.sddmm(1.0, &l, &r, 0.0, &mut mask)?;
+/// plan.run()?; // mask values = (L R^T) at the mask
+/// drop(plan);
+/// let values = mask.values_to_host()?;
+/// # Ok::<(), rosa::Error>(())
+/// ```
 pub struct SparseSddmm<'a, T>(SddmmPlan<'a, T>);
 
 impl<T: CudaScalar> SparseSpmm<'_, T> {
-    /// Queues `C = alpha op(A) B + beta C` on the device's stream.
+    /// Queues `C = alpha op(A) B + beta C` on the device's stream (see the type's
+    /// example).
     pub fn run(&mut self) -> Result<()> {
         self.0.run()
     }
 }
 
 impl<T: CudaScalar> SparseSddmm<'_, T> {
-    /// Queues `out = alpha (L R^T) at out's structure + beta out` on the device's stream.
+    /// Queues `out = alpha (L R^T) at out's structure + beta out` on the device's stream
+    /// (see the type's example).
     pub fn run(&mut self) -> Result<()> {
         self.0.run()
     }
@@ -96,7 +127,8 @@ impl<T: CudaScalar> SparseSddmm<'_, T> {
 
 impl Sparse {
     /// Loads cuSPARSE (`libcusparse.so.12` in CUDA 13, through the loader path) and binds
-    /// a handle to `dev`'s stream; a missing library is an `Err`, not a panic.
+    /// a handle to `dev`'s stream; a missing library is an `Err`, not a panic (see the
+    /// type's example).
     pub fn new(dev: &Device) -> Result<Self> {
         if !cusparse::present() {
             return Err(Error::Unsupported(
@@ -115,7 +147,7 @@ impl Sparse {
     /// Plans `C = alpha op(A) B + beta C` with `alg` (A sparse M x K; `op(A)` is A or
     /// A^T; B and C row-major): descriptors, workspace and preprocessing, outside any
     /// timing. Shape mismatches are [`Error::ShapeMismatch`]; a case this cuSPARSE does
-    /// not support is [`Error::Unsupported`].
+    /// not support is [`Error::Unsupported`]. Examples: [`Sparse`], [`SparseSpmm`].
     #[allow(clippy::too_many_arguments)]
     pub fn spmm<'a, T: CudaScalar>(
         &'a self,
@@ -163,7 +195,7 @@ impl Sparse {
 
     /// Plans `out = alpha (L R^T) at out's structure + beta out` (L: M x k, R: N x k, out
     /// an M x N CSR whose values are written): descriptors, workspace and preprocessing,
-    /// outside any timing. Errors as [`Sparse::spmm`].
+    /// outside any timing. Errors as [`Sparse::spmm`]. Example: [`SparseSddmm`].
     pub fn sddmm<'a, T: CudaScalar>(
         &'a self,
         alpha: f32,
