@@ -219,7 +219,11 @@ fn grid(c: &mut Criterion) {
     let dev = match Device::new(0) {
         Ok(dev) => dev,
         Err(e) => {
-            eprintln!("gpu_spmm: skipped: no CUDA device ({e})");
+            let why = match e {
+                rosa::Error::NoDevice(why) => why,
+                other => other.to_string(),
+            };
+            eprintln!("gpu_spmm: skipped: no CUDA device ({why})");
             return;
         }
     };

@@ -287,6 +287,8 @@ impl Ctx<'_> {
         let gemm_times = self.time_gemms::<T>(&mut dense)?;
 
         let mut rows = Vec::new();
+        // Each declined (op, baseline) is reported once per sweep, not at every density.
+        let mut declined: Vec<(Op, &'static str)> = Vec::new();
         for (di, &density) in sw.densities.iter().enumerate() {
             progress(&format!(
                 "{} density {density}: {m}x{k}, n = {n}, {}, {sets} operand copies",
@@ -350,7 +352,17 @@ impl Ctx<'_> {
                         .into_iter()
                         .map(|(name, t)| match t {
                             Ok(t) => Baseline::timed(name, t.as_secs_f64() * 1e6, ours_us),
-                            Err(why) => Baseline::skipped(name, why),
+                            Err(why) => {
+                                if !declined.contains(&(op, name)) {
+                                    declined.push((op, name));
+                                    progress(&format!(
+                                        "{} {op} {}: {name} n/a ({why})",
+                                        self.label,
+                                        T::DTYPE
+                                    ));
+                                }
+                                Baseline::skipped(name, why)
+                            }
                         })
                         .chain(gemm_times[op as usize].iter().map(|&(name, t)| {
                             Baseline::timed(name, t.as_secs_f64() * 1e6, ours_us)
@@ -556,8 +568,11 @@ impl Ctx<'_> {
 /// A baseline's time per call, or why it did not run.
 type Outcome = std::result::Result<Duration, String>;
 
-/// Times `run` over one plan per operand copy; a plan the library declined
-/// ([`Error::Unsupported`]) becomes the reason, any other error stops the sweep.
+/// Times `run` over one plan per operand copy. A plan the library declined becomes the
+/// reason: [`Error::Unsupported`], or a cuSPARSE status from the setup calls (the shapes
+/// were checked before, so an "invalid value" there is cuSPARSE refusing the combination
+/// of dtype, layout and algorithm). Any other error, and any error while timing, stops
+/// the sweep.
 fn timed_plans<P>(
     dev: &Device,
     sweep: &Sweep,
@@ -568,6 +583,7 @@ fn timed_plans<P>(
     match plans {
         Ok(mut plans) => Ok(Ok(time_calls(dev, sweep, sets, |i| run(&mut plans[i]))?)),
         Err(Error::Unsupported(why)) => Ok(Err(why)),
+        Err(e @ Error::Cuda { call, .. }) if call.starts_with("cusparse") => Ok(Err(e.to_string())),
         Err(e) => Err(e),
     }
 }
