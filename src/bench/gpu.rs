@@ -368,17 +368,7 @@ impl Ctx<'_> {
                             Baseline::timed(name, t.as_secs_f64() * 1e6, ours_us)
                         }))
                         .collect();
-                // The primary baseline: the fastest cuSPARSE algorithm that ran, else the
-                // first dense GEMM.
-                let fastest_sparse = baselines
-                    .iter()
-                    .filter(|b| b.name.starts_with("cuSPARSE"))
-                    .filter_map(|b| Some((b.us?, b.name)))
-                    .min_by(|x, y| x.0.total_cmp(&y.0));
-                let (name, theirs_us) = fastest_sparse
-                    .map(|(us, name)| (sparse_primary(op, name), us))
-                    .or_else(|| baselines.iter().find_map(|b| Some((b.name, b.us?))))
-                    .unwrap_or(("none", 0.0));
+                let (name, theirs_us) = primary(op, &baselines);
                 let theirs = Duration::from_secs_f64(theirs_us * 1e-6);
                 let row = measured.row(name, T::DTYPE.name(), 0, theirs, diff);
                 let floor = roofline::time_floor(
@@ -588,12 +578,23 @@ fn timed_plans<P>(
     }
 }
 
-/// The primary baseline's name: which cuSPARSE algorithm won is in `baselines`, so SpMM
-/// rows share one name and their summary one line.
-fn sparse_primary(op: Op, fastest: &'static str) -> &'static str {
-    match op {
-        Op::Spmm | Op::SpmmT => "cuSPARSE CSR (faster of ALG2/ALG3)",
-        Op::Sddmm => fastest,
+/// A row's primary baseline and its time in microseconds: the fastest cuSPARSE algorithm
+/// that ran (named for the op, not the algorithm, so that all SpMM rows share one name and
+/// their summary one line: which one won stays in `baselines`), else the first baseline
+/// that ran (a dense GEMM), else `none`.
+fn primary(op: Op, baselines: &[Baseline]) -> (&'static str, f64) {
+    let fastest_sparse = baselines
+        .iter()
+        .filter(|b| b.name.starts_with("cuSPARSE"))
+        .filter_map(|b| Some((b.name, b.us?)))
+        .min_by(|x, y| x.1.total_cmp(&y.1));
+    match (fastest_sparse, op) {
+        (Some((_, us)), Op::Spmm | Op::SpmmT) => ("cuSPARSE CSR (faster of ALG2/ALG3)", us),
+        (Some(sddmm), Op::Sddmm) => sddmm,
+        (None, _) => baselines
+            .iter()
+            .find_map(|b| Some((b.name, b.us?)))
+            .unwrap_or(("none", 0.0)),
     }
 }
 
@@ -607,6 +608,34 @@ mod tests {
         let s = sample(8192, 32);
         assert_eq!((s.len(), s[0], s[31]), (32, 0, 8191));
         assert!(s.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn the_primary_baseline_is_the_fastest_cusparse_then_dense() {
+        let alg2 = Baseline::timed("cuSPARSE CSR ALG2", 30.0, 10.0);
+        let alg3 = Baseline::timed("cuSPARSE CSR ALG3", 20.0, 10.0);
+        let declined = Baseline::skipped("cuSPARSE CSR ALG3", "not supported".into());
+        let gemm = Baseline::timed("cuBLAS f32", 5.0, 10.0);
+        let all = [alg2.clone(), alg3, gemm.clone()];
+        assert_eq!(
+            primary(Op::SpmmT, &all),
+            ("cuSPARSE CSR (faster of ALG2/ALG3)", 20.0)
+        );
+        assert_eq!(
+            primary(Op::Spmm, &[alg2, declined.clone(), gemm.clone()]).1,
+            30.0
+        );
+        let sddmm = Baseline::timed("cuSPARSE SDDMM", 7.0, 10.0);
+        assert_eq!(
+            primary(Op::Sddmm, &[sddmm, gemm.clone()]),
+            ("cuSPARSE SDDMM", 7.0)
+        );
+        // cuSPARSE declined everything: the dense GEMM; nothing ran: none.
+        assert_eq!(
+            primary(Op::Spmm, &[declined.clone(), gemm]),
+            ("cuBLAS f32", 5.0)
+        );
+        assert_eq!(primary(Op::Spmm, &[declined]), ("none", 0.0));
     }
 
     #[test]

@@ -194,6 +194,50 @@ fn draw(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> DrawResult 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::{run, Baseline, Sweep};
+    use crate::Op;
+
+    /// GPU-style rows: every baseline in `baselines`, one of them declined.
+    #[test]
+    fn gpu_rows_plot_every_baseline_that_ran() {
+        let sweep = Sweep {
+            m: 32,
+            k: 32,
+            n: 4,
+            densities: vec![0.1, 0.3],
+            ops: vec![Op::Spmm],
+            target: std::time::Duration::ZERO,
+            dense_baseline: false,
+            ..Sweep::default()
+        };
+        let mut report = run(&sweep, |_| {}).unwrap();
+        for r in &mut report.rows {
+            r.baselines = vec![
+                Baseline::timed("cuSPARSE CSR ALG2", 2.0 * r.ours_us, r.ours_us),
+                Baseline::skipped("cuSPARSE CSR ALG3", "declined".into()),
+                Baseline::timed("cuBLAS TF32", 50.0, r.ours_us),
+            ];
+        }
+        let p = panels(&report);
+        assert_eq!(p.len(), 1);
+        let names: Vec<&str> = p[0].series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["ours", "cuSPARSE CSR ALG2", "cuBLAS TF32"]);
+        // Two densities each, in order, and the CPU rows' duplicates of ours counted once.
+        assert!(p[0].series.iter().all(|s| s.points.len() == 2));
+        assert!(p[0].series[0].points[0].0 < p[0].series[0].points[1].0);
+    }
+
+    #[test]
+    fn an_empty_report_is_refused() {
+        let empty = Report {
+            version: "0",
+            device: None,
+            threads: 1,
+            rows: vec![],
+        };
+        let err = svg(&empty, Path::new("unused.svg")).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    }
 
     #[test]
     fn log_ranges_are_never_empty() {
