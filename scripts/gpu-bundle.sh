@@ -49,7 +49,7 @@ collect() { # <dest dir> <cargo args...>
 }
 
 echo "[gpu-bundle] test binaries" >&2
-collect "$out/tests" test --test gpu_kernels --test gpu_tune --test cli
+collect "$out/tests" test --test gpu_kernels --test gpu_tune --test gpu_baselines --test cli
 
 echo "[gpu-bundle] rosa" >&2
 cargo build --release --features cuda --bin rosa

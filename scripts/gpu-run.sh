@@ -6,20 +6,21 @@
 #      tests (fewer cases), all into sanitizer.log,
 #   3. `rosa info`, `rosa tune --quick` (its cache into tune.json, to be committed as
 #      tuning/<file stem>.json, the name `rosa info` prints), and `rosa bench --device
-#      cuda` when the binary has it: a few DESIGN.md
-#      grid shapes at the grid's densities, f32 then bf16, against cuBLAS (about 1-3 min;
-#      ROSA_BENCH_ARGS replaces the shape arguments, e.g. "--grid" for the whole grid).
-# Full logs go to $OUT when set (at most 8 files come back from there: machine.log,
-# tests.log, sanitizer.log, rosa.log, tune.json, bench-f32.json, bench-bf16.json,
-# summary.txt), else to a temp dir; a short table is printed last, with one line per op
-# and dtype of the bench: median % of the roofline, median speedup over cuBLAS.
+#      cuda`: a few DESIGN.md grid shapes at the grid's densities, f32 then bf16, against
+#      cuSPARSE and cuBLAS (about 2-5 min; ROSA_BENCH_ARGS replaces the shape arguments,
+#      e.g. "--grid" for the whole grid), with a time-vs-density chart per dtype.
+# Logs go to a work directory (machine.log, tests.log, sanitizer.log, rosa.log,
+# tune.json, bench-<dtype>.json and .svg, summary.txt). With $OUT set, which brings back
+# at most 8 files, $OUT gets summary.txt, tune.json and all of it as gpu-run.tar.gz.
+# A short table is printed last: each step's status, then the bench's summary lines
+# (median % of the roofline, median and geomean speedups over cuSPARSE and each cuBLAS
+# GEMM, the spmm_t/spmm time ratio per dtype) and the tuner's geomean over the heuristic.
 #   usage: scripts/gpu-run.sh [bundle dir, default gpu-bundle]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 bundle=${1:-gpu-bundle}
-logs=${OUT:-$(mktemp -d)}
-mkdir -p "$logs"
+logs=$(mktemp -d)
 step_timeout=${ROSA_STEP_TIMEOUT:-900}
 rows=()
 
@@ -56,23 +57,25 @@ step() {
   rows+=("$(printf '%-34s %-10s %6s s  %s' "$name" "$status" "$((SECONDS - t0))" "$note")")
 }
 
-# cuBLAS (the bench's baseline, one GPU test) is loaded at run time by name: put the
-# toolkit's or the pip wheel's copy on the loader path when the system cache lacks it.
-if ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.13'; then
-  cublas_dir=""
+# cuBLAS and cuSPARSE (the bench's baselines, GPU tests) are loaded at run time by name:
+# put the toolkit's or the pip wheels' copies on the loader path when the system cache
+# lacks them.
+for lib in libcublas.so.13 libcusparse.so.12; do
+  ldconfig -p 2>/dev/null | grep -q "${lib//./\\.}" && continue
+  lib_dir=""
   for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-    [[ -e $d/libcublas.so.13 ]] && cublas_dir=$d && break
+    [[ -e $d/$lib ]] && lib_dir=$d && break
   done
-  if [[ -z $cublas_dir ]] && command -v python3 >/dev/null; then
-    cublas_dir=$(python3 -c '
+  if [[ -z $lib_dir ]] && command -v python3 >/dev/null; then
+    lib_dir=$(LIB=$lib python3 -c '
 import glob, os, sys
 for p in sys.path:
-    for f in glob.glob(os.path.join(p, "nvidia", "*", "lib", "libcublas.so.13")):
+    for f in glob.glob(os.path.join(p, "nvidia", "*", "lib", os.environ["LIB"])):
         print(os.path.dirname(f)); sys.exit()
 ' 2>/dev/null)
   fi
-  [[ -n $cublas_dir ]] && export LD_LIBRARY_PATH=$cublas_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-fi
+  [[ -n $lib_dir ]] && export LD_LIBRARY_PATH=$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+done
 
 {
   echo "bundle: $bundle"
@@ -120,7 +123,7 @@ if [[ -x $bundle/rosa ]]; then
     for dtype in f32 bf16; do
       step "rosa bench --device cuda $dtype" "$logs/rosa.log" "$bundle/rosa" bench \
         --device cuda --dtype "$dtype" "${shape_args[@]}" --time-ms 30 \
-        --json-out "$logs/bench-$dtype.json"
+        --json-out "$logs/bench-$dtype.json" --plot "$logs/bench-$dtype.svg"
     done
     if grep -q '^bench: .*WARNING' "$logs/rosa.log"; then
       rows+=("$(printf '%-34s %-10s' 'bench correctness' FAIL) $(grep -c '^bench: .*WARNING' "$logs/rosa.log") ops wrote NaN/inf (see rosa.log)")
@@ -139,5 +142,12 @@ fi
   printf '%-34s %-10s %8s  %s\n' step status time note
   printf '%s\n' "${rows[@]}"
 } | tee "$logs/summary.txt"
+
+if [[ -n ${OUT:-} ]]; then
+  mkdir -p "$OUT"
+  cp "$logs/summary.txt" "$OUT/"
+  [[ -f $logs/tune.json ]] && cp "$logs/tune.json" "$OUT/"
+  tar -czf "$OUT/gpu-run.tar.gz" -C "$logs" .
+fi
 
 ! printf '%s\n' "${rows[@]}" | grep -qE ' (FAIL|TIMEOUT)'

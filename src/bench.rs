@@ -40,6 +40,7 @@ use crate::{cpu, random, with_dtype, CsrShape, DType, Dense, Error, Op, Result, 
 
 #[cfg(feature = "cuda")]
 pub mod gpu;
+pub mod plot;
 
 /// What to sweep. [`Sweep::default`] is the `rosa bench` default: 4096 x 4096, N = 256,
 /// densities 0.1% to 3%, f32, every op.
@@ -159,7 +160,9 @@ impl Sweep {
 /// JSON field names are the Rust field names: `op`, `dtype`, `m`, `k`, `n`, `density`,
 /// `nnz`, `ours_us`, `threads`, `baseline`, `baseline_dtype`, `baseline_us`,
 /// `baseline_threads`, `speedup`, `gflops`, `gbps`, `max_abs_diff`, and on the GPU also
-/// `roofline_pct` and `config` (absent from CPU rows).
+/// `roofline_pct`, `config` and `baselines` (absent from CPU rows). On the GPU the
+/// primary `baseline` is cuSPARSE (the faster of its CSR algorithms for SpMM) where it
+/// ran, else the first dense GEMM; `baselines` lists every one the row was timed against.
 ///
 /// ```
 /// use rosa::bench::{run, Sweep};
@@ -215,6 +218,56 @@ pub struct Row {
     /// GPU only: the tile configuration our kernel ran with (e.g. `sw8_br16_v1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// GPU only: every baseline timed on the same operands, in the same process.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<Baseline>,
+}
+
+/// One baseline of a GPU [`Row`]: its time and our speedup over it, or why it did not
+/// run (JSON `null` time and speedup, and a `note`).
+///
+/// ```
+/// use rosa::bench::Baseline;
+/// let b = Baseline::timed("cuBLAS TF32", 30.0, 10.0);
+/// assert_eq!(b.speedup, Some(3.0));
+/// let na = Baseline::skipped("cuSPARSE CSR ALG3", "not supported for bf16".into());
+/// let json = serde_json::to_value(&na).unwrap();
+/// assert!(json["us"].is_null() && json["note"] == "not supported for bf16");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Baseline {
+    /// What ran, e.g. `cuSPARSE CSR ALG2` or `cuBLAS TF32`.
+    pub name: &'static str,
+    /// Median time per call, microseconds; `None` when it did not run.
+    pub us: Option<f64>,
+    /// `us / ours_us`: above 1 means ours is faster.
+    pub speedup: Option<f64>,
+    /// Why it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Baseline {
+    /// A baseline that ran in `us` microseconds, against ours in `ours_us` (see the type's
+    /// example).
+    pub fn timed(name: &'static str, us: f64, ours_us: f64) -> Self {
+        Baseline {
+            name,
+            us: Some(us),
+            speedup: Some(us / ours_us.max(1e-12)),
+            note: None,
+        }
+    }
+
+    /// A baseline that did not run, and why (see the type's example).
+    pub fn skipped(name: &'static str, note: String) -> Self {
+        Baseline {
+            name,
+            us: None,
+            speedup: None,
+            note: Some(note),
+        }
+    }
 }
 
 /// A whole sweep.
@@ -440,6 +493,41 @@ pub struct OpSummary {
     pub median_speedup: Option<f64>,
     /// The baseline of the first such row.
     pub baseline: &'static str,
+    /// Geometric mean of the same speedups (the issue's targets are geomeans).
+    pub geomean_speedup: Option<f64>,
+    /// GPU rows: median and geometric-mean speedup over each entry of
+    /// [`Row::baselines`], by name, in order of first appearance.
+    pub by_baseline: Vec<BaselineSummary>,
+}
+
+/// Our speedup over one named baseline, across the rows where it ran (GPU reports; see
+/// [`Report::summary`]).
+///
+/// ```
+/// let b = rosa::bench::BaselineSummary { name: "cuBLAS TF32", rows: 6,
+///     median_speedup: Some(2.0), geomean_speedup: Some(1.8) };
+/// assert!(serde_json::to_string(&b).unwrap().contains("\"geomean_speedup\":1.8"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaselineSummary {
+    /// The baseline's name.
+    pub name: &'static str,
+    /// Rows where it ran.
+    pub rows: usize,
+    /// Median speedup.
+    pub median_speedup: Option<f64>,
+    /// Geometric-mean speedup.
+    pub geomean_speedup: Option<f64>,
+}
+
+/// Geometric mean of the finite positive values.
+fn geomean(v: &[f64]) -> Option<f64> {
+    let logs: Vec<f64> = v
+        .iter()
+        .filter(|x| x.is_finite() && **x > 0.0)
+        .map(|x| x.ln())
+        .collect();
+    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -467,6 +555,7 @@ impl Report {
     /// assert_eq!(s.len(), 3);
     /// assert_eq!((s[0].op, s[0].rows), ("spmm", 4)); // 2 densities x 2 baselines
     /// assert!(s[0].median_roofline_pct.is_none() && s[0].median_speedup.unwrap() > 0.0);
+    /// assert!(s[0].geomean_speedup.unwrap() > 0.0 && s[0].by_baseline.is_empty());
     /// ```
     pub fn summary(&self) -> Vec<OpSummary> {
         let mut keys: Vec<(&'static str, &'static str)> = Vec::new();
@@ -483,6 +572,30 @@ impl Report {
                     .filter(|r| r.op == op && r.dtype == dtype)
                     .collect();
                 let timed: Vec<&&Row> = rows.iter().filter(|r| r.baseline_us > 0.0).collect();
+                let speedups: Vec<f64> = timed.iter().map(|r| r.speedup).collect();
+                let mut names: Vec<&'static str> = Vec::new();
+                for b in rows.iter().flat_map(|r| &r.baselines) {
+                    if !names.contains(&b.name) {
+                        names.push(b.name);
+                    }
+                }
+                let by_baseline = names
+                    .into_iter()
+                    .map(|name| {
+                        let x: Vec<f64> = rows
+                            .iter()
+                            .flat_map(|r| &r.baselines)
+                            .filter(|b| b.name == name)
+                            .filter_map(|b| b.speedup)
+                            .collect();
+                        BaselineSummary {
+                            name,
+                            rows: x.len(),
+                            geomean_speedup: geomean(&x),
+                            median_speedup: median(x),
+                        }
+                    })
+                    .collect();
                 OpSummary {
                     op,
                     dtype,
@@ -490,9 +603,74 @@ impl Report {
                     median_roofline_pct: median(
                         rows.iter().filter_map(|r| r.roofline_pct).collect(),
                     ),
-                    median_speedup: median(timed.iter().map(|r| r.speedup).collect()),
+                    geomean_speedup: geomean(&speedups),
+                    median_speedup: median(speedups),
                     baseline: timed.first().map_or("none", |r| r.baseline),
+                    by_baseline,
                 }
+            })
+            .collect()
+    }
+}
+
+/// Transposed SpMM's time over forward SpMM's on the same A and N, per dtype: the target
+/// is at most 1.15. Made by [`Report::transpose_ratios`], whose example shows one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransposeRatio {
+    /// Our element type.
+    pub dtype: &'static str,
+    /// (shape, density) points with both ops.
+    pub pairs: usize,
+    /// Median of `spmm_t` time / `spmm` time.
+    pub median: f64,
+    /// The largest ratio.
+    pub max: f64,
+}
+
+impl Report {
+    /// One [`TransposeRatio`] per dtype that has both `spmm` and `spmm_t` rows for the same
+    /// shape and density (several rows of one point, one per baseline, count once).
+    ///
+    /// ```
+    /// use rosa::bench::{run, Sweep};
+    /// use rosa::Op;
+    /// let sweep = Sweep { m: 32, k: 32, n: 4, densities: vec![0.1], ops: vec![Op::Spmm, Op::SpmmT],
+    ///     target: std::time::Duration::ZERO, dense_baseline: false, ..Sweep::default() };
+    /// let r = run(&sweep, |_| {}).unwrap().transpose_ratios();
+    /// assert_eq!((r.len(), r[0].pairs), (1, 1));
+    /// assert!(r[0].median > 0.0 && r[0].max >= r[0].median);
+    /// ```
+    pub fn transpose_ratios(&self) -> Vec<TransposeRatio> {
+        let key = |r: &Row| (r.dtype, r.m, r.k, r.n, r.density.to_bits());
+        let mut out: Vec<(&'static str, Vec<f64>)> = Vec::new();
+        let mut seen = Vec::new();
+        for t in self.rows.iter().filter(|r| r.op == Op::SpmmT.name()) {
+            if seen.contains(&key(t)) {
+                continue;
+            }
+            let Some(f) = self
+                .rows
+                .iter()
+                .find(|r| r.op == Op::Spmm.name() && key(r) == key(t))
+            else {
+                continue;
+            };
+            seen.push(key(t));
+            let ratio = t.ours_us / f.ours_us.max(1e-12);
+            match out.iter_mut().find(|(d, _)| *d == t.dtype) {
+                Some((_, v)) => v.push(ratio),
+                None => out.push((t.dtype, vec![ratio])),
+            }
+        }
+        out.into_iter()
+            .filter_map(|(dtype, v)| {
+                let (pairs, max) = (v.len(), v.iter().cloned().fold(0.0, f64::max));
+                Some(TransposeRatio {
+                    dtype,
+                    pairs,
+                    median: median(v)?,
+                    max,
+                })
             })
             .collect()
     }
@@ -771,6 +949,7 @@ impl Measured {
             max_abs_diff,
             roofline_pct: None,
             config: None,
+            baselines: Vec::new(),
         }
     }
 }

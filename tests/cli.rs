@@ -417,6 +417,15 @@ fn bench_on_cuda_runs_or_reports_why_not() {
     for row in rows {
         assert!(row["roofline_pct"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["baseline_us"].as_f64().unwrap() > 0.0, "{row}");
+        // cuSPARSE (timed or declined with a note) and both cuBLAS modes of f32.
+        let names: Vec<&str> = row["baselines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap())
+            .collect();
+        assert!(names.iter().any(|n| n.starts_with("cuSPARSE")), "{row}");
+        assert!(names.contains(&"cuBLAS TF32"), "{row}");
         assert!(row["config"].as_str().is_some(), "{row}");
         let diff = row["max_abs_diff"]
             .as_f64()
@@ -460,10 +469,76 @@ fn bench_runs_several_shapes_and_writes_json_beside_the_table() {
     assert_eq!(rows.len(), 4);
     assert!(report.get("device").is_none());
     assert!(rows.iter().all(|r| r.get("roofline_pct").is_none()));
+    assert!(rows.iter().all(|r| r.get("baselines").is_none()));
     assert_eq!(
         (rows[2]["m"].as_u64(), rows[2]["n"].as_u64()),
         (Some(20), Some(3))
     );
+}
+
+#[test]
+fn bench_plots_time_against_density_as_svg() {
+    let tmp = Scratch::new();
+    let svg = tmp.path("bench.svg");
+    let out = rosa(&[
+        "bench",
+        "--m",
+        "48",
+        "--k",
+        "40",
+        "--n",
+        "4",
+        "--density",
+        "0.05,0.2",
+        "--time-ms",
+        "1",
+        "--ops",
+        "spmm,sddmm",
+        "--plot",
+        arg(&svg),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    // One panel per op, a legend entry per series: ours, the sparse and dense baselines.
+    for name in [
+        "spmm f32 48x40x4",
+        "sddmm f32 48x40x4",
+        "ours",
+        "sprs+rayon",
+        "ndarray dot per nonzero+rayon",
+        "ndarray dense GEMM",
+    ] {
+        assert!(text.contains(name), "{name} missing from the SVG");
+    }
+    // Two densities: each series is a polyline through two points.
+    assert!(text.contains("<polyline"), "no line series");
+}
+
+#[test]
+fn bench_refuses_a_plot_path_it_cannot_write_before_measuring() {
+    let tmp = Scratch::new();
+    let bad = tmp.path("no-such-dir").join("p.svg");
+    let out = rosa(&[
+        "bench",
+        "--m",
+        "32",
+        "--k",
+        "32",
+        "--n",
+        "4",
+        "--time-ms",
+        "1",
+        "--plot",
+        arg(&bad),
+    ]);
+    let err = assert_one_error_line(&out);
+    assert!(err.contains("p.svg"), "{err}");
+    assert!(!bad.exists());
 }
 
 #[test]

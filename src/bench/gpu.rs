@@ -1,5 +1,6 @@
-//! The GPU sweep (feature `cuda`): our CUDA kernels against cuBLAS's dense GEMM of the same
-//! shape, quoted against the DESIGN.md [`roofline`](super::roofline).
+//! The GPU sweep (feature `cuda`): our CUDA kernels against cuSPARSE and cuBLAS's dense
+//! GEMM of the same shape, all in one process on the same operands, quoted against the
+//! DESIGN.md [roofline](super::roofline).
 //!
 //! For each [`Sweep`] (one shape) and density, one random M x K sparse A serves every op,
 //! as in the CPU sweep, with the same operands for the same seed. Method:
@@ -15,19 +16,27 @@
 //! - **Correctness**: one run of each kernel, into an output poisoned with NaN, is compared
 //!   with the CPU kernels in f32 on the same values, on sampled columns of C (SpMM, both
 //!   ways) or sampled rows of the mask (SDDMM), so the check costs a fraction of the op.
-//! - **Baseline**: cuBLAS GEMM of the dense route to the same result (densified A times B,
-//!   A^T B, or L R^T in full), on random dense data (zeros run faster on tensor cores), in
-//!   our dtype: f32 without TF32, f16/bf16 on tensor cores with f32 accumulation. Its time
-//!   does not depend on density, so it is measured once per op and shape (rotating B and
-//!   C like ours; the dense A is one copy, as a GEMM this size is bound by arithmetic).
+//! - **Sparse baseline** (the row's primary `baseline`): cuSPARSE on the same CSR arrays
+//!   and dense buffers as ours ([`Sparse`]), SpMM with CSR ALG2 and ALG3 (the faster is
+//!   the primary; A^T B through cuSPARSE's transpose operation), SDDMM with its default
+//!   algorithm; descriptors, workspace and preprocessing are made once per operand copy,
+//!   outside the timing, and the same rotation and batching apply. A case cuSPARSE does
+//!   not support is listed with a note, not timed.
+//! - **Dense baselines**: cuBLAS GEMM of the dense route to the same result (densified A
+//!   times B, A^T B, or L R^T in full), on random dense data (zeros run faster on tensor
+//!   cores), in our dtype: f32 with TF32 off and on, f16/bf16 on tensor cores with f32
+//!   accumulation. Their time does not depend on density, so each is measured once per op
+//!   and shape (rotating B and C like ours; the dense A is one copy, as a GEMM this size
+//!   is bound by arithmetic).
 
 use std::time::{Duration, Instant};
 
-use super::{roofline, Measured, Report, Row, Sweep};
+use super::{max_diff, roofline, Baseline, Measured, Report, Row, Sweep};
 use crate::cuda::{
-    self, Blas, BlasScalar, Device, DeviceCsr, DeviceDense, KernelConfig, Transpose,
+    self, Blas, BlasScalar, Device, DeviceCsr, DeviceDense, KernelConfig, Math, Sparse, SpmmAlg,
+    Transpose,
 };
-use crate::{cpu, random, with_dtype, Csr, CsrShape, Dense, Error, Op, Result, Scalar};
+use crate::{cpu, random, with_dtype, Csr, CsrShape, DType, Dense, Error, Op, Result, Scalar};
 
 /// Shortest batch of calls between two events, in milliseconds.
 pub const MIN_BATCH_MS: f32 = 0.5;
@@ -45,8 +54,9 @@ const MEMORY_SHARE: f64 = 0.8;
 /// Runs every sweep on `dev`, calling `progress` with a one-line note before each density.
 ///
 /// Errors on an invalid sweep, on operands that do not fit in the GPU's memory, on any
-/// failed CUDA or cuBLAS call, and (unless no sweep asks for the dense baseline) when
-/// cuBLAS cannot be loaded.
+/// failed CUDA, cuSPARSE or cuBLAS call (cuSPARSE declining a case is a note, not an
+/// error), when cuSPARSE cannot be loaded, and (unless no sweep asks for the dense
+/// baselines) when cuBLAS cannot be loaded.
 ///
 /// ```no_run
 /// use rosa::bench::{gpu, Sweep};
@@ -62,8 +72,9 @@ pub fn run(dev: &Device, sweeps: &[Sweep], mut progress: impl FnMut(&str)) -> Re
     for s in sweeps {
         s.check_shape()?;
     }
+    let sparse = Sparse::new(dev)?;
     let blas = if sweeps.iter().any(|s| s.dense_baseline) {
-        Some(Blas::new(dev)?)
+        Some((Blas::new(dev)?, Blas::with_math(dev, Math::Tf32)?))
     } else {
         None
     };
@@ -74,9 +85,18 @@ pub fn run(dev: &Device, sweeps: &[Sweep], mut progress: impl FnMut(&str)) -> Re
     };
     let mut rows = Vec::new();
     for (si, sweep) in sweeps.iter().enumerate() {
+        let gemms = match blas.as_ref().filter(|_| sweep.dense_baseline) {
+            None => Vec::new(),
+            Some((plain, tf32)) => match sweep.dtype {
+                DType::F32 => vec![("cuBLAS f32", plain), ("cuBLAS TF32", tf32)],
+                DType::F16 => vec![("cuBLAS f16", plain)],
+                DType::Bf16 => vec![("cuBLAS bf16", plain)],
+            },
+        };
         let ctx = Ctx {
             dev,
-            blas: blas.as_ref().filter(|_| sweep.dense_baseline),
+            gemms,
+            sparse: &sparse,
             sweep,
             l2,
             memory: (info.total_memory as f64 * MEMORY_SHARE) as usize,
@@ -121,18 +141,6 @@ fn sample(n: usize, max: usize) -> Vec<usize> {
     let mut v: Vec<usize> = (0..max).map(|i| i * (n - 1) / (max - 1)).collect();
     v.dedup();
     v
-}
-
-/// Largest `|ours - reference|`, infinite when ours holds a NaN or an infinity (an
-/// unwritten, NaN-poisoned element included).
-fn max_diff(pairs: impl Iterator<Item = (f32, f32)>) -> f64 {
-    pairs.fold(0.0f64, |acc, (ours, want)| {
-        if ours.is_finite() {
-            acc.max((ours as f64 - want as f64).abs())
-        } else {
-            f64::INFINITY
-        }
-    })
 }
 
 /// Columns `cols` of `d`, widened to f32.
@@ -192,7 +200,9 @@ pub(crate) fn time_per_call(
 /// One sweep's fixed inputs and limits.
 struct Ctx<'a> {
     dev: &'a Device,
-    blas: Option<&'a Blas>,
+    /// The dense GEMM baselines of this dtype, by name (none without `dense_baseline`).
+    gemms: Vec<(&'static str, &'a Blas)>,
+    sparse: &'a Sparse,
     sweep: &'a Sweep,
     l2: usize,
     memory: usize,
@@ -243,7 +253,7 @@ impl Ctx<'_> {
         let dense_bytes = s * (m + k) * n * 2;
         let set_bytes = csr_copies * csr_bytes(nnz_of(max_d)) + dense_bytes;
         // The dense baseline's A (M x K) and SDDMM's full M x K output live beside them.
-        let gemm_bytes = if self.blas.is_some() {
+        let gemm_bytes = if !self.gemms.is_empty() {
             2 * s * m * k
         } else {
             0
@@ -274,12 +284,11 @@ impl Ctx<'_> {
                 })
             })
             .collect::<Result<_>>()?;
-        let gemm_times = match self.blas {
-            Some(blas) => self.time_gemms::<T>(blas, &mut dense)?,
-            None => [None; 3],
-        };
+        let gemm_times = self.time_gemms::<T>(&mut dense)?;
 
         let mut rows = Vec::new();
+        // Each declined (op, baseline) is reported once per sweep, not at every density.
+        let mut declined: Vec<(Op, &'static str)> = Vec::new();
         for (di, &density) in sw.densities.iter().enumerate() {
             progress(&format!(
                 "{} density {density}: {m}x{k}, n = {n}, {}, {sets} operand copies",
@@ -336,10 +345,31 @@ impl Ctx<'_> {
                     ours,
                     threads: config.threads as usize,
                 };
-                let (name, theirs) = match gemm_times[op as usize] {
-                    Some(t) => (baseline_name(T::DTYPE), t),
-                    None => ("none", Duration::ZERO),
-                };
+                let ours_us = ours.as_secs_f64() * 1e6;
+                let sparse = self.time_cusparse(op, &mut copies, &mut dense)?;
+                let baselines: Vec<Baseline> =
+                    sparse
+                        .into_iter()
+                        .map(|(name, t)| match t {
+                            Ok(t) => Baseline::timed(name, t.as_secs_f64() * 1e6, ours_us),
+                            Err(why) => {
+                                if !declined.contains(&(op, name)) {
+                                    declined.push((op, name));
+                                    progress(&format!(
+                                        "{} {op} {}: {name} n/a ({why})",
+                                        self.label,
+                                        T::DTYPE
+                                    ));
+                                }
+                                Baseline::skipped(name, why)
+                            }
+                        })
+                        .chain(gemm_times[op as usize].iter().map(|&(name, t)| {
+                            Baseline::timed(name, t.as_secs_f64() * 1e6, ours_us)
+                        }))
+                        .collect();
+                let (name, theirs_us) = primary(op, &baselines);
+                let theirs = Duration::from_secs_f64(theirs_us * 1e-6);
                 let row = measured.row(name, T::DTYPE.name(), 0, theirs, diff);
                 let floor = roofline::time_floor(
                     super::op_bytes(op, m, k, n, a.nnz(), s),
@@ -349,6 +379,7 @@ impl Ctx<'_> {
                 rows.push(Row {
                     roofline_pct: Some(roofline::percent(floor, ours.as_secs_f64())),
                     config: Some(config.name()),
+                    baselines,
                     ..row
                 });
             }
@@ -424,12 +455,16 @@ impl Ctx<'_> {
         }
     }
 
-    /// cuBLAS's time per call for the dense route of each swept op, on random dense data.
+    /// Each cuBLAS baseline's time per call for the dense route of each swept op, on
+    /// random dense data.
     fn time_gemms<T: BlasScalar>(
         &self,
-        blas: &Blas,
         dense: &mut [DenseSet<T>],
-    ) -> Result<[Option<Duration>; 3]> {
+    ) -> Result<[Vec<(&'static str, Duration)>; 3]> {
+        let mut times: [Vec<_>; 3] = Default::default();
+        if self.gemms.is_empty() {
+            return Ok(times);
+        }
         let (dev, sw) = (self.dev, self.sweep);
         let (m, k) = (sw.m, sw.k);
         let a = DeviceDense::from_host(dev, random::dense::<T>(m, k, sw.seed ^ 3).as_ref())?;
@@ -439,36 +474,127 @@ impl Ctx<'_> {
             None
         };
         let (yes, no) = (Transpose::Yes, Transpose::No);
-        let mut times = [None; 3];
         for &op in &sw.ops {
-            let t = time_calls(dev, sw, dense.len(), |i| {
-                let d = &mut dense[i];
-                match op {
-                    Op::Spmm => {
-                        let c = d.c_m.as_mut().expect("allocated when spmm is swept");
-                        blas.gemm(1.0, &a, no, &d.b_k, no, 0.0, c)
+            for &(name, blas) in &self.gemms {
+                let t = time_calls(dev, sw, dense.len(), |i| {
+                    let d = &mut dense[i];
+                    match op {
+                        Op::Spmm => {
+                            let c = d.c_m.as_mut().expect("allocated when spmm is swept");
+                            blas.gemm(1.0, &a, no, &d.b_k, no, 0.0, c)
+                        }
+                        Op::SpmmT => {
+                            let c = d.c_k.as_mut().expect("allocated when spmm_t is swept");
+                            blas.gemm(1.0, &a, yes, &d.b_m, no, 0.0, c)
+                        }
+                        Op::Sddmm => {
+                            let f = full.as_mut().expect("allocated when sddmm is swept");
+                            blas.gemm(1.0, &d.b_m, no, &d.b_k, yes, 0.0, f)
+                        }
                     }
-                    Op::SpmmT => {
-                        let c = d.c_k.as_mut().expect("allocated when spmm_t is swept");
-                        blas.gemm(1.0, &a, yes, &d.b_m, no, 0.0, c)
-                    }
-                    Op::Sddmm => {
-                        let f = full.as_mut().expect("allocated when sddmm is swept");
-                        blas.gemm(1.0, &d.b_m, no, &d.b_k, yes, 0.0, f)
-                    }
-                }
-            })?;
-            times[op as usize] = Some(t);
+                })?;
+                times[op as usize].push((name, t));
+            }
         }
         Ok(times)
     }
+
+    /// cuSPARSE's time per call for `op` on the same operand copies as ours, per
+    /// algorithm; a case cuSPARSE declines is `Err(why)`. Plans (descriptors, workspace,
+    /// preprocessing) are made before the timing, one per copy.
+    fn time_cusparse<T: BlasScalar>(
+        &self,
+        op: Op,
+        copies: &mut [Set<T>],
+        dense: &mut [DenseSet<T>],
+    ) -> Result<Vec<(&'static str, Outcome)>> {
+        let (dev, sw, sets) = (self.dev, self.sweep, copies.len());
+        let sparse = self.sparse;
+        let (yes, no) = (Transpose::Yes, Transpose::No);
+        let mut out = Vec::new();
+        match op {
+            Op::Spmm | Op::SpmmT => {
+                for alg in SpmmAlg::ALL {
+                    let plans = copies
+                        .iter()
+                        .zip(dense.iter_mut())
+                        .map(|(set, d)| match op {
+                            Op::Spmm => {
+                                let c = d.c_m.as_mut().expect("allocated when spmm is swept");
+                                sparse.spmm(alg, 1.0, &set.a, no, &d.b_k, 0.0, c)
+                            }
+                            _ => {
+                                let c = d.c_k.as_mut().expect("allocated when spmm_t is swept");
+                                sparse.spmm(alg, 1.0, &set.a, yes, &d.b_m, 0.0, c)
+                            }
+                        })
+                        .collect::<Result<Vec<_>>>();
+                    let name = match alg {
+                        SpmmAlg::Csr2 => "cuSPARSE CSR ALG2",
+                        SpmmAlg::Csr3 => "cuSPARSE CSR ALG3",
+                    };
+                    out.push((name, timed_plans(dev, sw, sets, plans, |p| p.run())?));
+                }
+            }
+            Op::Sddmm => {
+                let plans = copies
+                    .iter_mut()
+                    .zip(dense.iter())
+                    .map(|(set, d)| {
+                        let mask = set.mask.as_mut().expect("allocated when sddmm is swept");
+                        sparse.sddmm(1.0, &d.b_m, &d.b_k, 0.0, mask)
+                    })
+                    .collect::<Result<Vec<_>>>();
+                out.push((
+                    "cuSPARSE SDDMM",
+                    timed_plans(dev, sw, sets, plans, |p| p.run())?,
+                ));
+            }
+        }
+        Ok(out)
+    }
 }
 
-/// What the baseline column says for each dtype.
-fn baseline_name(dtype: crate::DType) -> &'static str {
-    match dtype {
-        crate::DType::F32 => "cuBLAS dense GEMM (f32, no TF32)",
-        _ => "cuBLAS dense GEMM (tensor cores, f32 acc.)",
+/// A baseline's time per call, or why it did not run.
+type Outcome = std::result::Result<Duration, String>;
+
+/// Times `run` over one plan per operand copy. A plan the library declined becomes the
+/// reason: [`Error::Unsupported`], or a cuSPARSE status from the setup calls (the shapes
+/// were checked before, so an "invalid value" there is cuSPARSE refusing the combination
+/// of dtype, layout and algorithm). Any other error, and any error while timing, stops
+/// the sweep.
+fn timed_plans<P>(
+    dev: &Device,
+    sweep: &Sweep,
+    sets: usize,
+    plans: Result<Vec<P>>,
+    mut run: impl FnMut(&mut P) -> Result<()>,
+) -> Result<Outcome> {
+    match plans {
+        Ok(mut plans) => Ok(Ok(time_calls(dev, sweep, sets, |i| run(&mut plans[i]))?)),
+        Err(Error::Unsupported(why)) => Ok(Err(why)),
+        Err(e @ Error::Cuda { call, .. }) if call.starts_with("cusparse") => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+/// A row's primary baseline and its time in microseconds: the fastest cuSPARSE algorithm
+/// that ran (named for the op, not the algorithm, so that all SpMM rows share one name and
+/// their summary one line: which one won stays in `baselines`), else the first baseline
+/// that ran (a dense GEMM), else `none`.
+fn primary(op: Op, baselines: &[Baseline]) -> (&'static str, f64) {
+    let fastest_sparse = baselines
+        .iter()
+        .filter(|b| b.name.starts_with("cuSPARSE"))
+        .filter_map(|b| Some((b.name, b.us?)))
+        .min_by(|x, y| x.1.total_cmp(&y.1));
+    match (fastest_sparse, op) {
+        (Some((_, us)), Op::Spmm | Op::SpmmT) => ("cuSPARSE CSR (faster of ALG2/ALG3)", us),
+        (Some(sddmm), Op::Sddmm) => sddmm,
+        (None, _) => baselines
+            .iter()
+            .find_map(|b| Some((b.name, b.us?)))
+            .unwrap_or(("none", 0.0)),
     }
 }
 
@@ -485,8 +611,30 @@ mod tests {
     }
 
     #[test]
-    fn a_nan_is_an_infinite_difference() {
-        assert_eq!(max_diff([(1.0, 0.5), (2.0, 2.0)].into_iter()), 0.5);
-        assert!(max_diff([(f32::NAN, 0.0), (1.0, 0.5)].into_iter()).is_infinite());
+    fn the_primary_baseline_is_the_fastest_cusparse_then_dense() {
+        let alg2 = Baseline::timed("cuSPARSE CSR ALG2", 30.0, 10.0);
+        let alg3 = Baseline::timed("cuSPARSE CSR ALG3", 20.0, 10.0);
+        let declined = Baseline::skipped("cuSPARSE CSR ALG3", "not supported".into());
+        let gemm = Baseline::timed("cuBLAS f32", 5.0, 10.0);
+        let all = [alg2.clone(), alg3, gemm.clone()];
+        assert_eq!(
+            primary(Op::SpmmT, &all),
+            ("cuSPARSE CSR (faster of ALG2/ALG3)", 20.0)
+        );
+        assert_eq!(
+            primary(Op::Spmm, &[alg2, declined.clone(), gemm.clone()]).1,
+            30.0
+        );
+        let sddmm = Baseline::timed("cuSPARSE SDDMM", 7.0, 10.0);
+        assert_eq!(
+            primary(Op::Sddmm, &[sddmm, gemm.clone()]),
+            ("cuSPARSE SDDMM", 7.0)
+        );
+        // cuSPARSE declined everything: the dense GEMM; nothing ran: none.
+        assert_eq!(
+            primary(Op::Spmm, &[declined.clone(), gemm]),
+            ("cuBLAS f32", 5.0)
+        );
+        assert_eq!(primary(Op::Spmm, &[declined]), ("none", 0.0));
     }
 }

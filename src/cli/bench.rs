@@ -14,7 +14,8 @@ use rosa::{DType, Error, Op, Result};
 pub enum Backend {
     /// The CPU kernels, against Rust baselines.
     Cpu,
-    /// The CUDA kernels on GPU 0, against cuBLAS (needs a build with `--features cuda`).
+    /// The CUDA kernels on GPU 0, against cuSPARSE and cuBLAS (needs a build with
+    /// `--features cuda`).
     Cuda,
 }
 
@@ -82,6 +83,10 @@ pub struct Args {
     /// Also write the JSON report to this file (the table still goes to stdout).
     #[arg(long, value_name = "PATH")]
     json_out: Option<PathBuf>,
+    /// Also draw time against density (log-log, ours and every baseline, one panel per
+    /// op, dtype and shape) into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 impl Args {
@@ -120,21 +125,19 @@ impl Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let sweeps = args.sweeps();
-    let progress = |note: &str| eprintln!("bench: {note}");
-    let report = match args.device {
-        Backend::Cpu => {
-            let mut report: Option<Report> = None;
-            for sweep in &sweeps {
-                let r = bench::run(sweep, progress)?;
-                match report.as_mut() {
-                    Some(all) => all.rows.extend(r.rows),
-                    None => report = Some(r),
-                }
-            }
-            report.expect("there is always at least one sweep")
-        }
-        Backend::Cuda => gpu(&sweeps, progress)?,
-    };
+    if let Some(path) = &args.plot {
+        // Fail before minutes of measuring, not after: the chart is written at the end.
+        std::fs::write(path, "").map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let report = measure(args, &sweeps);
+    if let (Err(_), Some(path)) = (&report, &args.plot) {
+        // No empty chart left behind by a failed run.
+        let _ = std::fs::remove_file(path);
+    }
+    let report = report?;
     let json = || {
         serde_json::to_string_pretty(&report)
             .map_err(|e| Error::InvalidArgument(format!("could not serialize the report: {e}")))
@@ -145,12 +148,33 @@ pub fn run(args: &Args) -> Result<()> {
             source,
         })?;
     }
+    if let Some(path) = &args.plot {
+        bench::plot::svg(&report, path)?;
+    }
     if args.json {
         println!("{}", json()?);
     } else {
         print!("{}", table(&sweeps, &report));
     }
     Ok(())
+}
+
+fn measure(args: &Args, sweeps: &[Sweep]) -> Result<Report> {
+    let progress = |note: &str| eprintln!("bench: {note}");
+    Ok(match args.device {
+        Backend::Cpu => {
+            let mut report: Option<Report> = None;
+            for sweep in sweeps {
+                let r = bench::run(sweep, progress)?;
+                match report.as_mut() {
+                    Some(all) => all.rows.extend(r.rows),
+                    None => report = Some(r),
+                }
+            }
+            report.expect("there is always at least one sweep")
+        }
+        Backend::Cuda => gpu(sweeps, progress)?,
+    })
 }
 
 #[cfg(feature = "cuda")]
@@ -195,7 +219,7 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
         ),
         Some(device) => writeln!(
             s,
-            "rosa {} bench on {device}: {shape}, ours and cuBLAS in {}",
+            "rosa {} bench on {device}: {shape}, ours, cuSPARSE and cuBLAS in {}",
             report.version, first.dtype
         ),
     };
@@ -212,13 +236,18 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
         "op", "density", "nnz", "ours(us)", "GFLOP/s", "GB/s"
     );
     if gpu {
-        let _ = write!(s, "{:>6} {:>9} {:<12} ", "roof%", "max|diff|", "config");
+        let _ = writeln!(
+            s,
+            "{:>6} {:>9} {:<12} | baseline us speedup | ...",
+            "roof%", "max|diff|", "config"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "| {:<34} {:>3} {:>10} {:>8}",
+            "baseline", "thr", "base(us)", "speedup"
+        );
     }
-    let _ = writeln!(
-        s,
-        "| {:<34} {:>3} {:>10} {:>8}",
-        "baseline", "thr", "base(us)", "speedup"
-    );
     for r in &report.rows {
         shape_col(&mut s, &format!("{}x{}x{}", r.m, r.k, r.n));
         let _ = write!(
@@ -235,31 +264,76 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
                 r.config.as_deref().unwrap_or("-")
             );
         }
-        let _ = writeln!(
-            s,
-            "| {:<34} {:>3} {:>10.1} {:>7.2}x",
-            r.baseline, r.baseline_threads, r.baseline_us, r.speedup
-        );
+        if gpu {
+            // Every baseline of the row, cuSPARSE first: name, time, our speedup.
+            let cells: Vec<String> = r
+                .baselines
+                .iter()
+                .map(|b| match (b.us, b.speedup) {
+                    (Some(us), Some(x)) => format!("{} {us:.1} {x:.2}x", b.name),
+                    _ => format!("{} n/a", b.name),
+                })
+                .collect();
+            let _ = writeln!(s, "| {}", cells.join(" | "));
+        } else {
+            let _ = writeln!(
+                s,
+                "| {:<34} {:>3} {:>10.1} {:>7.2}x",
+                r.baseline, r.baseline_threads, r.baseline_us, r.speedup
+            );
+        }
     }
     if gpu {
         for o in report.summary() {
             let pct = o
                 .median_roofline_pct
                 .map_or("-".into(), |p| format!("{p:.1}%"));
-            let speedup = o.median_speedup.map_or("-".into(), |x| format!("{x:.2}x"));
+            let x = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.2}x"));
+            let others: Vec<String> = o
+                .by_baseline
+                .iter()
+                .filter(|b| b.name != o.baseline)
+                .map(|b| {
+                    format!(
+                        "{} {} (geomean {})",
+                        b.name,
+                        x(b.median_speedup),
+                        x(b.geomean_speedup)
+                    )
+                })
+                .collect();
             let _ = writeln!(
                 s,
                 "summary {:<6} {:<4} {:>4} rows: median {pct} of roofline, median speedup \
-                 {speedup} over {}",
-                o.op, o.dtype, o.rows, o.baseline
+                 {} (geomean {}) over {}{}",
+                o.op,
+                o.dtype,
+                o.rows,
+                x(o.median_speedup),
+                x(o.geomean_speedup),
+                o.baseline,
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!("; median over {}", others.join(", "))
+                }
+            );
+        }
+        for t in report.transpose_ratios() {
+            let _ = writeln!(
+                s,
+                "summary spmm_t/spmm {:<4} time ratio over {} points: median {:.2}, max {:.2} \
+                 (target <= 1.15)",
+                t.dtype, t.pairs, t.median, t.max
             );
         }
         let _ = writeln!(
             s,
             "roof% = DESIGN.md floor max(bytes / 3.0 TB/s, flops / peak) over our time (peak \
              800 TFLOP/s bf16/f16, 67 TFLOP/s f32); max|diff| against the CPU kernels in f32 \
-             on sampled outputs; speedup = cuBLAS dense time / ours (timed once per op and \
-             shape; thr 0: chosen by cuBLAS)."
+             on sampled outputs; speedup = baseline time / ours; cuSPARSE with setup and \
+             preprocessing untimed (n/a: the case is not supported), cuBLAS dense GEMMs timed \
+             once per op and shape."
         );
     } else {
         let _ = writeln!(

@@ -35,8 +35,23 @@ pub enum Transpose {
     Yes,
 }
 
+/// How cuBLAS may run f32 GEMMs (f16 and bf16 use tensor cores with f32 accumulation
+/// either way).
+///
+/// ```
+/// assert_eq!(rosa::cuda::Math::default(), rosa::cuda::Math::F32);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Math {
+    /// cuBLAS's default math mode: f32 GEMMs in full f32 on the CUDA cores, never TF32.
+    #[default]
+    F32,
+    /// f32 GEMMs on tensor cores with operands rounded to TF32 (10-bit mantissa).
+    Tf32,
+}
+
 /// A cuBLAS handle on a [`Device`]'s stream, in the default math mode (f32 GEMMs run in
-/// full f32, never TF32).
+/// full f32, never TF32) unless made [`Blas::with_math`].
 ///
 /// ```no_run
 /// use rosa::cuda::{Blas, Device, DeviceDense, Transpose};
@@ -52,12 +67,25 @@ pub enum Transpose {
 pub struct Blas {
     handle: CudaBlas,
     dev: Device,
+    math: Math,
 }
 
 impl Blas {
     /// Loads cuBLAS (`libcublas.so.13`, found through the loader path) and binds a handle
     /// to `dev`'s stream; a missing library is an `Err`, not a panic.
     pub fn new(dev: &Device) -> Result<Self> {
+        Self::with_math(dev, Math::F32)
+    }
+
+    /// [`Blas::new`], with f32 GEMMs in `math` mode.
+    ///
+    /// ```no_run
+    /// use rosa::cuda::{Blas, Device, Math};
+    /// let tf32 = Blas::with_math(&Device::new(0)?, Math::Tf32)?;
+    /// assert_eq!(tf32.math(), Math::Tf32);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn with_math(dev: &Device, math: Math) -> Result<Self> {
         if !result::cublas_present() {
             return Err(Error::Unsupported(
                 "cuBLAS (libcublas.so.13) is not on the loader path; add its directory to \
@@ -67,11 +95,17 @@ impl Blas {
             ));
         }
         let handle = CudaBlas::new(dev.stream().clone()).map_err(blas("cublasCreate"))?;
-        result::cublas_default_math(&handle)?;
+        result::cublas_math(&handle, math == Math::Tf32)?;
         Ok(Blas {
             handle,
             dev: dev.clone(),
+            math,
         })
+    }
+
+    /// The math mode of f32 GEMMs (see [`Blas::with_math`]).
+    pub fn math(&self) -> Math {
+        self.math
     }
 
     /// `C = alpha op(A) op(B) + beta C`, all row-major; queued on the device's stream.

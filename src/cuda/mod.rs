@@ -13,8 +13,8 @@
 //! | [`spmm_t`] | `C = alpha A^T B + beta C` | A: M x K sparse, B: M x N, C: K x N |
 //! | [`sddmm`] | `out[p] = alpha (L R^T)[i, j] + beta out[p]` | L: M x k, R: N x k, out: M x N mask |
 //!
-//! [`Blas`] wraps cuBLAS's dense GEMM on the same row-major buffers: the baseline of
-//! [`crate::bench::gpu`].
+//! [`Blas`] wraps cuBLAS's dense GEMM and [`Sparse`] cuSPARSE's CSR SpMM and SDDMM on
+//! the same buffers: the baselines of [`crate::bench::gpu`].
 //!
 //! ```no_run
 //! use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
@@ -41,16 +41,18 @@ mod device;
 mod mem;
 mod result;
 mod sddmm;
+mod sparse;
 mod spmm;
 mod sys;
 
 pub use crate::Op;
-pub use blas::{Blas, BlasScalar, Transpose};
+pub use blas::{Blas, BlasScalar, Math, Transpose};
 pub use config::KernelConfig;
 pub use csr::DeviceCsr;
 pub use dense::DeviceDense;
 pub use device::{device_count, Device, DeviceInfo};
 pub use sddmm::{sddmm, sddmm_with};
+pub use sparse::{Sparse, SparseSddmm, SparseSpmm, SpmmAlg};
 pub use spmm::{spmm, spmm_t, spmm_t_with, spmm_with};
 
 /// An element type the CUDA kernels take: [`f32`], [`f16`](crate::f16) or

@@ -15,6 +15,8 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError
 use super::sys;
 use crate::{DType, Error, Result};
 
+pub(crate) mod cusparse;
+
 /// Whether the CUDA driver library (`libcuda.so`) can be loaded. cudarc panics on first use
 /// when it cannot, so this is asked before anything else touches the driver.
 pub(crate) fn driver_present() -> bool {
@@ -305,13 +307,19 @@ pub(crate) fn blas(
     }
 }
 
-/// Puts `handle` in cuBLAS's default math mode, which never rounds f32 operands to TF32
-/// (half and bf16 GEMMs still use tensor cores in it).
-pub(crate) fn cublas_default_math(handle: &CudaBlas) -> Result<()> {
+/// Sets `handle`'s math mode: the default never rounds f32 operands to TF32 (half and
+/// bf16 GEMMs still use tensor cores in it); `tf32` lets f32 GEMMs run on tensor cores
+/// with TF32 inputs.
+pub(crate) fn cublas_math(handle: &CudaBlas, tf32: bool) -> Result<()> {
     use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode};
+    let mode = if tf32 {
+        cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
+    } else {
+        cublasMath_t::CUBLAS_DEFAULT_MATH
+    };
     // SAFETY: `handle` is a live cuBLAS handle owned by `CudaBlas`; the call only sets a
     // flag on it.
-    unsafe { cublasSetMathMode(*handle.handle(), cublasMath_t::CUBLAS_DEFAULT_MATH) }
+    unsafe { cublasSetMathMode(*handle.handle(), mode) }
         .result()
         .map_err(blas("cublasSetMathMode"))
 }
