@@ -7,9 +7,9 @@
 //! may launch first. Without a GPU it prints `skipped: no CUDA device (...)` and passes.
 #![cfg(feature = "cuda")]
 
-use std::io::Write;
+mod common;
 
-use rosa::cuda::{self, Device, DeviceCsr, DeviceDense, KernelConfig, Op};
+use rosa::cuda::{self, DeviceCsr, DeviceDense, KernelConfig, Op};
 use rosa::tune::{
     self, cache_file_name, CacheHeader, Effort, Problem, ProblemKey, Source, TuneCache, TuneEntry,
 };
@@ -22,31 +22,20 @@ fn tuned_caches_steer_the_default_launchers_and_searches_beat_or_match_the_heuri
     std::fs::create_dir_all(&dir).unwrap();
     // Before any device exists: the only thread of this binary reading the environment.
     std::env::set_var("ROSA_TUNING_DIR", &dir);
-    let dev = match Device::new(0) {
-        Ok(dev) => dev,
-        Err(e) => {
-            let why = match e {
-                Error::NoDevice(why) => why,
-                other => other.to_string(),
-            };
-            let _ = writeln!(
-                std::io::stderr(),
-                "gpu tune: skipped: no CUDA device ({why})"
-            );
-            return;
-        }
+    let Some(dev) = common::gpu::device("gpu tune") else {
+        return;
     };
 
     // A user cache that names, for one key, a configuration the heuristic would not pick.
     let (m, k, n) = (2048, 1024, 64);
     let a = random::csr::<f32>(m, k, 0.01, 3).unwrap();
-    let da = DeviceCsr::from_host(&dev, a.as_ref()).unwrap();
+    let da = DeviceCsr::from_host(dev, a.as_ref()).unwrap();
     let key = da.problem_key(Op::Spmm, n);
     assert_eq!(key, ProblemKey::for_matrix(Op::Spmm, DType::F32, &a, n));
     let heuristic = KernelConfig::heuristic(Op::Spmm, DType::F32, n);
     let count = KernelConfig::all(Op::Spmm).len();
     let tuned = KernelConfig::get(Op::Spmm, (heuristic.index + 1) % count).unwrap();
-    let header = CacheHeader::for_device(&dev).unwrap();
+    let header = CacheHeader::for_device(dev).unwrap();
     let mut cache = TuneCache::new(header.clone());
     cache.insert(TuneEntry {
         key,
@@ -73,16 +62,16 @@ fn tuned_caches_steer_the_default_launchers_and_searches_beat_or_match_the_heuri
     let b = random::dense::<f32>(k, n, 4);
     let mut want = Dense::zeros(m, n);
     cpu::spmm(1.0, a.as_ref(), b.as_ref(), 0.0, want.as_mut()).unwrap();
-    let db = DeviceDense::from_host(&dev, b.as_ref()).unwrap();
-    let mut dc = DeviceDense::filled(&dev, m, n, f32::NAN).unwrap();
-    cuda::spmm(&dev, 1.0, &da, &db, 0.0, &mut dc).unwrap();
+    let db = DeviceDense::from_host(dev, b.as_ref()).unwrap();
+    let mut dc = DeviceDense::filled(dev, m, n, f32::NAN).unwrap();
+    cuda::spmm(dev, 1.0, &da, &db, 0.0, &mut dc).unwrap();
     for (g, w) in dc.to_host().unwrap().as_slice().iter().zip(want.as_slice()) {
         assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
     }
 
     // A search on a concrete matrix: the winner is the fastest of all, the heuristic's
     // time one of those measured.
-    let entry = tune::tune_matrix(&dev, Op::SpmmT, &a, n, Effort::Quick).unwrap();
+    let entry = tune::tune_matrix(dev, Op::SpmmT, &a, n, Effort::Quick).unwrap();
     assert_eq!(
         entry.key,
         ProblemKey::for_matrix(Op::SpmmT, DType::F32, &a, n)
@@ -106,7 +95,7 @@ fn tuned_caches_steer_the_default_launchers_and_searches_beat_or_match_the_heuri
         })
         .collect();
     let mut seen = Vec::new();
-    let entries = tune::tune(&dev, &problems, Effort::Quick, |p| {
+    let entries = tune::tune(dev, &problems, Effort::Quick, |p| {
         seen.push((p.done, p.total, p.problem.op, p.entry.key));
     })
     .unwrap();
@@ -121,12 +110,12 @@ fn tuned_caches_steer_the_default_launchers_and_searches_beat_or_match_the_heuri
         ..problems[0]
     };
     assert!(matches!(
-        tune::tune(&dev, &[bad], Effort::Quick, |_| {}),
+        tune::tune(dev, &[bad], Effort::Quick, |_| {}),
         Err(Error::InvalidArgument(_))
     ));
     let empty = rosa::Csr::<f32>::empty(4, 4).unwrap();
     assert!(matches!(
-        tune::tune_matrix(&dev, Op::Spmm, &empty, 8, Effort::Quick),
+        tune::tune_matrix(dev, Op::Spmm, &empty, 8, Effort::Quick),
         Err(Error::InvalidArgument(_))
     ));
     let _ = std::fs::remove_dir_all(&dir);
