@@ -68,6 +68,16 @@ impl DeviceParam<'_> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The gradient, copied back (waits for the queued work): for checks and logs.
+    pub fn grad_to_host(&self) -> Result<Vec<f32>> {
+        super::mem::download(self.grad, self.len)
+    }
+
+    /// The values, copied back (waits for the queued work).
+    pub fn value_to_host(&self) -> Result<Vec<f32>> {
+        super::mem::download(self.value, self.len)
+    }
 }
 
 /// A [`RosaLinear`] on a GPU: `y = W x + s B (A x) + S x (+ bias)` with feature-major
