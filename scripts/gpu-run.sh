@@ -3,10 +3,12 @@
 # repository root, with no Rust toolchain there:
 #   1. every test binary (the GPU tests must run, not skip: a skip here is a failure),
 #   2. compute-sanitizer memcheck, racecheck, initcheck and synccheck over the GPU kernel
-#      tests (fewer cases), all into sanitizer.log,
+#      tests (fewer cases) and the layer tests (gpu_train), all into sanitizer.log,
 #   3. `rosa info`, and `rosa bench --device cuda` when the binary has it: a few DESIGN.md
 #      grid shapes at the grid's densities, f32 then bf16, against cuBLAS (about 1-3 min;
-#      ROSA_BENCH_ARGS replaces the shape arguments, e.g. "--grid" for the whole grid).
+#      ROSA_BENCH_ARGS replaces the shape arguments, e.g. "--grid" for the whole grid),
+#   4. gpu_step: one RoSA training step vs the LoRA-only step at 11008 x 4096, bf16 W,
+#      2048 tokens, r = 16, d = 0.6% (target <= 1.25x), with peak memory, into rosa.log.
 # Full logs go to $OUT when set (at most 8 files come back from there: machine.log,
 # tests.log, sanitizer.log, rosa.log, bench-f32.json, bench-bf16.json,
 # summary.txt), else to a temp dir; a short table is printed last, with one line per op
@@ -89,12 +91,18 @@ done
 sanitizer=$(command -v compute-sanitizer || true)
 [[ -z $sanitizer && -x /usr/local/cuda/bin/compute-sanitizer ]] && sanitizer=/usr/local/cuda/bin/compute-sanitizer
 kernel_tests=$(ls "$bundle"/tests/gpu_kernels* 2>/dev/null | head -n1)
+layer_tests=$(ls "$bundle"/tests/gpu_train* 2>/dev/null | head -n1)
 if [[ -n $sanitizer && -n $kernel_tests ]]; then
   # A handful of random cases per config: the sanitizers slow each launch a lot, and the
-  # fixed large cases still cover multi-block grids, long rows and odd widths.
+  # fixed large cases still cover multi-block grids, long rows and odd widths. The layer
+  # tests (elementwise kernels, AdamW, the device layer) use small shapes throughout.
   for tool in memcheck racecheck initcheck synccheck; do
     ROSA_GPU_CASES=${ROSA_SANITIZER_CASES:-4} step "sanitizer:$tool" "$logs/sanitizer.log" \
       "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 50 "$kernel_tests" --test-threads=1
+    if [[ -n $layer_tests ]]; then
+      step "sanitizer:$tool layer" "$logs/sanitizer.log" \
+        "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 50 "$layer_tests" --test-threads=1
+    fi
   done
 else
   rows+=("$(printf '%-34s %-10s' sanitizer SKIPPED) compute-sanitizer or the kernel tests missing")
@@ -123,6 +131,17 @@ if [[ -x $bundle/rosa ]]; then
   else
     rows+=("$(printf '%-34s %-10s' 'rosa bench' SKIPPED) no 'bench --device' in this rosa binary yet")
   fi
+fi
+
+# One RoSA training step against the LoRA-only step at the LLaMA-MLP shape (issue 5's
+# target: at most 1.25x), with the peak memory of each.
+if [[ -x $bundle/gpu_step ]]; then
+  step "gpu_step (rosa vs lora step)" "$logs/rosa.log" "$bundle/gpu_step"
+  while IFS= read -r line; do
+    rows+=("  $line")
+  done < <(grep '^summary step' "$logs/rosa.log")
+else
+  rows+=("$(printf '%-34s %-10s' gpu_step SKIPPED) not in this bundle")
 fi
 
 {
