@@ -60,21 +60,74 @@ pub struct DeviceParam<'a> {
 
 impl DeviceParam<'_> {
     /// Number of values.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let params = layer.params();
+    /// assert_eq!(params[0].len(), host.sparse().unwrap().matrix().values().len());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the tensor has no values (an empty mask).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let params = layer.params();
+    /// assert_eq!(params[0].is_empty(), params[0].len() == 0);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The gradient, copied back (waits for the queued work): for checks and logs.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let params = layer.params();
+    /// let g = params[0].grad_to_host()?; // dS = (dY X^T) at the mask
+    /// assert!(g.iter().all(|&v| v == 2.0));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn grad_to_host(&self) -> Result<Vec<f32>> {
         super::mem::download(self.grad, self.len)
     }
 
     /// The values, copied back (waits for the queued work).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let params = layer.params();
+    /// assert!(params[0].value_to_host()?.iter().all(|&v| v == 0.0)); // S starts at zero
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn value_to_host(&self) -> Result<Vec<f32>> {
         super::mem::download(self.value, self.len)
     }
@@ -130,6 +183,15 @@ fn column(dev: &Device, v: &[f32]) -> Result<DeviceDense<f32>> {
 impl DeviceRosaLinear {
     /// Uploads `layer`: its weight in its storage type, bias, adapters, the mask with its
     /// transpose plan, and zeroed gradient buffers for whatever trains.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert_eq!((layer.out_features(), layer.in_features()), (8, 4));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn from_host(dev: &Device, layer: &RosaLinear) -> Result<Self> {
         if layer.lora().is_some_and(|l| l.dropout > 0.0) {
             return Err(Error::Unsupported(
@@ -191,6 +253,15 @@ impl DeviceRosaLinear {
     /// Copies the parameters back into a host layer (W in its storage type, bias,
     /// adapters, whether W trains). Training caches and gradients stay behind. A merged
     /// layer must be unmerged first: the host layer cannot be built in the merged state.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert_eq!(layer.to_host()?.weight().to_f32(), host.weight().to_f32());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn to_host(&self) -> Result<RosaLinear> {
         if self.merged {
             return Err(Error::InvalidArgument(
@@ -223,6 +294,14 @@ impl DeviceRosaLinear {
     }
 
     /// Output features.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// assert_eq!(DeviceRosaLinear::from_host(&dev, &host)?.out_features(), 8);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn out_features(&self) -> usize {
         match &self.w {
             DeviceWeight::F32(w) => w.rows(),
@@ -231,6 +310,14 @@ impl DeviceRosaLinear {
     }
 
     /// Input features.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// assert_eq!(DeviceRosaLinear::from_host(&dev, &host)?.in_features(), 4);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn in_features(&self) -> usize {
         match &self.w {
             DeviceWeight::F32(w) => w.cols(),
@@ -239,6 +326,15 @@ impl DeviceRosaLinear {
     }
 
     /// The device the layer lives on.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert_eq!(layer.device().ordinal(), 0);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn device(&self) -> &Device {
         &self.dev
     }
@@ -275,6 +371,17 @@ impl DeviceRosaLinear {
     /// `y = W x + s B (A x) + S x + bias` for `x` (in x tokens), all queued on the
     /// device's stream. With `train`, the input (copied on the device) and `A x` are kept
     /// for the backward pass.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// let x = DeviceDense::filled(&dev, 4, 16, 1.0f32)?; // 4 features, 16 tokens
+    /// let y = layer.forward(&x, false)?;
+    /// assert_eq!((y.rows(), y.cols()), (8, 16));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn forward(&mut self, x: &DeviceDense<f32>, train: bool) -> Result<DeviceDense<f32>> {
         Self::check_rows("DeviceRosaLinear::forward", x, self.in_features())?;
         if train && self.merged {
@@ -313,6 +420,17 @@ impl DeviceRosaLinear {
 
     /// Backward pass for `dY` (out x tokens): fills the gradients of the trainable tensors
     /// and returns `dX = W^T dY + s A^T (B^T dY) + S^T dY`.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 16, 1.0f32)?, true)?;
+    /// let dx = layer.backward(&DeviceDense::filled(&dev, 8, 16, 1.0f32)?)?;
+    /// assert_eq!((dx.rows(), dx.cols()), (4, 16));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn backward(&mut self, dy: &DeviceDense<f32>) -> Result<DeviceDense<f32>> {
         const OP: &str = "DeviceRosaLinear::backward";
         Self::check_rows(OP, dy, self.out_features())?;
@@ -373,6 +491,15 @@ impl DeviceRosaLinear {
     }
 
     /// The trainable tensors and their last gradients (empty before a backward pass).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert!(layer.params().is_empty()); // no backward pass yet (and nothing trains)
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn params(&mut self) -> Vec<DeviceParam<'_>> {
         let g = &self.grads;
         let mut out = Vec::new();
@@ -402,18 +529,49 @@ impl DeviceRosaLinear {
     }
 
     /// Drops the training cache and marks the gradients stale (they keep their memory).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.clear();
+    /// assert!(layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?).is_err());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn clear(&mut self) {
         self.cache = None;
         self.grads.ready = false;
     }
 
     /// Whether the adapters are currently folded into W.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.merge()?;
+    /// assert!(layer.is_merged());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn is_merged(&self) -> bool {
         self.merged
     }
 
     /// Folds the adapters into W on the device (`W += s B A + S`, the sparse part through
     /// the CSR-add kernel); the forward pass skips them until [`DeviceRosaLinear::unmerge`].
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.merge()?; // adapter-free inference from here
+    /// let y = layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, false)?;
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn merge(&mut self) -> Result<()> {
         if !self.merged {
             self.fold(1.0)?;
@@ -424,6 +582,17 @@ impl DeviceRosaLinear {
 
     /// Takes the adapters back out of W (`W -= s B A + S`): exact up to the rounding of
     /// W's storage, as on the CPU.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.merge()?;
+    /// layer.unmerge()?;
+    /// assert!(!layer.is_merged());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn unmerge(&mut self) -> Result<()> {
         if self.merged {
             self.fold(-1.0)?;

@@ -42,6 +42,21 @@ pub struct DeviceAdamW {
 
 impl DeviceAdamW {
     /// A fresh optimizer (no state until the first step).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
+    /// # use rosa::train::AdamConfig;
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let mut opt = DeviceAdamW::new(AdamConfig::default());
+    /// let mut params: Vec<_> = layer.params().into_iter().map(|p| (p.name.to_string(), p)).collect();
+    /// assert_eq!(opt.state_bytes(), 0);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn new(cfg: AdamConfig) -> Self {
         DeviceAdamW {
             cfg,
@@ -50,16 +65,64 @@ impl DeviceAdamW {
     }
 
     /// The configuration.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
+    /// # use rosa::train::AdamConfig;
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let mut opt = DeviceAdamW::new(AdamConfig::default());
+    /// let mut params: Vec<_> = layer.params().into_iter().map(|p| (p.name.to_string(), p)).collect();
+    /// assert_eq!(opt.config().beta1, 0.9);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn config(&self) -> &AdamConfig {
         &self.cfg
     }
 
     /// Forgets all moments.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
+    /// # use rosa::train::AdamConfig;
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let mut opt = DeviceAdamW::new(AdamConfig::default());
+    /// let mut params: Vec<_> = layer.params().into_iter().map(|p| (p.name.to_string(), p)).collect();
+    /// opt.step(&dev, &mut params, 1.0)?;
+    /// opt.reset();
+    /// assert_eq!(opt.state_bytes(), 0);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn reset(&mut self) {
         self.state.clear();
     }
 
     /// Bytes of optimizer state on the device.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
+    /// # use rosa::train::AdamConfig;
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let mut opt = DeviceAdamW::new(AdamConfig::default());
+    /// let mut params: Vec<_> = layer.params().into_iter().map(|p| (p.name.to_string(), p)).collect();
+    /// opt.step(&dev, &mut params, 1.0)?;
+    /// assert_eq!(opt.state_bytes(), 2 * 4 * params[0].1.len());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn state_bytes(&self) -> usize {
         self.state.values().map(|m| 2 * m.len * 4).sum()
     }
@@ -68,6 +131,22 @@ impl DeviceAdamW {
     /// clipping the global gradient norm; returns the norm before clipping. The norm is
     /// reduced on the device and read back (one synchronization per step), because the
     /// clipping factor depends on it.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
+    /// # use rosa::train::AdamConfig;
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let mut opt = DeviceAdamW::new(AdamConfig::default());
+    /// let mut params: Vec<_> = layer.params().into_iter().map(|p| (p.name.to_string(), p)).collect();
+    /// let norm = opt.step(&dev, &mut params, 1.0)?; // before clipping
+    /// assert!(norm > 0.0);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
     pub fn step(
         &mut self,
         dev: &Device,
