@@ -3,8 +3,9 @@
 //! A step is forward + backward + AdamW (global-norm clipping included, so one read-back
 //! of the norm per step, in both methods). Timed with device events, median of the
 //! repetitions after warm-up; peak memory is the high-water mark of the device's memory
-//! pool over building the layer and running the steps (every buffer of this crate comes
-//! from it; cuBLAS's workspace does not, and is the same for both methods).
+//! pool over building the layer and running the steps, inputs x and dY included (every
+//! buffer of this crate comes from it; cuBLAS's workspace does not, and is the same for
+//! both methods).
 //!
 //! Target (issue 5): RoSA step <= 1.25x the LoRA-only step. The last line reads
 //! `summary step: ...` for scripts/gpu-run.sh. `--quick` runs a small shape (a smoke
@@ -54,7 +55,8 @@ fn measure(dev: &Device, s: &Shape, host: &RosaLinear) -> Result<Measured> {
     let x = DeviceDense::from_host(dev, random::dense::<f32>(s.inp, s.tokens, 4).as_ref())?;
     let dy = DeviceDense::from_host(dev, random::dense::<f32>(s.out, s.tokens, 5).as_ref())?;
     dev.synchronize()?;
-    // The inputs are the same for both methods: the mark starts after them.
+    // The reset restarts the mark at the memory in use now, so the peak counts the inputs
+    // (the same for both methods) and everything the layer and the steps allocate.
     dev.pool_high_water(true)?;
     let mut layer = DeviceRosaLinear::from_host(dev, host)?;
     let mut opt = DeviceAdamW::new(AdamConfig::default());

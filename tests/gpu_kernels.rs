@@ -11,35 +11,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::OnceLock;
-
+use common::gpu::device;
 use common::kernels::{case_up_to, cpu_sddmm, cpu_spmm, Case};
 use common::{assert_close, gemm_ref, to64, tolerance, transpose, Expected};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rosa::cuda::{self, Device, DeviceCsr, DeviceDense, KernelConfig, Op};
 use rosa::{bf16, cpu, f16, random, Dense, Error, Scalar};
-
-/// The shared device, or `None` after printing why the test is skipped.
-fn device(test: &str) -> Option<&'static Device> {
-    static DEV: OnceLock<Result<Device, String>> = OnceLock::new();
-    let dev = DEV.get_or_init(|| {
-        Device::new(0).map_err(|e| match e {
-            Error::NoDevice(why) => why,
-            other => other.to_string(),
-        })
-    });
-    match dev {
-        Ok(dev) => Some(dev),
-        Err(why) => {
-            // Straight to stderr: the test harness captures println!, and a skip must be
-            // visible in a plain `cargo test` log.
-            let _ = writeln!(std::io::stderr(), "{test}: skipped: no CUDA device ({why})");
-            None
-        }
-    }
-}
 
 // ---------------------------------------------------------------- checks
 

@@ -9,31 +9,12 @@
 //! and passes.
 #![cfg(feature = "cuda")]
 
-use std::io::Write;
-use std::sync::OnceLock;
+mod common;
 
+use common::gpu::device;
 use rosa::cuda::{self, Device, DeviceAdamW, DeviceCsr, DeviceDense, DeviceRosaLinear};
 use rosa::train::{AdamConfig, AdamW, Cpu, Lora, RosaLinear, Weight};
 use rosa::{bf16, random, CsrShape, Dense, Error};
-
-/// The shared device, or `None` after printing why the test is skipped.
-fn device(test: &str) -> Option<&'static Device> {
-    static DEV: OnceLock<Result<Device, String>> = OnceLock::new();
-    let dev = DEV.get_or_init(|| {
-        Device::new(0).map_err(|e| match e {
-            Error::NoDevice(why) => why,
-            other => other.to_string(),
-        })
-    });
-    match dev {
-        Ok(dev) => Some(dev),
-        Err(why) => {
-            // Straight to stderr: the harness captures println!, and a skip must show.
-            let _ = writeln!(std::io::stderr(), "{test}: skipped: no CUDA device ({why})");
-            None
-        }
-    }
-}
 
 /// Every element within `rel * (1 + max |want|)` of the CPU's; NaN never passes.
 fn assert_near(what: &str, got: &[f32], want: &[f32], rel: f32) {

@@ -3,6 +3,8 @@
 
 use rosa::{Csr, Dense, Scalar};
 
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod kernels;
 pub mod scratch;
 
