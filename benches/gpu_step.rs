@@ -115,7 +115,11 @@ fn main() -> Result<()> {
     let dev = match Device::new(0) {
         Ok(dev) => dev,
         Err(e) => {
-            println!("gpu_step: skipped: no CUDA device ({e})");
+            let why = match e {
+                rosa::Error::NoDevice(why) => why,
+                other => other.to_string(),
+            };
+            println!("gpu_step: skipped: no CUDA device ({why})");
             return Ok(());
         }
     };

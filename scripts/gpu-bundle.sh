@@ -55,7 +55,9 @@ collect "$out/tests" test --test gpu_kernels --test gpu_train --test cli
 # `cargo bench` has no --release (its profile inherits release), so not through collect.
 echo "[gpu-bundle] gpu_step (the training-step benchmark)" >&2
 cargo bench --features cuda --bench gpu_step --no-run --message-format=json-render-diagnostics |
-  executables | while read -r _ _ exe; do
+  executables | while read -r name kind exe; do
+    # The `rosa` binary is built alongside (benches may run it): keep only the bench.
+    [[ $name == gpu_step && $kind == bench ]] || continue
     cp "$exe" "$out/gpu_step"
     strip "$out/gpu_step"
     echo "  $out/gpu_step" >&2

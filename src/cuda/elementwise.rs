@@ -3,6 +3,8 @@
 //! sparse adapter into a dense weight. Each checks shapes and devices, then queues one
 //! launch on the device's stream.
 
+use cudarc::driver::CudaSlice;
+
 use super::result;
 use super::{CudaScalar, Device, DeviceCsr, DeviceDense};
 use crate::{Error, Result};
@@ -137,12 +139,25 @@ pub fn row_sum(dev: &Device, x: &DeviceDense<f32>, out: &mut DeviceDense<f32>) -
 /// # Ok::<(), rosa::Error>(())
 /// ```
 pub fn sum_squares(dev: &Device, xs: &[&DeviceDense<f32>]) -> Result<f64> {
+    sum_squares_of(dev, xs.iter().map(|x| (&x.data, x.rows() * x.cols(), "X")))
+}
+
+/// [`sum_squares`] over the first `len` elements of each buffer (`what` names it in
+/// errors): one f64 accumulator on the device, one read-back.
+pub(crate) fn sum_squares_of<'a>(
+    dev: &Device,
+    parts: impl IntoIterator<Item = (&'a CudaSlice<f32>, usize, &'static str)>,
+) -> Result<f64> {
     let mut acc = super::mem::zeros::<f64>(dev.stream(), 1)?;
-    for x in xs {
-        dev.check_same(x.data.stream(), "X")?;
-        result::sum_squares(dev.stream(), x.rows() * x.cols(), &x.data, &mut acc)?;
+    for (x, len, what) in parts {
+        dev.check_same(x.stream(), what)?;
+        result::sum_squares(dev.stream(), len, x, &mut acc)?;
     }
-    Ok(super::mem::download(&acc, 1)?[0])
+    // The accumulator holds exactly one value.
+    Ok(super::mem::download(&acc, 1)?
+        .first()
+        .copied()
+        .unwrap_or(0.0))
 }
 
 /// `W += alpha S` for a sparse `S` and a dense `W` of the same shape: folds a sparse

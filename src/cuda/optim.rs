@@ -6,7 +6,7 @@ use std::collections::hash_map::{Entry, HashMap};
 use cudarc::driver::CudaSlice;
 
 use super::result::{self, AdamwBuffers, AdamwStep};
-use super::{mem, Device, DeviceParam};
+use super::{elementwise, mem, Device, DeviceParam};
 use crate::train::{AdamConfig, Group};
 use crate::Result;
 
@@ -154,13 +154,11 @@ impl DeviceAdamW {
         lr_factor: f32,
     ) -> Result<f32> {
         let stream = dev.stream();
-        let mut acc = mem::zeros::<f64>(stream, 1)?;
         for (_, p) in params.iter() {
-            dev.check_same(p.grad.stream(), p.name)?;
             dev.check_same(p.value.stream(), p.name)?;
-            result::sum_squares(stream, p.len, p.grad, &mut acc)?;
         }
-        let norm = mem::download(&acc, 1)?[0].sqrt() as f32;
+        let grads = params.iter().map(|(_, p)| (p.grad, p.len, p.name));
+        let norm = elementwise::sum_squares_of(dev, grads)?.sqrt() as f32;
         let clip = match self.cfg.clip_norm {
             Some(c) if norm > c => c / (norm + 1e-6),
             _ => 1.0,
