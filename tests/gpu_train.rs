@@ -465,6 +465,11 @@ fn merge_then_unmerge_restores_w_and_merged_forward_agrees() {
         assert!(gpu.is_merged());
         assert!(gpu.to_host().is_err(), "to_host of a merged layer");
         assert!(gpu.forward(&x, true).is_err(), "training a merged layer");
+        let dy = DeviceDense::<f32>::zeros(dev, s.out, s.tokens).unwrap();
+        assert!(
+            gpu.backward(&dy).is_err(),
+            "backward through a merged layer"
+        );
         let y_merged = gpu.forward(&x, false).unwrap().to_host().unwrap();
         // A bf16 W rounds the merged sum to bf16.
         let rel = if s.bf16_w { 3e-2 } else { 1e-5 };

@@ -434,6 +434,12 @@ impl DeviceRosaLinear {
     pub fn backward(&mut self, dy: &DeviceDense<f32>) -> Result<DeviceDense<f32>> {
         const OP: &str = "DeviceRosaLinear::backward";
         Self::check_rows(OP, dy, self.out_features())?;
+        if self.merged {
+            // The cached pass may predate the merge; W now carries the adapters too.
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: the layer is merged; unmerge it first"
+            )));
+        }
         let cache = self.cache.as_ref().ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "{OP}: no training-mode forward pass to go back through"
@@ -455,6 +461,9 @@ impl DeviceRosaLinear {
         let mut dx = DeviceDense::zeros(dev, self.in_features(), tokens)?;
         self.weight_product(Transpose::Yes, dy, &mut dx)?;
         let g = &mut self.grads;
+        // Stale until every gradient below is written: a failure half-way must not let the
+        // optimizer step on a mix of this pass's and the last one's.
+        g.ready = false;
         if let Some(gw) = &mut g.w {
             blas.gemm(1.0, dy, Transpose::No, x, Transpose::Yes, 0.0, gw)?;
         }
