@@ -149,4 +149,19 @@ int32_t with_index(int32_t index, F &&f, std::index_sequence<I...>) {
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }
 
+// Block size and grid of the elementwise kernels: grid-stride loops over a grid capped at
+// kMaxBlocks (enough to fill any current GPU several times over), so an n of any size
+// stays inside the launch limits and each thread's index math is plain int64.
+constexpr int kElemThreads = 256;
+constexpr int64_t kMaxBlocks = 4096;
+inline unsigned elem_blocks(int64_t n) {
+  return static_cast<unsigned>(std::min<int64_t>((n + kElemThreads - 1) / kElemThreads, kMaxBlocks));
+}
+__device__ __forceinline__ int64_t grid_start() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
 } // namespace rosa

@@ -111,6 +111,72 @@ int32_t rosa_spmm(const rosa_spmm_params *params, int32_t config, void *stream);
 int32_t rosa_spmm_t(const rosa_spmm_params *params, int32_t config, void *stream);
 int32_t rosa_sddmm(const rosa_sddmm_params *params, int32_t config, void *stream);
 
+/*
+ * Elementwise and reduction kernels of the training step (csrc/elementwise.cu). All take
+ * packed buffers of `n` elements (n >= 0; n == 0 launches nothing) and launch a capped,
+ * grid-stride grid, so any n fits the launch limits.
+ */
+
+/*
+ * One AdamW step on f32 buffers, for each i < n:
+ *   g = grad[i] * grad_scale                       (global-norm clipping factor, or 1)
+ *   m[i] = beta1 m[i] + (1 - beta1) g;   v[i] = beta2 v[i] + (1 - beta2) g^2
+ *   param[i] -= lr ((m[i] / bias_correction1) / (sqrt(v[i] / bias_correction2) + eps)
+ *                   + weight_decay param[i])
+ * with bias_correction{1,2} = 1 - beta{1,2}^t, computed by the caller.
+ */
+typedef struct rosa_adamw_params {
+  int64_t n;
+  float *param;
+  const float *grad;
+  float *m;
+  float *v;
+  float lr;
+  float beta1;
+  float beta2;
+  float eps;
+  float weight_decay;
+  float bias_correction1;
+  float bias_correction2;
+  float grad_scale;
+} rosa_adamw_params;
+
+int32_t rosa_adamw(const rosa_adamw_params *params, void *stream);
+
+/* *acc += sum of x[i]^2 over i < n, accumulated in f64 (atomically, so several buffers can
+ * add into one accumulator: the global gradient norm). */
+int32_t rosa_sum_squares(int64_t n, const float *x, double *acc, void *stream);
+
+/* y = alpha x + beta y, f32; beta == 0 leaves the old y unread. */
+int32_t rosa_axpby(int64_t n, float alpha, const float *x, float beta, float *y, void *stream);
+
+/* dst[i] = src[i] converted between rosa_dtypes (rounded to nearest even when narrowing). */
+int32_t rosa_cast(int64_t n, int32_t src_dtype, const void *src, int32_t dst_dtype, void *dst,
+                  void *stream);
+
+/* y[i, j] += bias[i] for a row-major rows x cols f32 matrix (feature-major activations: one
+ * bias per row). */
+int32_t rosa_bias_add(int64_t rows, int64_t cols, const float *bias, float *y, void *stream);
+
+/* out[i] = sum_j x[i, j] for a row-major rows x cols f32 matrix: the bias gradient. */
+int32_t rosa_row_sum(int64_t rows, int64_t cols, const float *x, float *out, void *stream);
+
+/* dense[i, col_idx[p]] += alpha values[p] for every stored entry p of row i of a CSR matrix
+ * (rows x cols, columns unique within a row) into a row-major f32 matrix with row stride
+ * `ld` >= cols: folds a sparse adapter into a dense weight (alpha = -1 takes it out). */
+typedef struct rosa_csr_add_params {
+  int32_t rows;
+  int32_t cols;
+  const int32_t *row_ptr; /* [rows + 1] */
+  const int32_t *col_idx; /* [nnz], each in [0, cols) */
+  const float *values;    /* [nnz] */
+  float *dense;           /* [rows * ld] */
+  int64_t ld;
+  float alpha;
+} rosa_csr_add_params;
+
+int32_t rosa_csr_add(const rosa_csr_add_params *params, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,7 @@
 #                             `--features cuda` (the CPU-only suites run in CI; each
 #                             binary carries the kernels and cudart, about 9 MiB)
 #   gpu-bundle/rosa           the command-line program with `cuda`
+#   gpu-bundle/gpu_step       benches/gpu_step.rs: RoSA vs LoRA-only training step
 #   gpu-bundle/MANIFEST       commit, toolchain and sizes
 # All stripped; cudart is linked statically and the driver is loaded at run time, so the
 # bundle needs nothing on the GPU machine but its driver. Then, there, from the repo root:
@@ -49,7 +50,18 @@ collect() { # <dest dir> <cargo args...>
 }
 
 echo "[gpu-bundle] test binaries" >&2
-collect "$out/tests" test --test gpu_kernels --test gpu_tune --test gpu_baselines --test cli
+collect "$out/tests" test --test gpu_kernels --test gpu_tune --test gpu_baselines --test gpu_train --test cli
+
+# `cargo bench` has no --release (its profile inherits release), so not through collect.
+echo "[gpu-bundle] gpu_step (the training-step benchmark)" >&2
+cargo bench --features cuda --bench gpu_step --no-run --message-format=json-render-diagnostics |
+  executables | while read -r name kind exe; do
+    # The `rosa` binary is built alongside (benches may run it): keep only the bench.
+    [[ $name == gpu_step && $kind == bench ]] || continue
+    cp "$exe" "$out/gpu_step"
+    strip "$out/gpu_step"
+    echo "  $out/gpu_step" >&2
+  done
 
 echo "[gpu-bundle] rosa" >&2
 cargo build --release --features cuda --bin rosa

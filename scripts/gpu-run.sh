@@ -3,18 +3,21 @@
 # repository root, with no Rust toolchain there:
 #   1. every test binary (the GPU tests must run, not skip: a skip here is a failure),
 #   2. compute-sanitizer memcheck, racecheck, initcheck and synccheck over the GPU kernel
-#      tests (fewer cases), all into sanitizer.log,
+#      tests (fewer cases) and the layer tests (gpu_train), all into sanitizer.log,
 #   3. `rosa info`, `rosa tune --quick` (its cache into tune.json, to be committed as
 #      tuning/<file stem>.json, the name `rosa info` prints), and `rosa bench --device
 #      cuda`: a few DESIGN.md grid shapes at the grid's densities, f32 then bf16, against
 #      cuSPARSE and cuBLAS (about 2-5 min; ROSA_BENCH_ARGS replaces the shape arguments,
-#      e.g. "--grid" for the whole grid), with a time-vs-density chart per dtype.
+#      e.g. "--grid" for the whole grid), with a time-vs-density chart per dtype,
+#   4. gpu_step: one RoSA training step vs the LoRA-only step at 11008 x 4096, bf16 W,
+#      2048 tokens, r = 16, d = 0.6% (target <= 1.25x), with peak memory, into rosa.log.
 # Logs go to a work directory (machine.log, tests.log, sanitizer.log, rosa.log,
 # tune.json, bench-<dtype>.json and .svg, summary.txt). With $OUT set, which brings back
 # at most 8 files, $OUT gets summary.txt, tune.json and all of it as gpu-run.tar.gz.
-# A short table is printed last: each step's status, then the bench's summary lines
+# A short table is printed last: each step's status, then the summary lines of the bench
 # (median % of the roofline, median and geomean speedups over cuSPARSE and each cuBLAS
-# GEMM, the spmm_t/spmm time ratio per dtype) and the tuner's geomean over the heuristic.
+# GEMM, the spmm_t/spmm time ratio per dtype), the tuner (geomean over the heuristic)
+# and the step benchmark.
 #   usage: scripts/gpu-run.sh [bundle dir, default gpu-bundle]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -94,12 +97,18 @@ done
 sanitizer=$(command -v compute-sanitizer || true)
 [[ -z $sanitizer && -x /usr/local/cuda/bin/compute-sanitizer ]] && sanitizer=/usr/local/cuda/bin/compute-sanitizer
 kernel_tests=$(ls "$bundle"/tests/gpu_kernels* 2>/dev/null | head -n1)
+layer_tests=$(ls "$bundle"/tests/gpu_train* 2>/dev/null | head -n1)
 if [[ -n $sanitizer && -n $kernel_tests ]]; then
   # A handful of random cases per config: the sanitizers slow each launch a lot, and the
-  # fixed large cases still cover multi-block grids, long rows and odd widths.
+  # fixed large cases still cover multi-block grids, long rows and odd widths. The layer
+  # tests (elementwise kernels, AdamW, the device layer) use small shapes throughout.
   for tool in memcheck racecheck initcheck synccheck; do
     ROSA_GPU_CASES=${ROSA_SANITIZER_CASES:-4} step "sanitizer:$tool" "$logs/sanitizer.log" \
       "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 50 "$kernel_tests" --test-threads=1
+    if [[ -n $layer_tests ]]; then
+      step "sanitizer:$tool layer" "$logs/sanitizer.log" \
+        "$sanitizer" --tool "$tool" --error-exitcode 99 --print-limit 50 "$layer_tests" --test-threads=1
+    fi
   done
 else
   rows+=("$(printf '%-34s %-10s' sanitizer SKIPPED) compute-sanitizer or the kernel tests missing")
@@ -134,6 +143,17 @@ if [[ -x $bundle/rosa ]]; then
   else
     rows+=("$(printf '%-34s %-10s' 'rosa bench' SKIPPED) no 'bench --device' in this rosa binary yet")
   fi
+fi
+
+# One RoSA training step against the LoRA-only step at the LLaMA-MLP shape (issue 5's
+# target: at most 1.25x), with the peak memory of each.
+if [[ -x $bundle/gpu_step ]]; then
+  step "gpu_step (rosa vs lora step)" "$logs/rosa.log" "$bundle/gpu_step"
+  while IFS= read -r line; do
+    rows+=("  $line")
+  done < <(grep '^summary step' "$logs/rosa.log")
+else
+  rows+=("$(printf '%-34s %-10s' gpu_step SKIPPED) not in this bundle")
 fi
 
 {

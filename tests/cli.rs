@@ -623,3 +623,25 @@ fn bench_emits_json_rows_and_a_table() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("bench: [1/1]"));
 }
+
+/// `train --device cuda` is refused with one line naming what is missing, never run on the
+/// CPU under a CUDA label: without the feature, the feature; with it, the model's CUDA path.
+#[test]
+fn train_on_cuda_is_one_clear_error() {
+    let out = rosa(&[
+        "train",
+        "--device",
+        "cuda",
+        "--steps",
+        "2",
+        "--pretrain-steps",
+        "2",
+    ]);
+    let err = assert_one_error_line(&out);
+    assert!(err.contains("training on CUDA"), "{err}");
+    if cfg!(feature = "cuda") {
+        assert!(err.contains("no CUDA path yet"), "{err}");
+    } else {
+        assert!(err.contains("built without the cuda feature"), "{err}");
+    }
+}

@@ -120,11 +120,56 @@ impl Blas {
         beta: f32,
         c: &mut DeviceDense<T>,
     ) -> Result<()> {
-        let dims = |m: &DeviceDense<T>, t| match t {
-            Transpose::No => (m.rows(), m.cols()),
-            Transpose::Yes => (m.cols(), m.rows()),
+        let g = self.col_major(alpha, a, ta, b, tb, beta, c)?;
+        T::gemm(&self.handle, g)
+    }
+
+    /// [`Blas::gemm`] with an f32 output whatever the input type, accumulated in f32: for a
+    /// bf16 weight times bf16 activations, the product is not rounded back to bf16.
+    ///
+    /// ```no_run
+    /// use rosa::cuda::{Blas, Device, DeviceDense, Transpose};
+    /// let dev = Device::new(0)?;
+    /// let blas = Blas::new(&dev)?;
+    /// let w = DeviceDense::from_host(&dev, rosa::random::dense::<rosa::bf16>(64, 32, 1).as_ref())?;
+    /// let x = DeviceDense::from_host(&dev, rosa::random::dense::<rosa::bf16>(32, 16, 2).as_ref())?;
+    /// let mut y = DeviceDense::<f32>::zeros(&dev, 64, 16)?;
+    /// blas.gemm_f32_out(1.0, &w, Transpose::No, &x, Transpose::No, 0.0, &mut y)?; // Y = W X
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_f32_out<T: BlasScalar>(
+        &self,
+        alpha: f32,
+        a: &DeviceDense<T>,
+        ta: Transpose,
+        b: &DeviceDense<T>,
+        tb: Transpose,
+        beta: f32,
+        c: &mut DeviceDense<f32>,
+    ) -> Result<()> {
+        let g = self.col_major(alpha, a, ta, b, tb, beta, c)?;
+        result::gemm_f32_out(&self.handle, self.dev.stream(), g)
+    }
+
+    /// Checks the shapes and devices of the row-major `C = alpha op(A) op(B) + beta C` and
+    /// restates it as the column-major GEMM cuBLAS runs.
+    #[allow(clippy::too_many_arguments)]
+    fn col_major<'a, T: CudaScalar, C: CudaScalar>(
+        &self,
+        alpha: f32,
+        a: &'a DeviceDense<T>,
+        ta: Transpose,
+        b: &'a DeviceDense<T>,
+        tb: Transpose,
+        beta: f32,
+        c: &'a mut DeviceDense<C>,
+    ) -> Result<result::Gemm<'a, T, C>> {
+        let dims = |rows: usize, cols: usize, t| match t {
+            Transpose::No => (rows, cols),
+            Transpose::Yes => (cols, rows),
         };
-        let ((ar, ac), (br, bc)) = (dims(a, ta), dims(b, tb));
+        let ((ar, ac), (br, bc)) = (dims(a.rows(), a.cols(), ta), dims(b.rows(), b.cols(), tb));
         if ac != br || c.rows() != ar || c.cols() != bc {
             return Err(Error::ShapeMismatch {
                 op: "gemm",
@@ -139,26 +184,22 @@ impl Blas {
         self.dev.check_same(c.data.stream(), "C")?;
         // cuBLAS is column-major, and a row-major X is a column-major X^T: so compute
         // C^T = op(B)^T op(A)^T, which swaps the operands and keeps each one's flag.
-        let ld = |m: &DeviceDense<T>| m.cols().max(1);
-        let (lda, ldb, ldc) = (ld(b), ld(a), ld(c));
+        let (lda, ldb, ldc) = (b.cols().max(1), a.cols().max(1), c.cols().max(1));
         let (bufa, bufb): (&CudaSlice<T>, &CudaSlice<T>) = (&b.data, &a.data);
-        T::gemm(
-            &self.handle,
-            result::Gemm {
-                trans_a: tb == Transpose::Yes,
-                trans_b: ta == Transpose::Yes,
-                m: bc,
-                n: ar,
-                k: ac,
-                a: bufa,
-                lda,
-                b: bufb,
-                ldb,
-                c: &mut c.data,
-                ldc,
-                alpha,
-                beta,
-            },
-        )
+        Ok(result::Gemm {
+            trans_a: tb == Transpose::Yes,
+            trans_b: ta == Transpose::Yes,
+            m: bc,
+            n: ar,
+            k: ac,
+            a: bufa,
+            lda,
+            b: bufb,
+            ldb,
+            c: &mut c.data,
+            ldc,
+            alpha,
+            beta,
+        })
     }
 }

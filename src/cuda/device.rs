@@ -256,6 +256,23 @@ impl Device {
             .map_err(driver("cuEventElapsedTime"))
     }
 
+    /// The most bytes in use at once, since the last reset, in the device's default
+    /// memory pool, where every buffer of this crate comes from (cuBLAS's own workspace
+    /// does not); with `reset`, a new high-water mark starts from the current use. `None`
+    /// where the device lacks stream-ordered allocation. Benchmarks report peak memory
+    /// with it.
+    ///
+    /// ```no_run
+    /// let dev = rosa::cuda::Device::new(0)?;
+    /// dev.pool_high_water(true)?;
+    /// let buf = rosa::cuda::DeviceDense::<f32>::zeros(&dev, 1024, 1024)?;
+    /// assert!(dev.pool_high_water(false)?.is_none_or(|b| b >= 4 << 20));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn pool_high_water(&self, reset: bool) -> Result<Option<u64>> {
+        super::result::pool_used_high(&self.ctx, reset)
+    }
+
     pub(crate) fn check_same(&self, stream: &CudaStream, what: &'static str) -> Result<()> {
         if stream.context().cu_ctx() == self.ctx.cu_ctx() {
             Ok(())

@@ -14,7 +14,10 @@
 //! | [`sddmm`] | `out[p] = alpha (L R^T)[i, j] + beta out[p]` | L: M x k, R: N x k, out: M x N mask |
 //!
 //! [`Blas`] wraps cuBLAS's dense GEMM and [`Sparse`] cuSPARSE's CSR SpMM and SDDMM on
-//! the same buffers: the baselines of [`crate::bench::gpu`].
+//! the same buffers: the baselines of [`crate::bench::gpu`]. [`DeviceRosaLinear`] and
+//! [`DeviceAdamW`] train the RoSA layer on the device, with the elementwise kernels
+//! ([`axpby`], [`cast`], [`bias_add`], [`row_sum`], [`sum_squares`], [`csr_add`]) doing
+//! the work around the products.
 //!
 //! ```no_run
 //! use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
@@ -38,7 +41,10 @@ mod config;
 mod csr;
 mod dense;
 mod device;
+mod elementwise;
+mod layer;
 mod mem;
+mod optim;
 mod result;
 mod sddmm;
 mod sparse;
@@ -51,6 +57,9 @@ pub use config::KernelConfig;
 pub use csr::DeviceCsr;
 pub use dense::DeviceDense;
 pub use device::{device_count, Device, DeviceInfo};
+pub use elementwise::{axpby, bias_add, cast, csr_add, row_sum, sum_squares};
+pub use layer::{DeviceParam, DeviceRosaLinear};
+pub use optim::DeviceAdamW;
 pub use sddmm::{sddmm, sddmm_with};
 pub use sparse::{Sparse, SparseSddmm, SparseSpmm, SpmmAlg};
 pub use spmm::{spmm, spmm_t, spmm_t_with, spmm_with};

@@ -10,7 +10,7 @@
 use std::ffi::{c_void, CStr};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
 
 use super::sys;
 use crate::{DType, Error, Result};
@@ -119,6 +119,17 @@ fn need(what: &'static str, got: usize, want: usize) -> Result<()> {
     }
 }
 
+/// `stream` as the opaque handle the C ABI takes, after binding its context to this
+/// thread: the runtime API launches into the context current on the calling thread, which
+/// must be the one the buffers and the stream belong to.
+fn runtime_stream(stream: &CudaStream) -> Result<*mut c_void> {
+    stream
+        .context()
+        .bind_to_thread()
+        .map_err(driver("cuCtxSetCurrent"))?;
+    Ok(stream.cu_stream() as *mut c_void)
+}
+
 /// The compressed structure a kernel walks: a CSR matrix, or A^T through a transpose plan.
 pub(crate) struct Structure<'a> {
     pub rows: usize,
@@ -196,13 +207,7 @@ pub(crate) fn spmm<T: crate::Scalar>(
         alpha: a.alpha,
         beta: a.beta,
     };
-    let s = stream.cu_stream() as *mut c_void;
-    // The runtime API launches into the context current on this thread: bind the one the
-    // buffers and the stream belong to.
-    stream
-        .context()
-        .bind_to_thread()
-        .map_err(driver("cuCtxSetCurrent"))?;
+    let s = runtime_stream(stream)?;
     // SAFETY: every pointer comes from a live device buffer of the stream's context whose
     // length was checked above against what the kernel indexes (rows + 1 offsets, nnz
     // columns/values/perm entries, rows swizzle entries, cols * n of B, rows * n of C); the
@@ -279,11 +284,7 @@ pub(crate) fn sddmm<T: crate::Scalar>(
         alpha: a.alpha,
         beta: a.beta,
     };
-    let s = stream.cu_stream() as *mut c_void;
-    stream
-        .context()
-        .bind_to_thread()
-        .map_err(driver("cuCtxSetCurrent"))?;
+    let s = runtime_stream(stream)?;
     // SAFETY: as in `spmm`: lengths checked above (rows + 1 offsets, nnz columns and
     // outputs, rows * k of L, cols * k of R), index contents valid by construction,
     // `params` outlives the call, guards keep stream ordering.
@@ -326,8 +327,9 @@ pub(crate) fn cublas_math(handle: &CudaBlas, tf32: bool) -> Result<()> {
 
 /// A column-major GEMM as cuBLAS sees it: `c (m x n) = alpha op(a) op(b) + beta c`, with
 /// `op(a)` m x k and `op(b)` k x n, leading dimensions `lda`, `ldb`, `ldc`. `pub` in this
-/// private module so that the sealed [`super::BlasScalar`] can name it.
-pub struct Gemm<'a, T> {
+/// private module so that the sealed [`super::BlasScalar`] can name it. `C` is the output
+/// type: the inputs' own, or f32 for [`gemm_f32_out`].
+pub struct Gemm<'a, T, C = T> {
     pub trans_a: bool,
     pub trans_b: bool,
     pub m: usize,
@@ -337,21 +339,21 @@ pub struct Gemm<'a, T> {
     pub lda: usize,
     pub b: &'a CudaSlice<T>,
     pub ldb: usize,
-    pub c: &'a mut CudaSlice<T>,
+    pub c: &'a mut CudaSlice<C>,
     pub ldc: usize,
     pub alpha: f32,
     pub beta: f32,
 }
 
-/// Checks that each buffer holds the column-major matrix its leading dimension describes,
-/// then queues the GEMM on `handle`'s stream.
-pub(crate) fn gemm<T: crate::Scalar>(handle: &CudaBlas, g: Gemm<'_, T>) -> Result<()>
-where
-    CudaBlas: cudarc::cublas::Gemm<T>,
-{
+/// Checks that each buffer holds the column-major matrix its leading dimension describes
+/// and that every dimension fits cuBLAS's `int`s; `None` for an empty output.
+fn gemm_config<T, C, S>(
+    g: &Gemm<'_, T, C>,
+    scalar: impl Fn(f32) -> S,
+) -> Result<Option<cudarc::cublas::GemmConfig<S>>> {
     use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
     if g.m == 0 || g.n == 0 {
-        return Ok(());
+        return Ok(None);
     }
     // Stored (rows, cols) of each operand in column-major order.
     let (a_rows, a_cols) = if g.trans_a { (g.k, g.m) } else { (g.m, g.k) };
@@ -369,20 +371,324 @@ where
         need(what, len, ld * cols)?;
     }
     let op = |t: bool| if t { CUBLAS_OP_T } else { CUBLAS_OP_N };
-    let cfg = cudarc::cublas::GemmConfig {
+    Ok(Some(cudarc::cublas::GemmConfig {
         transa: op(g.trans_a),
         transb: op(g.trans_b),
         m: i32_of("gemm m", g.m)?,
         n: i32_of("gemm n", g.n)?,
         k: i32_of("gemm k", g.k)?,
-        alpha: T::from_f32(g.alpha),
+        alpha: scalar(g.alpha),
         lda: i32_of("gemm lda", g.lda)?,
         ldb: i32_of("gemm ldb", g.ldb)?,
-        beta: T::from_f32(g.beta),
+        beta: scalar(g.beta),
         ldc: i32_of("gemm ldc", g.ldc)?,
+    }))
+}
+
+/// Checks the operands ([`gemm_config`]), then queues the GEMM on `handle`'s stream.
+pub(crate) fn gemm<T: crate::Scalar>(handle: &CudaBlas, g: Gemm<'_, T>) -> Result<()>
+where
+    CudaBlas: cudarc::cublas::Gemm<T>,
+{
+    let Some(cfg) = gemm_config(&g, T::from_f32)? else {
+        return Ok(());
     };
     // SAFETY: each buffer was checked above to hold `ld * cols` elements of the matrix
     // cuBLAS reads or writes through it, all dimensions fit in i32, and the buffers are
     // live device memory; cudarc orders them on the handle's stream.
     unsafe { cudarc::cublas::Gemm::gemm(handle, cfg, g.a, g.b, g.c) }.map_err(blas("cublasGemmEx"))
+}
+
+// ---------------------------------------------------------------- elementwise kernels
+//
+// Each wrapper re-checks that every buffer holds the elements the kernel indexes (the C
+// side cannot see lengths), then launches on `stream`. The guards (_g*) keep cudarc's
+// stream ordering of the buffers, as in `spmm`.
+
+fn ptr<T>(p: u64) -> *const T {
+    p as usize as *const T
+}
+
+fn ptr_mut<T>(p: u64) -> *mut T {
+    p as usize as *mut T
+}
+
+/// The scalars of one AdamW step (see `rosa_adamw_params`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdamwStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub bias_correction1: f32,
+    pub bias_correction2: f32,
+    pub grad_scale: f32,
+}
+
+/// The four buffers of one AdamW update of `n` values.
+pub(crate) struct AdamwBuffers<'a> {
+    pub n: usize,
+    pub param: &'a mut CudaSlice<f32>,
+    pub grad: &'a CudaSlice<f32>,
+    pub m: &'a mut CudaSlice<f32>,
+    pub v: &'a mut CudaSlice<f32>,
+}
+
+/// Launches `rosa_adamw`.
+pub(crate) fn adamw(stream: &CudaStream, b: AdamwBuffers<'_>, h: AdamwStep) -> Result<()> {
+    for (what, len) in [
+        ("adamw param", b.param.len()),
+        ("adamw grad", b.grad.len()),
+        ("adamw m", b.m.len()),
+        ("adamw v", b.v.len()),
+    ] {
+        need(what, len, b.n)?;
+    }
+    let (param, _g1) = b.param.device_ptr_mut(stream);
+    let (grad, _g2) = b.grad.device_ptr(stream);
+    let (m, _g3) = b.m.device_ptr_mut(stream);
+    let (v, _g4) = b.v.device_ptr_mut(stream);
+    let params = sys::rosa_adamw_params {
+        n: i64_of(b.n),
+        param: ptr_mut(param),
+        grad: ptr(grad),
+        m: ptr_mut(m),
+        v: ptr_mut(v),
+        lr: h.lr,
+        beta1: h.beta1,
+        beta2: h.beta2,
+        eps: h.eps,
+        weight_decay: h.weight_decay,
+        bias_correction1: h.bias_correction1,
+        bias_correction2: h.bias_correction2,
+        grad_scale: h.grad_scale,
+    };
+    let s = runtime_stream(stream)?;
+    // SAFETY: the four buffers hold at least n f32 each (checked above) and are live device
+    // memory of the stream's context; `params` outlives the call.
+    check("rosa_adamw", unsafe { sys::rosa_adamw(&params, s) })
+}
+
+/// Launches `rosa_sum_squares`: `acc[0] += sum of x[..n]^2`.
+pub(crate) fn sum_squares(
+    stream: &CudaStream,
+    n: usize,
+    x: &CudaSlice<f32>,
+    acc: &mut CudaSlice<f64>,
+) -> Result<()> {
+    need("sum_squares x", x.len(), n)?;
+    need("sum_squares acc", acc.len(), 1)?;
+    let (xp, _g1) = x.device_ptr(stream);
+    let (ap, _g2) = acc.device_ptr_mut(stream);
+    let s = runtime_stream(stream)?;
+    // SAFETY: x holds n f32 and acc one f64 (checked above), both live device memory.
+    check("rosa_sum_squares", unsafe {
+        sys::rosa_sum_squares(i64_of(n), ptr(xp), ptr_mut(ap), s)
+    })
+}
+
+/// Launches `rosa_axpby`: `y[..n] = alpha x[..n] + beta y[..n]`.
+pub(crate) fn axpby(
+    stream: &CudaStream,
+    n: usize,
+    alpha: f32,
+    x: &CudaSlice<f32>,
+    beta: f32,
+    y: &mut CudaSlice<f32>,
+) -> Result<()> {
+    need("axpby x", x.len(), n)?;
+    need("axpby y", y.len(), n)?;
+    let (xp, _g1) = x.device_ptr(stream);
+    let (yp, _g2) = y.device_ptr_mut(stream);
+    let s = runtime_stream(stream)?;
+    // SAFETY: x and y hold n f32 each (checked above), both live device memory.
+    check("rosa_axpby", unsafe {
+        sys::rosa_axpby(i64_of(n), alpha, ptr(xp), beta, ptr_mut(yp), s)
+    })
+}
+
+/// Launches `rosa_cast`: `dst[..n] = src[..n]` converted.
+pub(crate) fn cast<S: crate::Scalar, D: crate::Scalar>(
+    stream: &CudaStream,
+    n: usize,
+    src: &CudaSlice<S>,
+    dst: &mut CudaSlice<D>,
+) -> Result<()> {
+    need("cast src", src.len(), n)?;
+    need("cast dst", dst.len(), n)?;
+    let (sp, _g1) = src.device_ptr(stream);
+    let (dp, _g2) = dst.device_ptr_mut(stream);
+    let s = runtime_stream(stream)?;
+    // SAFETY: src and dst hold n elements of the dtypes passed with them (checked above),
+    // both live device memory.
+    check("rosa_cast", unsafe {
+        sys::rosa_cast(
+            i64_of(n),
+            dtype_code(S::DTYPE),
+            ptr::<c_void>(sp),
+            dtype_code(D::DTYPE),
+            ptr_mut::<c_void>(dp),
+            s,
+        )
+    })
+}
+
+/// Launches `rosa_bias_add`: `y[i, j] += bias[i]` for a packed rows x cols `y`.
+pub(crate) fn bias_add(
+    stream: &CudaStream,
+    rows: usize,
+    cols: usize,
+    bias: &CudaSlice<f32>,
+    y: &mut CudaSlice<f32>,
+) -> Result<()> {
+    need("bias_add bias", bias.len(), rows)?;
+    need("bias_add y", y.len(), rows * cols)?;
+    let (bp, _g1) = bias.device_ptr(stream);
+    let (yp, _g2) = y.device_ptr_mut(stream);
+    let s = runtime_stream(stream)?;
+    // SAFETY: bias holds rows and y rows * cols f32 (checked above), both live.
+    check("rosa_bias_add", unsafe {
+        sys::rosa_bias_add(i64_of(rows), i64_of(cols), ptr(bp), ptr_mut(yp), s)
+    })
+}
+
+/// Launches `rosa_row_sum`: `out[i] = sum_j x[i, j]` for a packed rows x cols `x`.
+pub(crate) fn row_sum(
+    stream: &CudaStream,
+    rows: usize,
+    cols: usize,
+    x: &CudaSlice<f32>,
+    out: &mut CudaSlice<f32>,
+) -> Result<()> {
+    need("row_sum x", x.len(), rows * cols)?;
+    need("row_sum out", out.len(), rows)?;
+    let (xp, _g1) = x.device_ptr(stream);
+    let (op, _g2) = out.device_ptr_mut(stream);
+    let s = runtime_stream(stream)?;
+    // SAFETY: x holds rows * cols and out rows f32 (checked above), both live.
+    check("rosa_row_sum", unsafe {
+        sys::rosa_row_sum(i64_of(rows), i64_of(cols), ptr(xp), ptr_mut(op), s)
+    })
+}
+
+/// Launches `rosa_csr_add`: `dense += alpha * S` for `S` with structure `st` (no plan) and
+/// `values`, `dense` packed row-major `st.rows x st.cols`.
+pub(crate) fn csr_add(
+    stream: &CudaStream,
+    st: Structure<'_>,
+    values: &CudaSlice<f32>,
+    alpha: f32,
+    dense: &mut CudaSlice<f32>,
+) -> Result<()> {
+    if st.perm.is_some() {
+        return Err(Error::InvalidArgument(
+            "csr_add walks a CSR structure, not a plan".into(),
+        ));
+    }
+    st.check(values.len())?;
+    need("csr_add dense", dense.len(), st.rows * st.cols)?;
+    let (rows, cols) = (i32_of("rows", st.rows)?, i32_of("cols", st.cols)?);
+    let (row_ptr, _g1) = st.row_ptr.device_ptr(stream);
+    let (col_idx, _g2) = st.col_idx.device_ptr(stream);
+    let (vp, _g3) = values.device_ptr(stream);
+    let (dp, _g4) = dense.device_ptr_mut(stream);
+    let params = sys::rosa_csr_add_params {
+        rows,
+        cols,
+        row_ptr: ptr(row_ptr),
+        col_idx: ptr(col_idx),
+        values: ptr(vp),
+        dense: ptr_mut(dp),
+        ld: i64_of(st.cols),
+        alpha,
+    };
+    let s = runtime_stream(stream)?;
+    // SAFETY: rows + 1 offsets, nnz columns (each < cols by construction of DeviceCsr) and
+    // nnz values, and rows * cols of the dense matrix (checked above); `params` outlives
+    // the call.
+    check("rosa_csr_add", unsafe { sys::rosa_csr_add(&params, s) })
+}
+
+/// A GEMM with `T` inputs and an f32 output, accumulated in f32 (`cublasGemmEx`, compute
+/// type 32F): a bf16 weight times bf16-rounded activations into an f32 result, without
+/// rounding the result to bf16. For f32 inputs this is the plain SGEMM (default math mode:
+/// no TF32).
+pub(crate) fn gemm_f32_out<T: crate::Scalar>(
+    handle: &CudaBlas,
+    stream: &CudaStream,
+    g: Gemm<'_, T, f32>,
+) -> Result<()> {
+    use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType_t};
+    let Some(cfg) = gemm_config(&g, |x| x)? else {
+        return Ok(());
+    };
+    let in_type = match T::DTYPE {
+        DType::F32 => cudaDataType_t::CUDA_R_32F,
+        DType::F16 => cudaDataType_t::CUDA_R_16F,
+        DType::Bf16 => cudaDataType_t::CUDA_R_16BF,
+    };
+    let (a, _g1) = g.a.device_ptr(stream);
+    let (b, _g2) = g.b.device_ptr(stream);
+    let (c, _g3) = g.c.device_ptr_mut(stream);
+    // SAFETY: as in `gemm`: each buffer holds the `ld * cols` elements of its matrix
+    // (checked by gemm_config), of the type passed beside it; alpha and beta are f32 as
+    // compute type 32F requires, and live across the call. `stream` is the handle's (the
+    // caller's contract), so the guards order the buffers with the GEMM.
+    unsafe {
+        cudarc::cublas::result::gemm_ex(
+            *handle.handle(),
+            cfg.transa,
+            cfg.transb,
+            cfg.m,
+            cfg.n,
+            cfg.k,
+            (&cfg.alpha) as *const f32 as *const c_void,
+            a as usize as *const c_void,
+            in_type,
+            cfg.lda,
+            b as usize as *const c_void,
+            in_type,
+            cfg.ldb,
+            (&cfg.beta) as *const f32 as *const c_void,
+            c as usize as *mut c_void,
+            cudaDataType_t::CUDA_R_32F,
+            cfg.ldc,
+            cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    }
+    .map_err(blas("cublasGemmEx"))
+}
+
+/// The high-water mark, in bytes, of memory in use in `ctx`'s default memory pool (where
+/// cudarc's stream-ordered allocations come from) since the last reset, then, with
+/// `reset`, a new mark starting from the current use. `None` where the device has no
+/// stream-ordered allocator (cudarc then allocates outside any pool).
+pub(crate) fn pool_used_high(ctx: &CudaContext, reset: bool) -> Result<Option<u64>> {
+    use cudarc::driver::sys::{self as dsys, CUmemPool_attribute};
+    if !ctx.has_async_alloc() {
+        return Ok(None);
+    }
+    ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
+    let mut pool: dsys::CUmemoryPool = std::ptr::null_mut();
+    // SAFETY: `pool` is a valid out-pointer; the device handle comes from a live context.
+    unsafe { dsys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) }
+        .result()
+        .map_err(driver("cuDeviceGetDefaultMemPool"))?;
+    let attr = CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
+    let mut high: u64 = 0;
+    // SAFETY: this attribute is a cuuint64_t, and `high` is one, valid for the call.
+    unsafe { dsys::cuMemPoolGetAttribute(pool, attr, (&mut high) as *mut u64 as *mut c_void) }
+        .result()
+        .map_err(driver("cuMemPoolGetAttribute"))?;
+    if reset {
+        // The driver accepts only 0 here: it restarts the mark at the current use.
+        let mut zero: u64 = 0;
+        // SAFETY: as above, a cuuint64_t valid for the call.
+        unsafe { dsys::cuMemPoolSetAttribute(pool, attr, (&mut zero) as *mut u64 as *mut c_void) }
+            .result()
+            .map_err(driver("cuMemPoolSetAttribute"))?;
+    }
+    Ok(Some(high))
 }

@@ -176,7 +176,8 @@ pub enum Device {
     /// The CPU backend.
     #[default]
     Cpu,
-    /// The CUDA backend (not built for training yet).
+    /// CUDA: refused by [`Device::backend`] for now (the trainer's model has no device
+    /// path; `rosa::cuda::DeviceRosaLinear` trains one layer with the `cuda` feature).
     Cuda,
 }
 
@@ -191,8 +192,18 @@ impl Device {
     pub fn backend(self) -> Result<Box<dyn Backend>> {
         match self {
             Device::Cpu => Ok(Box::new(Cpu)),
+            // Never a CPU run labeled CUDA: the device layer exists (rosa::cuda::
+            // DeviceRosaLinear), but the trainer's model around it (MLP blocks, activations,
+            // loss, mask generation) has no device path yet.
+            Device::Cuda if cfg!(feature = "cuda") => Err(Error::Unsupported(
+                "training on CUDA: the trainer's model (MLP blocks, activations, loss, mask \
+                 generation) has no CUDA path yet, only the single layer \
+                 (rosa::cuda::DeviceRosaLinear); use --device cpu"
+                    .into(),
+            )),
             Device::Cuda => Err(Error::Unsupported(
-                "training on CUDA: the CUDA training backend is not written yet; use --device cpu"
+                "training on CUDA: this rosa was built without the cuda feature (rebuild with \
+                 --features cuda); use --device cpu"
                     .into(),
             )),
         }

@@ -72,7 +72,8 @@ pub struct TrainArgs {
     /// Width of the MLP's residual stream.
     #[arg(long, default_value_t = 128)]
     pub hidden: usize,
-    /// Where the kernels run: cpu (cuda is not available for training yet).
+    /// Where the kernels run: cpu (cuda is refused with an error: the trainer's model has
+    /// no CUDA path yet).
     #[arg(long, default_value = "cpu")]
     pub device: Device,
     /// Seed of the tasks, data and initialisation.

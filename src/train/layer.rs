@@ -297,6 +297,11 @@ impl RosaLinear {
         Ok(())
     }
 
+    /// Whether full fine-tuning trains W (and the bias).
+    pub fn trains_weight(&self) -> bool {
+        self.train_w
+    }
+
     /// Stores the frozen W in bf16 from now on, halving its memory; products widen it
     /// back to f32 on the fly.
     pub fn store_weight_bf16(&mut self) -> Result<()> {

@@ -54,10 +54,9 @@ impl TensorsOut {
                 source,
             })?;
         }
-        std::fs::write(path, bytes).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })
+        // Through a temporary file and a rename: an interrupted save leaves the previous
+        // mask or adapter intact instead of a truncated file a later run would load.
+        crate::io::write_atomically(path, |out| std::io::Write::write_all(out, &bytes))
     }
 }
 

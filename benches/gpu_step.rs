@@ -1,0 +1,165 @@
+//! One RoSA training step on the GPU against the LoRA-only step, at a LLaMA-MLP shape:
+//! W 11008 x 4096 in bf16, 2048 tokens, rank 16, and for RoSA a 0.6% sparse adapter.
+//! A step is forward + backward + AdamW (global-norm clipping included, so one read-back
+//! of the norm per step, in both methods). Timed with device events, median of the
+//! repetitions after warm-up; peak memory is the high-water mark of the device's memory
+//! pool over building the layer and running the steps, inputs x and dY included (every
+//! buffer of this crate comes from it; cuBLAS's workspace does not, and is the same for
+//! both methods).
+//!
+//! Target (issue 5): RoSA step <= 1.25x the LoRA-only step. The last line reads
+//! `summary step: ...` for scripts/gpu-run.sh. `--quick` runs a small shape (a smoke
+//! test); without a GPU it prints `skipped: no CUDA device (...)` and exits 0.
+//!
+//!     cargo bench --features cuda --bench gpu_step [-- --quick]
+
+use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
+use rosa::train::{AdamConfig, LoraConfig, RosaLinear, Scaling};
+use rosa::{random, CsrShape, Result};
+
+struct Shape {
+    out: usize,
+    inp: usize,
+    tokens: usize,
+    rank: usize,
+    density: f64,
+    warmup: usize,
+    reps: usize,
+}
+
+struct Measured {
+    median_ms: f32,
+    min_ms: f32,
+    peak_mib: Option<f64>,
+    trainable: usize,
+}
+
+fn host_layer(s: &Shape, sparse: bool) -> Result<RosaLinear> {
+    let mut layer = RosaLinear::new(random::dense::<f32>(s.out, s.inp, 1), None);
+    layer.store_weight_bf16()?;
+    let cfg = LoraConfig {
+        rank: s.rank,
+        alpha: 2.0 * s.rank as f32,
+        scaling: Scaling::Standard,
+        dropout: 0.0,
+    };
+    layer.add_lora(cfg, &mut random::Rng::new(2));
+    if sparse {
+        let mask = random::csr::<f32>(s.out, s.inp, s.density, 3)?;
+        layer.set_sparse_mask(&mask)?;
+    }
+    Ok(layer)
+}
+
+fn measure(dev: &Device, s: &Shape, host: &RosaLinear) -> Result<Measured> {
+    let x = DeviceDense::from_host(dev, random::dense::<f32>(s.inp, s.tokens, 4).as_ref())?;
+    let dy = DeviceDense::from_host(dev, random::dense::<f32>(s.out, s.tokens, 5).as_ref())?;
+    dev.synchronize()?;
+    // The reset restarts the mark at the memory in use now, so the peak counts the inputs
+    // (the same for both methods) and everything the layer and the steps allocate.
+    dev.pool_high_water(true)?;
+    let mut layer = DeviceRosaLinear::from_host(dev, host)?;
+    let mut opt = DeviceAdamW::new(AdamConfig::default());
+    let mut step = || -> Result<()> {
+        drop(layer.forward(&x, true)?);
+        drop(layer.backward(&dy)?);
+        let mut params: Vec<_> = layer
+            .params()
+            .into_iter()
+            .map(|p| (p.name.to_string(), p))
+            .collect();
+        opt.step(dev, &mut params, 1.0)?;
+        Ok(())
+    };
+    for _ in 0..s.warmup {
+        step()?;
+    }
+    let mut times = Vec::with_capacity(s.reps);
+    for _ in 0..s.reps {
+        times.push(dev.time_ms(&mut step)?);
+    }
+    dev.synchronize()?;
+    let peak = dev.pool_high_water(false)?;
+    times.sort_by(f32::total_cmp);
+    Ok(Measured {
+        median_ms: times[times.len() / 2],
+        min_ms: times[0],
+        peak_mib: peak.map(|b| b as f64 / (1u64 << 20) as f64),
+        trainable: host.trainable_params(),
+    })
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let s = if quick {
+        Shape {
+            out: 512,
+            inp: 256,
+            tokens: 128,
+            rank: 16,
+            density: 0.006,
+            warmup: 2,
+            reps: 5,
+        }
+    } else {
+        Shape {
+            out: 11008,
+            inp: 4096,
+            tokens: 2048,
+            rank: 16,
+            density: 0.006,
+            warmup: 3,
+            reps: 20,
+        }
+    };
+    let dev = match Device::new(0) {
+        Ok(dev) => dev,
+        Err(e) => {
+            let why = match e {
+                rosa::Error::NoDevice(why) => why,
+                other => other.to_string(),
+            };
+            println!("gpu_step: skipped: no CUDA device ({why})");
+            return Ok(());
+        }
+    };
+    println!(
+        "gpu_step on {}: W {} x {} bf16, {} tokens, r = {}, d = {}%, {} reps after {} warm-up",
+        dev.info()?,
+        s.out,
+        s.inp,
+        s.tokens,
+        s.rank,
+        s.density * 100.0,
+        s.reps,
+        s.warmup
+    );
+    let mut results = Vec::new();
+    for (name, sparse) in [("lora", false), ("rosa", true)] {
+        let host = host_layer(&s, sparse)?;
+        let nnz = host.sparse().map_or(0, |sp| sp.matrix().nnz());
+        let m = measure(&dev, &s, &host)?;
+        let peak = m.peak_mib.map_or_else(
+            || "n/a (no memory pool)".to_string(),
+            |p| format!("{p:.1} MiB"),
+        );
+        println!(
+            "step {name:<5} median {:8.3} ms  min {:8.3} ms  peak pool memory {peak}  \
+             trainable {} (nnz {nnz})",
+            m.median_ms, m.min_ms, m.trainable
+        );
+        results.push(m);
+    }
+    let ratio = results[1].median_ms / results[0].median_ms;
+    let peaks = match (results[0].peak_mib, results[1].peak_mib) {
+        (Some(l), Some(r)) => format!("peak {l:.0} MiB lora, {r:.0} MiB rosa"),
+        _ => "peak n/a".to_string(),
+    };
+    println!(
+        "summary step: rosa/lora = {ratio:.3} ({}; target <= 1.25), {:.3} vs {:.3} ms, {peaks}",
+        if ratio <= 1.25 { "met" } else { "MISSED" },
+        results[1].median_ms,
+        results[0].median_ms
+    );
+    Ok(())
+}

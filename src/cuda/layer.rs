@@ -1,0 +1,660 @@
+//! [`DeviceRosaLinear`]: the RoSA layer with every tensor resident on the GPU, the CUDA
+//! twin of [`crate::train::RosaLinear`] (same forward, backward and merge semantics).
+
+use super::elementwise;
+use super::{sddmm, spmm, spmm_t, Blas, Device, DeviceCsr, DeviceDense, Transpose};
+use crate::bf16;
+use crate::train::{Group, Lora, RosaLinear, Weight};
+use crate::{Dense, Error, Result};
+
+/// The frozen weight on the device, in its host storage type.
+#[derive(Debug)]
+enum DeviceWeight {
+    F32(DeviceDense<f32>),
+    /// Products round the f32 operand to bf16 and accumulate in f32 (cuBLAS GemmEx), the
+    /// usual mixed-precision path: the CPU layer widens W instead, so results agree to
+    /// bf16 precision, not f32.
+    Bf16(DeviceDense<bf16>),
+}
+
+#[derive(Debug)]
+struct DeviceLora {
+    a: DeviceDense<f32>,
+    b: DeviceDense<f32>,
+    scale: f32,
+}
+
+/// What a training-mode forward pass keeps: the input, and `A x` when there is a
+/// low-rank branch.
+#[derive(Debug)]
+struct Cache {
+    x: DeviceDense<f32>,
+    h: Option<DeviceDense<f32>>,
+}
+
+/// Gradient buffers, allocated with the layer and overwritten by each backward pass.
+#[derive(Debug)]
+struct Grads {
+    a: Option<DeviceDense<f32>>,
+    b: Option<DeviceDense<f32>>,
+    /// S's gradient shares its mask, so SDDMM writes it straight into a second CSR.
+    s: Option<DeviceCsr<f32>>,
+    w: Option<DeviceDense<f32>>,
+    bias: Option<DeviceDense<f32>>,
+    /// Whether a backward pass has filled them (the optimizer sees nothing before).
+    ready: bool,
+}
+
+/// One trainable tensor on the device and its gradient, as [`super::DeviceAdamW`] sees it:
+/// the device twin of [`crate::train::Param`].
+#[derive(Debug)]
+pub struct DeviceParam<'a> {
+    /// Stable name within the layer (`lora_a`, `lora_b`, `sparse`, `weight`, `bias`).
+    pub name: &'static str,
+    /// Learning-rate group.
+    pub group: Group,
+    pub(crate) value: &'a mut cudarc::driver::CudaSlice<f32>,
+    pub(crate) grad: &'a cudarc::driver::CudaSlice<f32>,
+    pub(crate) len: usize,
+}
+
+impl DeviceParam<'_> {
+    /// Number of values.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let params = layer.params();
+    /// assert_eq!(params[0].len(), host.sparse().unwrap().matrix().values().len());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the tensor has no values (an empty mask).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let params = layer.params();
+    /// assert_eq!(params[0].is_empty(), params[0].len() == 0);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The gradient, copied back (waits for the queued work): for checks and logs.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let params = layer.params();
+    /// let g = params[0].grad_to_host()?; // dS = (dY X^T) at the mask
+    /// assert!(g.iter().all(|&v| v == 2.0));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn grad_to_host(&self) -> Result<Vec<f32>> {
+        super::mem::download(self.grad, self.len)
+    }
+
+    /// The values, copied back (waits for the queued work).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let mut host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// # host.set_sparse_mask(&rosa::random::csr::<f32>(8, 4, 0.5, 2)?)?;
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?)?;
+    /// let params = layer.params();
+    /// assert!(params[0].value_to_host()?.iter().all(|&v| v == 0.0)); // S starts at zero
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn value_to_host(&self) -> Result<Vec<f32>> {
+        super::mem::download(self.value, self.len)
+    }
+}
+
+/// A [`RosaLinear`] on a GPU: `y = W x + s B (A x) + S x (+ bias)` with feature-major
+/// activations (`x` is in x tokens, `y` out x tokens), every tensor in device memory and
+/// no host round trip per product. Dense products run on cuBLAS (f32 without TF32, or a
+/// bf16 W times bf16-rounded activations accumulated in f32), the sparse ones on this
+/// crate's SpMM, transposed SpMM and SDDMM, the rest on `csrc/elementwise.cu`.
+///
+/// Built from a host layer ([`DeviceRosaLinear::from_host`]) and copied back with
+/// [`DeviceRosaLinear::to_host`]; trained with [`super::DeviceAdamW`]. LoRA dropout has no
+/// device path yet (refused when building).
+///
+/// ```no_run
+/// use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
+/// use rosa::train::{AdamConfig, LoraConfig, RosaLinear, Scaling};
+/// use rosa::{random::Rng, Csr, Dense};
+/// let dev = Device::new(0)?;
+/// let mut host = RosaLinear::new(rosa::random::dense::<f32>(64, 32, 1), None);
+/// host.add_lora(LoraConfig { rank: 4, alpha: 8.0, scaling: Scaling::Standard, dropout: 0.0 }, &mut Rng::new(0));
+/// host.set_sparse_mask(&rosa::random::csr::<f32>(64, 32, 0.05, 2)?)?;
+/// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+/// let x = DeviceDense::from_host(&dev, rosa::random::dense::<f32>(32, 16, 3).as_ref())?;
+/// let y = layer.forward(&x, true)?;
+/// let dx = layer.backward(&DeviceDense::filled(&dev, 64, 16, 1.0f32)?)?;
+/// let mut opt = DeviceAdamW::new(AdamConfig::default());
+/// let mut params: Vec<_> = layer.params().into_iter().map(|p| (p.name.to_string(), p)).collect();
+/// let grad_norm = opt.step(&dev, &mut params, 1.0)?;
+/// drop(params);
+/// let trained: RosaLinear = layer.to_host()?;
+/// # Ok::<(), rosa::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct DeviceRosaLinear {
+    dev: Device,
+    blas: Blas,
+    w: DeviceWeight,
+    bias: Option<DeviceDense<f32>>,
+    lora: Option<DeviceLora>,
+    sparse: Option<DeviceCsr<f32>>,
+    train_w: bool,
+    merged: bool,
+    cache: Option<Cache>,
+    grads: Grads,
+}
+
+fn column(dev: &Device, v: &[f32]) -> Result<DeviceDense<f32>> {
+    DeviceDense::from_host(dev, Dense::from_vec(v.len(), 1, v.to_vec())?.as_ref())
+}
+
+impl DeviceRosaLinear {
+    /// Uploads `layer`: its weight in its storage type, bias, adapters, the mask with its
+    /// transpose plan, and zeroed gradient buffers for whatever trains.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert_eq!((layer.out_features(), layer.in_features()), (8, 4));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn from_host(dev: &Device, layer: &RosaLinear) -> Result<Self> {
+        if layer.lora().is_some_and(|l| l.dropout > 0.0) {
+            return Err(Error::Unsupported(
+                "LoRA dropout on the CUDA layer (DeviceRosaLinear); use dropout 0 or the CPU"
+                    .into(),
+            ));
+        }
+        let w = match layer.weight() {
+            Weight::F32(w) => DeviceWeight::F32(DeviceDense::from_host(dev, w.as_ref())?),
+            Weight::Bf16(w) => DeviceWeight::Bf16(DeviceDense::from_host(dev, w.as_ref())?),
+        };
+        let bias = layer.bias().map(|b| column(dev, b)).transpose()?;
+        let lora = layer
+            .lora()
+            .map(|l| -> Result<DeviceLora> {
+                Ok(DeviceLora {
+                    a: DeviceDense::from_host(dev, l.a.as_ref())?,
+                    b: DeviceDense::from_host(dev, l.b.as_ref())?,
+                    scale: l.scale,
+                })
+            })
+            .transpose()?;
+        let s_host = layer.sparse().map(|s| s.matrix());
+        let sparse = s_host
+            .map(|s| DeviceCsr::from_host(dev, s.as_ref()))
+            .transpose()?;
+        let train_w = layer.trains_weight();
+        let (out, inp) = (layer.out_features(), layer.in_features());
+        let zeros = |r, c| DeviceDense::<f32>::zeros(dev, r, c);
+        let grads = Grads {
+            a: lora.as_ref().map(|l| zeros(l.a.rows(), inp)).transpose()?,
+            b: lora.as_ref().map(|l| zeros(out, l.b.cols())).transpose()?,
+            s: s_host
+                .map(|s| {
+                    let g = s.with_values(vec![0.0f32; crate::CsrShape::nnz(s)])?;
+                    DeviceCsr::from_host(dev, g.as_ref())
+                })
+                .transpose()?,
+            w: train_w.then(|| zeros(out, inp)).transpose()?,
+            bias: (train_w && bias.is_some())
+                .then(|| zeros(out, 1))
+                .transpose()?,
+            ready: false,
+        };
+        Ok(DeviceRosaLinear {
+            dev: dev.clone(),
+            blas: Blas::new(dev)?,
+            w,
+            bias,
+            lora,
+            sparse,
+            train_w,
+            merged: layer.is_merged(),
+            cache: None,
+            grads,
+        })
+    }
+
+    /// Copies the parameters back into a host layer (W in its storage type, bias,
+    /// adapters, whether W trains). Training caches and gradients stay behind. A merged
+    /// layer must be unmerged first: the host layer cannot be built in the merged state.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert_eq!(layer.to_host()?.weight().to_f32(), host.weight().to_f32());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn to_host(&self) -> Result<RosaLinear> {
+        if self.merged {
+            return Err(Error::InvalidArgument(
+                "DeviceRosaLinear::to_host on a merged layer: unmerge it first".into(),
+            ));
+        }
+        let w = match &self.w {
+            DeviceWeight::F32(w) => Weight::F32(w.to_host()?),
+            DeviceWeight::Bf16(w) => Weight::Bf16(w.to_host()?),
+        };
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| Ok::<_, Error>(b.to_host()?.as_slice().to_vec()))
+            .transpose()?;
+        let mut host = RosaLinear::from_weight(w, bias);
+        if let Some(l) = &self.lora {
+            host.set_lora(Some(Lora {
+                a: l.a.to_host()?,
+                b: l.b.to_host()?,
+                scale: l.scale,
+                dropout: 0.0,
+            }))?;
+        }
+        if let Some(s) = &self.sparse {
+            host.set_sparse(s.to_host()?)?;
+        }
+        host.set_train_weight(self.train_w)?;
+        Ok(host)
+    }
+
+    /// Output features.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// assert_eq!(DeviceRosaLinear::from_host(&dev, &host)?.out_features(), 8);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn out_features(&self) -> usize {
+        match &self.w {
+            DeviceWeight::F32(w) => w.rows(),
+            DeviceWeight::Bf16(w) => w.rows(),
+        }
+    }
+
+    /// Input features.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// assert_eq!(DeviceRosaLinear::from_host(&dev, &host)?.in_features(), 4);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn in_features(&self) -> usize {
+        match &self.w {
+            DeviceWeight::F32(w) => w.cols(),
+            DeviceWeight::Bf16(w) => w.cols(),
+        }
+    }
+
+    /// The device the layer lives on.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert_eq!(layer.device().ordinal(), 0);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
+    /// `out = op(W) rhs` (overwritten), in W's storage type.
+    fn weight_product(
+        &self,
+        t: Transpose,
+        rhs: &DeviceDense<f32>,
+        out: &mut DeviceDense<f32>,
+    ) -> Result<()> {
+        match &self.w {
+            DeviceWeight::F32(w) => self.blas.gemm(1.0, w, t, rhs, Transpose::No, 0.0, out),
+            DeviceWeight::Bf16(w) => {
+                let mut narrow = DeviceDense::<bf16>::zeros(&self.dev, rhs.rows(), rhs.cols())?;
+                elementwise::cast(&self.dev, rhs, &mut narrow)?;
+                self.blas
+                    .gemm_f32_out(1.0, w, t, &narrow, Transpose::No, 0.0, out)
+            }
+        }
+    }
+
+    fn check_rows(op: &'static str, m: &DeviceDense<f32>, rows: usize) -> Result<()> {
+        if m.rows() == rows {
+            Ok(())
+        } else {
+            Err(Error::ShapeMismatch {
+                op,
+                detail: format!("expected {rows} feature rows, got {}", m.rows()),
+            })
+        }
+    }
+
+    /// `y = W x + s B (A x) + S x + bias` for `x` (in x tokens), all queued on the
+    /// device's stream. With `train`, the input (copied on the device) and `A x` are kept
+    /// for the backward pass.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// let x = DeviceDense::filled(&dev, 4, 16, 1.0f32)?; // 4 features, 16 tokens
+    /// let y = layer.forward(&x, false)?;
+    /// assert_eq!((y.rows(), y.cols()), (8, 16));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn forward(&mut self, x: &DeviceDense<f32>, train: bool) -> Result<DeviceDense<f32>> {
+        Self::check_rows("DeviceRosaLinear::forward", x, self.in_features())?;
+        if train && self.merged {
+            return Err(Error::InvalidArgument(
+                "training a merged layer: unmerge it first".into(),
+            ));
+        }
+        let dev = &self.dev;
+        let tokens = x.cols();
+        let mut y = DeviceDense::zeros(dev, self.out_features(), tokens)?;
+        self.weight_product(Transpose::No, x, &mut y)?;
+        if let Some(b) = &self.bias {
+            elementwise::bias_add(dev, b, &mut y)?;
+        }
+        let mut h_kept = None;
+        if let (Some(l), false) = (&self.lora, self.merged) {
+            let mut h = DeviceDense::zeros(dev, l.a.rows(), tokens)?;
+            self.blas
+                .gemm(1.0, &l.a, Transpose::No, x, Transpose::No, 0.0, &mut h)?;
+            self.blas
+                .gemm(l.scale, &l.b, Transpose::No, &h, Transpose::No, 1.0, &mut y)?;
+            h_kept = Some(h);
+        }
+        if let (Some(s), false) = (&self.sparse, self.merged) {
+            spmm(dev, 1.0, s, x, 1.0, &mut y)?;
+        }
+        self.cache = if train {
+            let mut copy = DeviceDense::zeros(dev, x.rows(), tokens)?;
+            elementwise::axpby(dev, 1.0, x, 0.0, &mut copy)?;
+            Some(Cache { x: copy, h: h_kept })
+        } else {
+            None
+        };
+        Ok(y)
+    }
+
+    /// Backward pass for `dY` (out x tokens): fills the gradients of the trainable tensors
+    /// and returns `dX = W^T dY + s A^T (B^T dY) + S^T dY`.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 16, 1.0f32)?, true)?;
+    /// let dx = layer.backward(&DeviceDense::filled(&dev, 8, 16, 1.0f32)?)?;
+    /// assert_eq!((dx.rows(), dx.cols()), (4, 16));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn backward(&mut self, dy: &DeviceDense<f32>) -> Result<DeviceDense<f32>> {
+        const OP: &str = "DeviceRosaLinear::backward";
+        Self::check_rows(OP, dy, self.out_features())?;
+        if self.merged {
+            // The cached pass may predate the merge; W now carries the adapters too.
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: the layer is merged; unmerge it first"
+            )));
+        }
+        let cache = self.cache.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{OP}: no training-mode forward pass to go back through"
+            ))
+        })?;
+        let x = &cache.x;
+        if dy.cols() != x.cols() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                detail: format!(
+                    "dY has {} tokens, the forward pass had {}",
+                    dy.cols(),
+                    x.cols()
+                ),
+            });
+        }
+        let (dev, blas) = (&self.dev, &self.blas);
+        let tokens = x.cols();
+        let mut dx = DeviceDense::zeros(dev, self.in_features(), tokens)?;
+        self.weight_product(Transpose::Yes, dy, &mut dx)?;
+        let g = &mut self.grads;
+        // Stale until every gradient below is written: a failure half-way must not let the
+        // optimizer step on a mix of this pass's and the last one's.
+        g.ready = false;
+        if let Some(gw) = &mut g.w {
+            blas.gemm(1.0, dy, Transpose::No, x, Transpose::Yes, 0.0, gw)?;
+        }
+        if let Some(gb) = &mut g.bias {
+            elementwise::row_sum(dev, dy, gb)?;
+        }
+        if let (Some(l), Some(ga), Some(gb)) = (&self.lora, &mut g.a, &mut g.b) {
+            let h = cache.h.as_ref().ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{OP}: the low-rank adapter was added after the forward pass"
+                ))
+            })?;
+            // t = B^T dY is shared by dA and dX.
+            let mut t = DeviceDense::zeros(dev, l.a.rows(), tokens)?;
+            blas.gemm(1.0, &l.b, Transpose::Yes, dy, Transpose::No, 0.0, &mut t)?;
+            blas.gemm(l.scale, dy, Transpose::No, h, Transpose::Yes, 0.0, gb)?;
+            blas.gemm(l.scale, &t, Transpose::No, x, Transpose::Yes, 0.0, ga)?;
+            blas.gemm(
+                l.scale,
+                &l.a,
+                Transpose::Yes,
+                &t,
+                Transpose::No,
+                1.0,
+                &mut dx,
+            )?;
+        }
+        if let (Some(s), Some(gs)) = (&self.sparse, &mut g.s) {
+            sddmm(dev, 1.0, dy, x, 0.0, gs)?;
+            spmm_t(dev, 1.0, s, dy, 1.0, &mut dx)?;
+        }
+        g.ready = true;
+        Ok(dx)
+    }
+
+    /// The trainable tensors and their last gradients (empty before a backward pass).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert!(layer.params().is_empty()); // no backward pass yet (and nothing trains)
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn params(&mut self) -> Vec<DeviceParam<'_>> {
+        let g = &self.grads;
+        let mut out = Vec::new();
+        if !g.ready {
+            return out;
+        }
+        if let (Some(l), Some(ga), Some(gb)) = (&mut self.lora, &g.a, &g.b) {
+            out.push(dense_param("lora_a", Group::LowRank, &mut l.a, ga));
+            out.push(dense_param("lora_b", Group::LowRank, &mut l.b, gb));
+        }
+        if let (Some(s), Some(gs)) = (&mut self.sparse, &g.s) {
+            out.push(DeviceParam {
+                name: "sparse",
+                group: Group::Other,
+                len: s.nnz(),
+                value: &mut s.values,
+                grad: &gs.values,
+            });
+        }
+        if let (DeviceWeight::F32(w), Some(gw)) = (&mut self.w, &g.w) {
+            out.push(dense_param("weight", Group::Other, w, gw));
+        }
+        if let (Some(b), Some(gb)) = (&mut self.bias, &g.bias) {
+            out.push(dense_param("bias", Group::Other, b, gb));
+        }
+        out
+    }
+
+    /// Drops the training cache and marks the gradients stale (they keep their memory).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, true)?;
+    /// layer.clear();
+    /// assert!(layer.backward(&DeviceDense::filled(&dev, 8, 2, 1.0f32)?).is_err());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn clear(&mut self) {
+        self.cache = None;
+        self.grads.ready = false;
+    }
+
+    /// Whether the adapters are currently folded into W.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.merge()?;
+    /// assert!(layer.is_merged());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn is_merged(&self) -> bool {
+        self.merged
+    }
+
+    /// Folds the adapters into W on the device (`W += s B A + S`, the sparse part through
+    /// the CSR-add kernel); the forward pass skips them until [`DeviceRosaLinear::unmerge`].
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.merge()?; // adapter-free inference from here
+    /// let y = layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, false)?;
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn merge(&mut self) -> Result<()> {
+        if !self.merged {
+            self.fold(1.0)?;
+            self.merged = true;
+        }
+        Ok(())
+    }
+
+    /// Takes the adapters back out of W (`W -= s B A + S`): exact up to the rounding of
+    /// W's storage, as on the CPU.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.merge()?;
+    /// layer.unmerge()?;
+    /// assert!(!layer.is_merged());
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn unmerge(&mut self) -> Result<()> {
+        if self.merged {
+            self.fold(-1.0)?;
+            self.merged = false;
+        }
+        Ok(())
+    }
+
+    /// `W += sign (s B A + S)`. A bf16 W is widened into an f32 copy, updated and rounded
+    /// back once, as the CPU layer does, so both round the same sum.
+    fn fold(&mut self, sign: f32) -> Result<()> {
+        let (dev, blas) = (&self.dev, &self.blas);
+        let (lora, sparse) = (&self.lora, &self.sparse);
+        let update = |w: &mut DeviceDense<f32>| -> Result<()> {
+            if let Some(l) = lora {
+                blas.gemm(
+                    sign * l.scale,
+                    &l.b,
+                    Transpose::No,
+                    &l.a,
+                    Transpose::No,
+                    1.0,
+                    w,
+                )?;
+            }
+            if let Some(s) = sparse {
+                elementwise::csr_add(dev, sign, s, w)?;
+            }
+            Ok(())
+        };
+        match &mut self.w {
+            DeviceWeight::F32(w) => update(w),
+            DeviceWeight::Bf16(w) => {
+                let mut wide = DeviceDense::<f32>::zeros(dev, w.rows(), w.cols())?;
+                elementwise::cast(dev, w, &mut wide)?;
+                update(&mut wide)?;
+                elementwise::cast(dev, &wide, w)
+            }
+        }
+    }
+}
+
+fn dense_param<'a>(
+    name: &'static str,
+    group: Group,
+    value: &'a mut DeviceDense<f32>,
+    grad: &'a DeviceDense<f32>,
+) -> DeviceParam<'a> {
+    DeviceParam {
+        name,
+        group,
+        len: grad.rows() * grad.cols(),
+        value: &mut value.data,
+        grad: &grad.data,
+    }
+}
