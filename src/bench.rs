@@ -11,9 +11,9 @@
 //! | `sddmm` | [`cpu::sddmm`] | out = (L R^T) at A's mask, L: M x N, R: K x N (inner dim N) |
 //!
 //! The baselines ([`baseline`]) run in f32: for f16 and bf16 they get f32 copies of the
-//! same values, and each [`Row`] says so in `baseline_dtype`. Timing is a warm-up call,
-//! then repeated calls until [`Sweep::target`] has passed (at least 3, at most
-//! [`Sweep::max_runs`]); the median is reported.
+//! same values, and each [`Row`] says so in `baseline_dtype`. Ours and the baselines are
+//! timed in interleaved rounds ([`median_times`]) until about [`Sweep::target`] each has
+//! passed (at least 3 rounds, at most [`Sweep::max_runs`]); the medians are reported.
 //!
 //! ```
 //! use rosa::bench::{self, Sweep};
@@ -301,13 +301,16 @@ pub fn median_time(target: Duration, max_runs: usize, mut f: impl FnMut()) -> Du
     median_times(target, max_runs, &mut [&mut f])[0]
 }
 
-/// Median times of several closures timed in interleaved rounds (each called once per
-/// round, in order), after one warm-up call each; rounds repeat until `target` has
-/// passed (at least 3, at most `max_runs`).
+/// Median times of several closures timed in interleaved rounds: in each round, each
+/// closure in turn is called once untimed, then once timed. Rounds repeat until about
+/// `target` per closure has passed (at least 3, at most `max_runs`).
 ///
 /// Interleaving is what makes the ratios fair on a shared or throttling machine: a burst
 /// of interference or a clock change lands on every side's samples alike, where timing
 /// one side to completion and then the next would charge it to whoever ran at the time.
+/// The untimed call before each timed one gives every side its own operands back in
+/// cache, as repeated calls would, instead of timing it on what the previous closure
+/// left there.
 ///
 /// ```
 /// use std::time::Duration;
@@ -324,12 +327,14 @@ pub fn median_times(
     max_runs: usize,
     fs: &mut [&mut dyn FnMut()],
 ) -> Vec<Duration> {
-    fs.iter_mut().for_each(|f| f());
     let start = Instant::now();
     let mut times = vec![Vec::new(); fs.len()];
     let mut rounds = 0;
-    while rounds < max_runs.max(1) && (rounds < 3 || start.elapsed() < target * fs.len() as u32) {
+    // Each timed call comes with an untimed one: twice the budget for the same samples.
+    let budget = target * 2 * fs.len() as u32;
+    while rounds < max_runs.max(1) && (rounds < 3 || start.elapsed() < budget) {
         for (f, t) in fs.iter_mut().zip(&mut times) {
+            f();
             let t0 = Instant::now();
             f();
             t.push(t0.elapsed());

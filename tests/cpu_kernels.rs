@@ -46,9 +46,8 @@ proptest! {
     }
 }
 
-/// Outputs past the size where the AVX2 kernel writes with non-temporal stores (beta = 0,
-/// f32), with rows whose starts are aligned for them (n = 256) and rows that mostly are
-/// not (n = 250), beside the same shapes with beta != 0, which read the output.
+/// Many rows of the full register-block width (n = 256) and with every narrower block and
+/// a scalar tail (n = 250), several thousand rows over B's rows, with beta = 0 and not.
 #[test]
 fn large_outputs_match_the_reference() {
     for (n, beta) in [(256, 0.0), (250, 0.0), (256, 0.5)] {

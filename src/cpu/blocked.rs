@@ -1,23 +1,20 @@
-//! The AVX2 + FMA kernel of SpMM: sums kept in registers, rows of B prefetched, the
-//! output streamed.
+//! The AVX2 + FMA kernel of SpMM: sums kept in registers, rows of B prefetched.
 //!
 //! The portable kernel ([`super::spmm`]'s sweeps) keeps a row's partial sums in memory
 //! between groups of four nonzeros. Here 64 columns of a row's sums live in eight `ymm`
 //! registers while every nonzero of the row streams past, so a nonzero costs one load of
-//! B per eight columns and nothing else. What remains is memory traffic, and two things
-//! cut it:
-//! - the rows of B a few nonzeros ahead (in the matrix, so across short rows) are
-//!   prefetched, since their order is the column indices', which no hardware prefetcher
-//!   can guess;
-//! - with `beta == 0` and a large f32 output, the output is written with non-temporal
-//!   stores: it is never read, so fetching its lines before writing them (what an
-//!   ordinary store does) would only add a third to the traffic at low density.
+//! B per eight columns and nothing else, and the output is written once. What remains
+//! is waiting on memory, so the rows of B a few nonzeros ahead (in the matrix, so across
+//! short rows) are prefetched: their order is the column indices', which no hardware
+//! prefetcher can guess.
 //!
 //! Tried and dropped, both slower on a 2-vCPU EPYC VM (2026-11-22): walking B in column
 //! tiles meant to stay in L2 (all rows of a task per tile), in place (2-3x slower: the
 //! rows of a tile are a power of two apart and crowd a few cache sets) or copied into
-//! contiguous panels first (1.5-3x slower); and even/odd accumulator pairs for eight
-//! vectors (they spill).
+//! contiguous panels first (1.5-3x slower); even/odd accumulator pairs for eight
+//! vectors (they spill); and non-temporal stores of the output when beta = 0, which only
+//! paid while other work was evicting it from L3 anyway, and cost up to 2x at 0.1%
+//! density on a quiet machine, where the output stays in L3 for its reader.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -32,9 +29,8 @@ const PREFETCH_AHEAD: usize = 8;
 
 /// `out[r] = alpha * (A B)[i] + beta * out[r]` for the rows `i` of `rows` that `skip`
 /// leaves, the r-th of them in `out`'s r-th row, with B, its width `n`, alpha and beta
-/// from `rhs`; `rhs.stream` allows non-temporal stores. Returns `false`, computing
-/// nothing, when a column index would read outside B or the ranges do not fit (the
-/// caller's safe path then reports it).
+/// from `rhs`. Returns `false`, computing nothing, when a column index would read
+/// outside B or the ranges do not fit (the caller's safe path then reports it).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -46,13 +42,7 @@ pub(super) unsafe fn product<T: Scalar>(
     rhs: &Rhs<'_>,
     out: &mut [T],
 ) -> bool {
-    let Rhs {
-        b,
-        n,
-        alpha,
-        beta,
-        stream,
-    } = *rhs;
+    let Rhs { b, n, alpha, beta } = *rhs;
     if rows.end >= a.row_ptr.len() || out.len() < rows.len() * n {
         return false;
     }
@@ -80,48 +70,11 @@ pub(super) unsafe fn product<T: Scalar>(
             // SAFETY: every column index of these rows is <= max_col, so each row of B
             // read, `c[p] * n + j0 .. + w`, is inside b; AVX2 and FMA by contract.
             unsafe { tile_row(c, next, v, b, n, j0, &mut sums[..w]) };
-            let dst = &mut out[r * n + j0..][..w];
-            store(dst, &sums[..w], alpha, beta, stream);
+            scale_into(&mut out[r * n + j0..][..w], &sums[..w], alpha, beta);
             j0 += w;
         }
     }
-    if stream {
-        // Non-temporal stores are weakly ordered: fence them before the task ends, so
-        // the thread that joins it sees the output.
-        _mm_sfence();
-    }
     true
-}
-
-/// `dst = alpha * sums + beta * dst`. With `stream`, `beta == 0` and f32, the whole
-/// cache lines of `dst` are written with non-temporal stores (an ordinary store would
-/// first fetch the line it overwrites) and the partial lines at either end as usual.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-fn store<T: Scalar>(dst: &mut [T], sums: &[f32], alpha: f32, beta: f32, stream: bool) {
-    let f32_dst = if stream && beta == 0.0 {
-        T::as_f32_slice_mut(dst)
-    } else {
-        None
-    };
-    let Some(dst) = f32_dst else {
-        scale_into(dst, sums, alpha, beta);
-        return;
-    };
-    // The head up to a 64-byte boundary, then whole lines of 16 values.
-    let head = (dst.as_ptr().align_offset(64)).min(dst.len());
-    let lines = (dst.len() - head) / 16;
-    let (first, rest) = dst.split_at_mut(head);
-    let (body, last) = rest.split_at_mut(16 * lines);
-    scale_into(first, &sums[..head], alpha, 0.0);
-    let a = _mm256_set1_ps(alpha);
-    let (src, p) = (sums[head..].as_ptr(), body.as_mut_ptr());
-    for q in (0..body.len()).step_by(8) {
-        // SAFETY: q + 8 <= body.len() <= sums.len() - head; p is 64-byte aligned and q a
-        // multiple of 8, so p + q is 32-byte aligned as the streaming store needs.
-        unsafe { _mm256_stream_ps(p.add(q), _mm256_mul_ps(a, _mm256_loadu_ps(src.add(q)))) };
-    }
-    scale_into(last, &sums[head + 16 * lines..], alpha, 0.0);
 }
 
 /// `sums = sum_p vals[p] * b[cols[p] * n + at ..][..sums.len()]`, `sums.len() <= 64`.
