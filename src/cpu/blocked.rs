@@ -118,9 +118,10 @@ unsafe fn tile_row(
     }
 }
 
-/// `sums[..8 V] = sum_p vals[p] * b[cols[p] * n + at ..][..8 V]`, with two sets of
-/// accumulators (even and odd nonzeros) so that a short tile still has enough
-/// independent FMA chains to cover their latency.
+/// `sums[..8 V] = sum_p vals[p] * b[cols[p] * n + at ..][..8 V]`. Up to four vectors
+/// wide, even and odd nonzeros go to two sets of accumulators, so that a narrow block
+/// still has enough independent FMA chains to cover their latency; eight vectors keep
+/// one set (two would not fit in the sixteen `ymm` registers).
 ///
 /// # Safety
 /// AVX2 + FMA; `cols[p] * n + at + 8 V <= b.len()` for every p; `sums.len() >= 8 V`.
