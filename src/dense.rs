@@ -199,6 +199,22 @@ impl<'a, T: Scalar> MatMut<'a, T> {
         self.data
     }
 
+    /// A read-only view of the same elements, e.g. to copy the old output somewhere.
+    ///
+    /// ```
+    /// use rosa::MatMut;
+    /// let mut data = [1.0f32, 2.0];
+    /// let m = MatMut::new(&mut data, 1, 2).unwrap();
+    /// assert_eq!(m.as_ref().as_slice(), &[1.0, 2.0]);
+    /// ```
+    pub fn as_ref(&self) -> MatRef<'_, T> {
+        MatRef {
+            rows: self.rows,
+            cols: self.cols,
+            data: self.data,
+        }
+    }
+
     pub(crate) fn into_slice(self) -> &'a mut [T] {
         self.data
     }

@@ -624,11 +624,9 @@ fn bench_emits_json_rows_and_a_table() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("bench: [1/1]"));
 }
 
-/// `train --device cuda` is refused with one line naming what is missing, never run on the
-/// CPU under a CUDA label: without the feature, the feature; with it, the model's CUDA path.
-#[test]
-fn train_on_cuda_is_one_clear_error() {
-    let out = rosa(&[
+/// `rosa train --device cuda` with a short run's flags.
+fn train_on_cuda() -> Output {
+    rosa(&[
         "train",
         "--device",
         "cuda",
@@ -636,12 +634,45 @@ fn train_on_cuda_is_one_clear_error() {
         "2",
         "--pretrain-steps",
         "2",
-    ]);
-    let err = assert_one_error_line(&out);
+        "--method",
+        "rosa",
+        "--task",
+        "new_family",
+        "--hidden",
+        "16",
+        "--quiet",
+    ])
+}
+
+/// Without the cuda feature, `train --device cuda` is one line naming the feature, never a
+/// CPU run under a CUDA label.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn train_on_cuda_without_the_feature_names_it() {
+    let err = assert_one_error_line(&train_on_cuda());
     assert!(err.contains("training on CUDA"), "{err}");
-    if cfg!(feature = "cuda") {
-        assert!(err.contains("no CUDA path yet"), "{err}");
-    } else {
-        assert!(err.contains("built without the cuda feature"), "{err}");
+    assert!(err.contains("built without the cuda feature"), "{err}");
+}
+
+/// With the feature, `train --device cuda` runs on the staged CUDA backend where there is
+/// a GPU, and is one line naming the missing device where there is none.
+#[cfg(feature = "cuda")]
+#[test]
+fn train_on_cuda_runs_or_names_the_missing_device() {
+    let out = train_on_cuda();
+    match rosa::cuda::Device::new(0) {
+        Ok(_) => {
+            let table = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(table.contains("backend: cuda"), "{table}");
+        }
+        Err(_) => {
+            let err = assert_one_error_line(&out);
+            assert!(err.starts_with("error: no CUDA device"), "{err}");
+        }
     }
 }

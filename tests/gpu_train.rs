@@ -5,6 +5,11 @@
 //! unmerge; the elementwise kernels on ragged sizes including 0 and 1 elements, outputs
 //! poisoned with NaN before each call.
 //!
+//! `CudaBackend`, the trainer's GPU backend, against the CPU backend: each product on
+//! random small shapes (empty rows, N = 1, a zero inner dimension), outputs poisoned with
+//! NaN when beta = 0, the same errors for the same bad calls, and a short `train::run`
+//! on each device ending at the same losses.
+//!
 //! Without a GPU (or a driver) every test prints a `skipped: no CUDA device (...)` line
 //! and passes.
 #![cfg(feature = "cuda")]
@@ -12,9 +17,14 @@
 mod common;
 
 use common::gpu::device;
-use rosa::cuda::{self, Device, DeviceAdamW, DeviceCsr, DeviceDense, DeviceRosaLinear};
-use rosa::train::{AdamConfig, AdamW, Cpu, Lora, RosaLinear, Weight};
-use rosa::{bf16, random, CsrShape, Dense, Error};
+use rosa::cuda::{
+    self, CudaBackend, Device, DeviceAdamW, DeviceCsr, DeviceDense, DeviceRosaLinear,
+};
+use rosa::train::{
+    AdamConfig, AdamW, Backend, Cpu, Lora, Method, MlpConfig, RosaLinear, TaskKind, TrainConfig,
+    Trans, Weight,
+};
+use rosa::{bf16, random, Csr, CsrShape, Dense, Error};
 
 /// Every element within `rel * (1 + max |want|)` of the CPU's; NaN never passes.
 fn assert_near(what: &str, got: &[f32], want: &[f32], rel: f32) {
@@ -524,4 +534,276 @@ fn wrong_shapes_and_order_are_errors() {
         DeviceRosaLinear::from_host(dev, &with_dropout),
         Err(Error::Unsupported(_))
     ));
+}
+
+// ---------------------------------------------------------------- the trainer's backend
+
+/// (M, K, N) of the backend comparisons: one element, N = 1, ragged tiles, a wide inner
+/// dimension, no rows, and K = 0 (the GEMM's inner dimension, the mask's columns).
+const PRODUCTS: [(usize, usize, usize); 7] = [
+    (1, 1, 1),
+    (17, 33, 1),
+    (40, 25, 8),
+    (64, 64, 33),
+    (3, 130, 5),
+    (0, 4, 3),
+    (6, 0, 2),
+];
+
+/// A random M x K mask in which every third row is empty (none when K = 0).
+fn mask(m: usize, k: usize, seed: u64) -> Csr<f32> {
+    let lens: Vec<usize> = (0..m)
+        .map(|i| if i % 3 == 1 { 0 } else { (i * 7 + 1) % (k + 1) })
+        .collect();
+    random::csr_with_row_lengths::<f32>(m, k, &lens, seed).unwrap()
+}
+
+/// Both backends' `C` after `op` on a copy of `c0`, or on NaN when `beta` is 0.
+fn on_both(
+    gpu: &CudaBackend,
+    c0: &Dense<f32>,
+    beta: f32,
+    op: impl Fn(&dyn Backend, &mut Dense<f32>),
+) -> (Dense<f32>, Dense<f32>) {
+    let start = || {
+        if beta == 0.0 {
+            Dense::filled(c0.rows(), c0.cols(), f32::NAN)
+        } else {
+            c0.clone()
+        }
+    };
+    let (mut got, mut want) = (start(), start());
+    op(gpu, &mut got);
+    op(&Cpu, &mut want);
+    (got, want)
+}
+
+/// Non-trivial scalings, then beta = 0 on a NaN-poisoned output.
+const SCALES: [(f32, f32); 2] = [(1.5, -0.5), (-0.75, 0.0)];
+
+#[test]
+fn backend_gemm_matches_cpu_in_every_transpose() {
+    let Some(dev) = device("backend_gemm_matches_cpu_in_every_transpose") else {
+        return;
+    };
+    let gpu = CudaBackend::new(dev).unwrap();
+    for (s, &(m, k, n)) in PRODUCTS.iter().enumerate() {
+        let seed = 10 * s as u64;
+        for (op_a, op_b) in [
+            (Trans::N, Trans::N),
+            (Trans::T, Trans::N),
+            (Trans::N, Trans::T),
+            (Trans::T, Trans::T),
+        ] {
+            let stored = |t, r, c, sd| match t {
+                Trans::N => random::dense::<f32>(r, c, sd),
+                Trans::T => random::dense::<f32>(c, r, sd),
+            };
+            let (a, b) = (stored(op_a, m, k, seed), stored(op_b, k, n, seed + 1));
+            let c0 = random::dense::<f32>(m, n, seed + 2);
+            for (alpha, beta) in SCALES {
+                let (got, want) = on_both(&gpu, &c0, beta, |be, c| {
+                    be.gemm(alpha, a.as_ref(), op_a, b.as_ref(), op_b, beta, c.as_mut())
+                        .unwrap()
+                });
+                assert_near(
+                    &format!("gemm {op_a:?}{op_b:?} {m}x{k}x{n} beta {beta}"),
+                    got.as_slice(),
+                    want.as_slice(),
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn backend_spmm_and_spmm_t_match_cpu_with_empty_rows() {
+    let Some(dev) = device("backend_spmm_and_spmm_t_match_cpu_with_empty_rows") else {
+        return;
+    };
+    let gpu = CudaBackend::new(dev).unwrap();
+    for (s, &(m, k, n)) in PRODUCTS.iter().enumerate() {
+        let seed = 10 * s as u64;
+        let a = mask(m, k, seed);
+        let plan = a.transpose_plan();
+        let (b, bt) = (
+            random::dense::<f32>(k, n, seed + 1),
+            random::dense::<f32>(m, n, seed + 2),
+        );
+        let (c0, ct0) = (
+            random::dense::<f32>(m, n, seed + 3),
+            random::dense::<f32>(k, n, seed + 4),
+        );
+        for (alpha, beta) in SCALES {
+            let (got, want) = on_both(&gpu, &c0, beta, |be, c| {
+                be.spmm(alpha, a.as_ref(), b.as_ref(), beta, c.as_mut())
+                    .unwrap()
+            });
+            let what = format!("spmm {m}x{k}x{n} beta {beta}");
+            assert_near(&what, got.as_slice(), want.as_slice(), 1e-4);
+            let (got, want) = on_both(&gpu, &ct0, beta, |be, c| {
+                be.spmm_t(alpha, a.as_ref(), &plan, bt.as_ref(), beta, c.as_mut())
+                    .unwrap()
+            });
+            let what = format!("spmm_t {m}x{k}x{n} beta {beta}");
+            assert_near(&what, got.as_slice(), want.as_slice(), 1e-4);
+        }
+    }
+}
+
+#[test]
+fn backend_sddmm_matches_cpu_with_empty_rows() {
+    let Some(dev) = device("backend_sddmm_matches_cpu_with_empty_rows") else {
+        return;
+    };
+    let gpu = CudaBackend::new(dev).unwrap();
+    // Here (M, K, N) is (mask rows, mask columns, inner dimension).
+    for (s, &(m, k, n)) in PRODUCTS.iter().enumerate() {
+        let seed = 10 * s as u64;
+        let out0 = mask(m, k, seed);
+        let (l, r) = (
+            random::dense::<f32>(m, n, seed + 1),
+            random::dense::<f32>(k, n, seed + 2),
+        );
+        for (alpha, beta) in SCALES {
+            let run = |be: &dyn Backend| {
+                let mut out = if beta == 0.0 {
+                    out0.with_values(vec![f32::NAN; out0.nnz()]).unwrap()
+                } else {
+                    out0.clone()
+                };
+                be.sddmm(alpha, l.as_ref(), r.as_ref(), beta, out.as_mut())
+                    .unwrap();
+                out
+            };
+            let (got, want) = (run(&gpu), run(&Cpu));
+            assert_eq!(got.structure_id(), want.structure_id());
+            assert_near(
+                &format!("sddmm {m}x{k} inner {n} beta {beta}"),
+                got.values(),
+                want.values(),
+                1e-4,
+            );
+        }
+    }
+}
+
+/// One refused call, run on either backend.
+type BadCall<'a> = dyn Fn(&dyn Backend) -> rosa::Result<()> + 'a;
+
+#[test]
+fn backend_refuses_what_the_cpu_refuses_with_the_same_error() {
+    let Some(dev) = device("backend_refuses_what_the_cpu_refuses_with_the_same_error") else {
+        return;
+    };
+    let gpu = CudaBackend::new(dev).unwrap();
+    let a = mask(8, 6, 1);
+    let other = mask(8, 6, 2).transpose_plan();
+    let (b6, b8) = (random::dense::<f32>(6, 3, 3), random::dense::<f32>(8, 3, 4));
+    let calls: Vec<(&str, Box<BadCall<'_>>)> = vec![
+        (
+            "gemm shapes",
+            Box::new(|be| {
+                let mut c = Dense::zeros(8, 3);
+                be.gemm(
+                    1.0,
+                    b8.as_ref(),
+                    Trans::N,
+                    b6.as_ref(),
+                    Trans::N,
+                    0.0,
+                    c.as_mut(),
+                )
+            }),
+        ),
+        (
+            "gemm NaN alpha",
+            Box::new(|be| {
+                let mut c = Dense::zeros(6, 6);
+                be.gemm(
+                    f32::NAN,
+                    b6.as_ref(),
+                    Trans::N,
+                    b6.as_ref(),
+                    Trans::T,
+                    0.0,
+                    c.as_mut(),
+                )
+            }),
+        ),
+        (
+            "spmm shapes",
+            Box::new(|be| {
+                let mut c = Dense::zeros(8, 3);
+                be.spmm(1.0, a.as_ref(), b8.as_ref(), 0.0, c.as_mut())
+            }),
+        ),
+        (
+            "spmm_t with another matrix's plan",
+            Box::new(|be| {
+                let mut c = Dense::zeros(6, 3);
+                be.spmm_t(1.0, a.as_ref(), &other, b8.as_ref(), 0.0, c.as_mut())
+            }),
+        ),
+        (
+            "sddmm infinite beta",
+            Box::new(|be| {
+                let mut out = a.clone();
+                be.sddmm(1.0, b8.as_ref(), b6.as_ref(), f32::INFINITY, out.as_mut())
+            }),
+        ),
+    ];
+    for (what, call) in &calls {
+        let (got, want) = (call(&gpu), call(&Cpu));
+        let (got, want) = (got.unwrap_err(), want.unwrap_err());
+        assert_eq!(got.to_string(), want.to_string(), "{what}");
+    }
+    assert!(matches!(calls[3].1(&gpu), Err(Error::PlanMismatch { .. })));
+}
+
+/// A run small enough for a test that still goes through every product: pretraining and
+/// FFT (GEMMs), LoRA, and RoSA (mask generation by SDDMM, SpMM and transposed SpMM).
+fn small_run(device: rosa::train::Device) -> TrainConfig {
+    TrainConfig {
+        tasks: vec![TaskKind::NewFamily],
+        methods: vec![Method::Fft, Method::Lora, Method::Rosa],
+        steps: 12,
+        pretrain_steps: 12,
+        batch: 32,
+        eval_tokens: 128,
+        mlp: MlpConfig {
+            inputs: 8,
+            hidden: 24,
+            outputs: 4,
+            blocks: 1,
+        },
+        budget_rank: 2,
+        device,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn a_short_training_run_on_cuda_ends_where_the_cpu_run_does() {
+    if device("a_short_training_run_on_cuda_ends_where_the_cpu_run_does").is_none() {
+        return;
+    }
+    let gpu = rosa::train::run(&small_run(rosa::train::Device::Cuda)).unwrap();
+    let cpu = rosa::train::run(&small_run(rosa::train::Device::Cpu)).unwrap();
+    assert_eq!((gpu.backend, cpu.backend), ("cuda", "cpu"));
+    assert!(gpu.table().contains("backend: cuda"), "{}", gpu.table());
+    assert_eq!(gpu.rows.len(), cpu.rows.len());
+    for (g, c) in gpu.rows.iter().zip(&cpu.rows) {
+        assert_eq!((&g.task, &g.method), (&c.task, &c.method));
+        let rel = (g.eval_loss - c.eval_loss).abs() / c.eval_loss.abs().max(1e-6);
+        assert!(
+            rel <= 1e-3,
+            "{} {}: eval loss {} on CUDA, {} on the CPU",
+            g.task,
+            g.method,
+            g.eval_loss,
+            c.eval_loss
+        );
+    }
 }

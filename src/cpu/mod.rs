@@ -26,6 +26,12 @@ mod spmm;
 pub use sddmm::sddmm;
 pub use simd::{isa, set_baseline_only, Isa};
 pub use spmm::{spmm, spmm_t};
+// The argument checks, for `cuda::CudaBackend` to refuse what the CPU kernels refuse.
+#[cfg(feature = "cuda")]
+pub(crate) use {
+    sddmm::check_sddmm,
+    spmm::{check_spmm, check_spmm_t},
+};
 
 use crate::{Error, Result};
 

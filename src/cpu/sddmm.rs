@@ -33,6 +33,28 @@ pub fn sddmm<T: Scalar>(
     beta: f32,
     out: CsrMut<'_, T>,
 ) -> Result<()> {
+    check_sddmm(alpha, &l, &r, beta, &out)?;
+    let k = l.cols();
+    let (lw, rw) = (widen(l.as_slice()), widen(r.as_slice()));
+    let (row_ptr, col_idx, values) = out.split();
+    let rows = Rows { row_ptr, col_idx };
+    let task = (values.len() / (rayon::current_num_threads() * 8)).max(MIN_TASK);
+    values
+        .par_chunks_mut(task)
+        .enumerate()
+        .for_each(|(t, chunk)| sample_chunk(&rows, t * task, chunk, &lw, &rw, k, alpha, beta));
+    Ok(())
+}
+
+/// The argument checks of [`sddmm`]: shared with the backends that run it elsewhere
+/// (`rosa::cuda::CudaBackend`), so that both refuse the same calls with the same errors.
+pub(crate) fn check_sddmm<T: Scalar>(
+    alpha: f32,
+    l: &MatRef<'_, T>,
+    r: &MatRef<'_, T>,
+    beta: f32,
+    out: &CsrMut<'_, T>,
+) -> Result<()> {
     check_scalars("sddmm", alpha, beta)?;
     if l.rows() != out.rows() || r.rows() != out.cols() || l.cols() != r.cols() {
         return Err(Error::ShapeMismatch {
@@ -46,15 +68,6 @@ pub fn sddmm<T: Scalar>(
             ),
         });
     }
-    let k = l.cols();
-    let (lw, rw) = (widen(l.as_slice()), widen(r.as_slice()));
-    let (row_ptr, col_idx, values) = out.split();
-    let rows = Rows { row_ptr, col_idx };
-    let task = (values.len() / (rayon::current_num_threads() * 8)).max(MIN_TASK);
-    values
-        .par_chunks_mut(task)
-        .enumerate()
-        .for_each(|(t, chunk)| sample_chunk(&rows, t * task, chunk, &lw, &rw, k, alpha, beta));
     Ok(())
 }
 

@@ -32,19 +32,7 @@ pub fn spmm<T: Scalar>(
     beta: f32,
     c: MatMut<'_, T>,
 ) -> Result<()> {
-    check_scalars("spmm", alpha, beta)?;
-    if a.cols() != b.rows() || c.rows() != a.rows() || c.cols() != b.cols() {
-        return Err(Error::ShapeMismatch {
-            op: "spmm",
-            detail: format!(
-                "A is {} x {}, B is {}, C is {} (need A: M x K, B: K x N, C: M x N)",
-                a.rows(),
-                a.cols(),
-                b.shape(),
-                c.shape()
-            ),
-        });
-    }
+    check_spmm(alpha, &a, &b, beta, &c)?;
     let values = widen(a.values());
     let rows = SparseRows {
         row_ptr: a.row_ptr(),
@@ -78,20 +66,7 @@ pub fn spmm_t<T: Scalar>(
     beta: f32,
     c: MatMut<'_, T>,
 ) -> Result<()> {
-    check_scalars("spmm_t", alpha, beta)?;
-    plan.check(a.structure_id())?;
-    if a.rows() != b.rows() || c.rows() != a.cols() || c.cols() != b.cols() {
-        return Err(Error::ShapeMismatch {
-            op: "spmm_t",
-            detail: format!(
-                "A is {} x {}, B is {}, C is {} (need A: M x K, B: M x N, C: K x N)",
-                a.rows(),
-                a.cols(),
-                b.shape(),
-                c.shape()
-            ),
-        });
-    }
+    check_spmm_t(alpha, &a, plan, &b, beta, &c)?;
     // One O(nnz) gather puts A's current values in A^T's order, so the O(nnz * N)
     // product reads them sequentially like the forward kernel. Its buffer is kept by the
     // calling thread: a fresh one per call costs a page fault per 4 KiB on first touch,
@@ -112,6 +87,57 @@ pub fn spmm_t<T: Scalar>(
     };
     rows.product(&widen(b.as_slice()), b.cols(), alpha, beta, c.into_slice());
     GATHERED.set(gathered);
+    Ok(())
+}
+
+/// The argument checks of [`spmm`]: shared with the backends that run it elsewhere
+/// (`rosa::cuda::CudaBackend`), so that both refuse the same calls with the same errors.
+pub(crate) fn check_spmm<T: Scalar>(
+    alpha: f32,
+    a: &CsrRef<'_, T>,
+    b: &MatRef<'_, T>,
+    beta: f32,
+    c: &MatMut<'_, T>,
+) -> Result<()> {
+    check_scalars("spmm", alpha, beta)?;
+    if a.cols() != b.rows() || c.rows() != a.rows() || c.cols() != b.cols() {
+        return Err(Error::ShapeMismatch {
+            op: "spmm",
+            detail: format!(
+                "A is {} x {}, B is {}, C is {} (need A: M x K, B: K x N, C: M x N)",
+                a.rows(),
+                a.cols(),
+                b.shape(),
+                c.shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The argument checks of [`spmm_t`], plan included, shared like [`check_spmm`].
+pub(crate) fn check_spmm_t<T: Scalar>(
+    alpha: f32,
+    a: &CsrRef<'_, T>,
+    plan: &TransposePlan,
+    b: &MatRef<'_, T>,
+    beta: f32,
+    c: &MatMut<'_, T>,
+) -> Result<()> {
+    check_scalars("spmm_t", alpha, beta)?;
+    plan.check(a.structure_id())?;
+    if a.rows() != b.rows() || c.rows() != a.cols() || c.cols() != b.cols() {
+        return Err(Error::ShapeMismatch {
+            op: "spmm_t",
+            detail: format!(
+                "A is {} x {}, B is {}, C is {} (need A: M x K, B: M x N, C: K x N)",
+                a.rows(),
+                a.cols(),
+                b.shape(),
+                c.shape()
+            ),
+        });
+    }
     Ok(())
 }
 

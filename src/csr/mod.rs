@@ -236,6 +236,26 @@ impl<'a, T: Scalar> CsrMut<'a, T> {
         self.values
     }
 
+    /// A read-only view of the same matrix (no re-validation: the structure was checked
+    /// when this was built).
+    ///
+    /// ```
+    /// use rosa::{Csr, CsrShape};
+    /// let mut a = Csr::from_parts(1, 2, vec![0, 1], vec![1], vec![3.0f32]).unwrap();
+    /// let id = a.structure_id();
+    /// let m = a.as_mut();
+    /// assert_eq!(m.as_ref().structure_id(), id);
+    /// assert_eq!(m.as_ref().values(), &[3.0]);
+    /// ```
+    pub fn as_ref(&self) -> CsrRef<'_, T> {
+        CsrRef {
+            id: self.id,
+            row_ptr: self.row_ptr,
+            col_idx: self.col_idx,
+            values: self.values,
+        }
+    }
+
     /// The structure's index arrays and the mutable values, borrowed apart.
     pub(crate) fn split(self) -> (&'a [i32], &'a [i32], &'a mut [T]) {
         (self.row_ptr, self.col_idx, self.values)

@@ -13,6 +13,9 @@
 //! | [`spmm_t`] | `C = alpha A^T B + beta C` | A: M x K sparse, B: M x N, C: K x N |
 //! | [`sddmm`] | `out[p] = alpha (L R^T)[i, j] + beta out[p]` | L: M x k, R: N x k, out: M x N mask |
 //!
+//! [`CudaBackend`] runs the trainer's products ([`crate::train::Backend`]) on these
+//! launchers and [`Blas`], staging each call's operands through host memory.
+//!
 //! [`Blas`] wraps cuBLAS's dense GEMM and [`Sparse`] cuSPARSE's CSR SpMM and SDDMM on
 //! the same buffers: the baselines of [`crate::bench::gpu`]. [`DeviceRosaLinear`] and
 //! [`DeviceAdamW`] train the RoSA layer on the device, with the elementwise kernels
@@ -36,6 +39,7 @@
 //! # Ok::<(), rosa::Error>(())
 //! ```
 
+mod backend;
 mod blas;
 mod config;
 mod csr;
@@ -52,6 +56,7 @@ mod spmm;
 mod sys;
 
 pub use crate::Op;
+pub use backend::CudaBackend;
 pub use blas::{Blas, BlasScalar, Math, Transpose};
 pub use config::KernelConfig;
 pub use csr::DeviceCsr;

@@ -1,8 +1,9 @@
 //! Where the layer's four heavy products run: dense GEMM, SpMM, transposed SpMM, SDDMM.
 //!
 //! The layer and trainer only ever call these through [`Backend`], so a CUDA backend can
-//! slot in beside [`Cpu`] without touching them; the elementwise work (GELU, bias, Adam)
-//! is cheap next to these and stays on the host for now.
+//! slot in beside [`Cpu`] without touching them (`rosa::cuda::CudaBackend` does, with
+//! the `cuda` feature); the elementwise work (GELU, bias, Adam) is cheap next to these
+//! and stays on the host for now.
 
 use crate::{cpu, CsrMut, CsrRef, Error, MatMut, MatRef, Result, TransposePlan};
 
@@ -62,6 +63,39 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
 }
 
+/// `(rows, cols)` of `op(m)`.
+fn op_dims(m: &MatRef<'_, f32>, op: Trans) -> (usize, usize) {
+    match op {
+        Trans::N => (m.rows(), m.cols()),
+        Trans::T => (m.cols(), m.rows()),
+    }
+}
+
+/// The argument checks of [`Backend::gemm`], shared by every backend so that all refuse
+/// the same calls with the same errors.
+pub(crate) fn check_gemm(
+    alpha: f32,
+    a: &MatRef<'_, f32>,
+    op_a: Trans,
+    b: &MatRef<'_, f32>,
+    op_b: Trans,
+    beta: f32,
+    c: &MatMut<'_, f32>,
+) -> Result<()> {
+    let ((m, k), (kb, n)) = (op_dims(a, op_a), op_dims(b, op_b));
+    if k != kb || c.rows() != m || c.cols() != n {
+        return Err(Error::ShapeMismatch {
+            op: "gemm",
+            detail: format!(
+                "op(A) is {m} x {k}, op(B) is {kb} x {n}, C is {} x {}",
+                c.rows(),
+                c.cols()
+            ),
+        });
+    }
+    cpu::check_scalars("gemm", alpha, beta)
+}
+
 /// The CPU backend: `matrixmultiply` for dense GEMMs, [`crate::cpu`] for the sparse ops.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Cpu;
@@ -81,32 +115,15 @@ impl Backend for Cpu {
         beta: f32,
         mut c: MatMut<'_, f32>,
     ) -> Result<()> {
+        check_gemm(alpha, &a, op_a, &b, op_b, beta, &c)?;
         // A row-major (r x c) matrix read transposed is the same buffer with its two
         // strides swapped, which is why matrixmultiply's strided sgemm needs no copies.
-        let view = |m: &MatRef<'_, f32>, op: Trans| {
-            let (r, c) = (m.rows(), m.cols());
-            match op {
-                Trans::N => (r, c, c as isize, 1isize),
-                Trans::T => (c, r, 1isize, c as isize),
-            }
+        let strides = |m: &MatRef<'_, f32>, op: Trans| match op {
+            Trans::N => (m.cols() as isize, 1isize),
+            Trans::T => (1isize, m.cols() as isize),
         };
-        let (m, k, rsa, csa) = view(&a, op_a);
-        let (kb, n, rsb, csb) = view(&b, op_b);
-        if k != kb || c.rows() != m || c.cols() != n {
-            return Err(Error::ShapeMismatch {
-                op: "gemm",
-                detail: format!(
-                    "op(A) is {m} x {k}, op(B) is {kb} x {n}, C is {} x {}",
-                    c.rows(),
-                    c.cols()
-                ),
-            });
-        }
-        if !(alpha.is_finite() && beta.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "gemm: alpha ({alpha}) and beta ({beta}) must be finite"
-            )));
-        }
+        let ((m, k), (_, n)) = (op_dims(&a, op_a), op_dims(&b, op_b));
+        let ((rsa, csa), (rsb, csb)) = (strides(&a, op_a), strides(&b, op_b));
         let out = c.as_mut_slice();
         if m * n == 0 {
             return Ok(());
@@ -176,38 +193,47 @@ pub enum Device {
     /// The CPU backend.
     #[default]
     Cpu,
-    /// CUDA: refused by [`Device::backend`] for now (the trainer's model has no device
-    /// path; `rosa::cuda::DeviceRosaLinear` trains one layer with the `cuda` feature).
+    /// GPU 0 through `rosa::cuda::CudaBackend` (feature `cuda`): the heavy products run
+    /// on the GPU with their operands staged through host memory per call, so it checks
+    /// the kernels inside the trainer but does not train fast.
     Cuda,
 }
 
 impl Device {
-    /// The backend for this device, or [`Error::Unsupported`] where there is none yet.
+    /// The backend for this device: [`Error::NoDevice`] (with the driver's reason) when
+    /// CUDA is asked for and there is no usable GPU, [`Error::Unsupported`] when this
+    /// rosa was built without the `cuda` feature.
     ///
     /// ```
     /// use rosa::train::Device;
     /// assert_eq!(Device::Cpu.backend().unwrap().name(), "cpu");
-    /// assert!(Device::Cuda.backend().is_err());
+    /// match Device::Cuda.backend() {
+    ///     Ok(be) => assert_eq!(be.name(), "cuda"),
+    ///     Err(e) => println!("no CUDA backend: {e}"),
+    /// }
     /// ```
     pub fn backend(self) -> Result<Box<dyn Backend>> {
         match self {
             Device::Cpu => Ok(Box::new(Cpu)),
-            // Never a CPU run labeled CUDA: the device layer exists (rosa::cuda::
-            // DeviceRosaLinear), but the trainer's model around it (MLP blocks, activations,
-            // loss, mask generation) has no device path yet.
-            Device::Cuda if cfg!(feature = "cuda") => Err(Error::Unsupported(
-                "training on CUDA: the trainer's model (MLP blocks, activations, loss, mask \
-                 generation) has no CUDA path yet, only the single layer \
-                 (rosa::cuda::DeviceRosaLinear); use --device cpu"
-                    .into(),
-            )),
-            Device::Cuda => Err(Error::Unsupported(
-                "training on CUDA: this rosa was built without the cuda feature (rebuild with \
-                 --features cuda); use --device cpu"
-                    .into(),
-            )),
+            Device::Cuda => cuda_backend(),
         }
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_backend() -> Result<Box<dyn Backend>> {
+    let dev = crate::cuda::Device::new(0)?;
+    Ok(Box::new(crate::cuda::CudaBackend::new(&dev)?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_backend() -> Result<Box<dyn Backend>> {
+    // Never a CPU run labeled CUDA.
+    Err(Error::Unsupported(
+        "training on CUDA: this rosa was built without the cuda feature (rebuild with \
+         --features cuda); use --device cpu"
+            .into(),
+    ))
 }
 
 impl std::str::FromStr for Device {

@@ -72,8 +72,9 @@ pub struct TrainArgs {
     /// Width of the MLP's residual stream.
     #[arg(long, default_value_t = 128)]
     pub hidden: usize,
-    /// Where the kernels run: cpu (cuda is refused with an error: the trainer's model has
-    /// no CUDA path yet).
+    /// Where the heavy products run: cpu, or cuda (GPU 0, needs the cuda feature; each
+    /// product's operands are staged through host memory, so it checks the kernels in
+    /// training but ms/step is mostly copies).
     #[arg(long, default_value = "cpu")]
     pub device: Device,
     /// Seed of the tasks, data and initialisation.

@@ -4,7 +4,7 @@
 //!
 //! | file | concept |
 //! |---|---|
-//! | `backend` | the four heavy products behind one trait (CPU now, CUDA later) |
+//! | `backend` | the four heavy products behind one trait (CPU; CUDA with the `cuda` feature) |
 //! | `layer` | [`RosaLinear`]: `y = W x + s B (A x) + S x`, its backward pass, merging |
 //! | `mask` | gradient accumulation and top-k masks, stored as safetensors |
 //! | `schedule` | `lora_only`, `spa_only`, `wlN` |

@@ -218,6 +218,8 @@ pub struct Report {
     pub memory: PeakSource,
     /// Wall time of the whole run, seconds.
     pub wall_s: f64,
+    /// Where the heavy products ran ([`Backend::name`]: `cpu` or `cuda`).
+    pub backend: &'static str,
 }
 
 impl Report {
@@ -262,7 +264,8 @@ impl Report {
         }
         s += "acc: held-out tokens whose largest output is the right class (regression: the target's largest)\n";
         s += &format!(
-            "peak memory: {}\nwall time: {:.1} s\n",
+            "backend: {}\npeak memory: {}\nwall time: {:.1} s\n",
+            self.backend,
             self.memory.describe(),
             self.wall_s
         );
@@ -273,6 +276,7 @@ impl Report {
     pub fn to_json(&self) -> String {
         serde_json::json!({
             "rows": self.rows,
+            "backend": self.backend,
             "memory": self.memory.describe(),
             "wall_s": self.wall_s,
         })
@@ -483,6 +487,7 @@ fn sparse_density(model: &Mlp) -> f64 {
 /// let report = run(&cfg).unwrap();
 /// assert_eq!(report.rows.len(), 2); // the base model, then RoSA
 /// assert!(report.table().contains("rosa"));
+/// assert!(report.table().contains("backend: cpu"));
 /// ```
 pub fn run(cfg: &TrainConfig) -> Result<Report> {
     cfg.validate()?;
@@ -614,5 +619,6 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
         rows,
         memory,
         wall_s: t0.elapsed().as_secs_f64(),
+        backend: be.name(),
     })
 }
