@@ -46,6 +46,12 @@ pub(super) unsafe fn product<T: Scalar>(
     if rows.end >= a.row_ptr.len() || out.len() < rows.len() * n {
         return false;
     }
+    // Rows that stay inside the task's nonzeros, so that the bounds check below covers
+    // every index any row reads (a validated structure always passes).
+    let ptr = &a.row_ptr[rows.start..=rows.end];
+    if ptr.windows(2).any(|w| w[0] > w[1]) || ptr[0] < 0 {
+        return false;
+    }
     let nz = a.row_ptr[rows.start] as usize..a.row_ptr[rows.end] as usize;
     let (Some(idx), Some(_)) = (a.col_idx.get(nz.clone()), a.values.get(nz.clone())) else {
         return false;
