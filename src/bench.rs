@@ -289,8 +289,13 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-/// Median time of `f` after one warm-up call, repeated until `target` has passed (at
-/// least 3 calls, at most `max_runs`).
+/// How long each closure of [`median_times`] runs untimed before each timed call. On
+/// the 2-vCPU development VM, two-thread kernels timed right after a 30 ms single-thread
+/// baseline ran 1.5-2x slower than in a loop of their own, for the 5 to 20 ms the idle
+/// vCPU took to come back to speed (2026-11-22): 20 ms of warm-up gave the loop's times.
+pub const WARM_UP: Duration = Duration::from_millis(20);
+
+/// Median time of `f`, warmed up and repeated as by [`median_times`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -302,15 +307,16 @@ pub fn median_time(target: Duration, max_runs: usize, mut f: impl FnMut()) -> Du
 }
 
 /// Median times of several closures timed in interleaved rounds: in each round, each
-/// closure in turn is called once untimed, then once timed. Rounds repeat until about
+/// closure in turn is called untimed (once, and again until [`WARM_UP`] or `target`,
+/// whichever is shorter, has passed), then once timed. Rounds repeat until about twice
 /// `target` per closure has passed (at least 3, at most `max_runs`).
 ///
 /// Interleaving is what makes the ratios fair on a shared or throttling machine: a burst
 /// of interference or a clock change lands on every side's samples alike, where timing
 /// one side to completion and then the next would charge it to whoever ran at the time.
-/// The untimed call before each timed one gives every side its own operands back in
-/// cache, as repeated calls would, instead of timing it on what the previous closure
-/// left there.
+/// The untimed calls before each timed one give every side its own operands back in
+/// cache, as repeated calls would, and every thread it uses back at speed, instead of
+/// timing it on what the previous closure left.
 ///
 /// ```
 /// use std::time::Duration;
@@ -330,11 +336,16 @@ pub fn median_times(
     let start = Instant::now();
     let mut times = vec![Vec::new(); fs.len()];
     let mut rounds = 0;
-    // Each timed call comes with an untimed one: twice the budget for the same samples.
+    // The untimed calls take about as long as the timed ones: twice the budget.
     let budget = target * 2 * fs.len() as u32;
+    let warm_up = WARM_UP.min(target);
     while rounds < max_runs.max(1) && (rounds < 3 || start.elapsed() < budget) {
         for (f, t) in fs.iter_mut().zip(&mut times) {
+            let warm = Instant::now();
             f();
+            while warm.elapsed() < warm_up {
+                f();
+            }
             let t0 = Instant::now();
             f();
             t.push(t0.elapsed());

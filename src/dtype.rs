@@ -109,6 +109,8 @@ pub trait Scalar:
     fn slice_to_f32(src: &[Self], dst: &mut [f32]);
     /// The slice itself when `Self` is f32, so kernels can skip a widening copy.
     fn as_f32_slice(src: &[Self]) -> Option<&[f32]>;
+    /// The slice itself when `Self` is f32, so kernels can write results without rounding.
+    fn as_f32_slice_mut(src: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Scalar for f32 {
@@ -128,6 +130,10 @@ impl Scalar for f32 {
         dst.copy_from_slice(src);
     }
     fn as_f32_slice(src: &[Self]) -> Option<&[f32]> {
+        Some(src)
+    }
+    #[inline(always)]
+    fn as_f32_slice_mut(src: &mut [Self]) -> Option<&mut [f32]> {
         Some(src)
     }
 }
@@ -151,6 +157,10 @@ impl Scalar for f16 {
     fn as_f32_slice(_: &[Self]) -> Option<&[f32]> {
         None
     }
+    #[inline(always)]
+    fn as_f32_slice_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
 }
 
 impl Scalar for bf16 {
@@ -170,6 +180,10 @@ impl Scalar for bf16 {
         src.convert_to_f32_slice(dst);
     }
     fn as_f32_slice(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    #[inline(always)]
+    fn as_f32_slice_mut(_: &mut [Self]) -> Option<&mut [f32]> {
         None
     }
 }
