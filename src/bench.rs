@@ -336,7 +336,7 @@ pub fn median_times(
     let start = Instant::now();
     let mut times = vec![Vec::new(); fs.len()];
     let mut rounds = 0;
-    // The untimed calls take about as long as the timed ones: twice the budget.
+    // The untimed calls take at least as long as the timed ones: twice the budget.
     let budget = target * 2 * fs.len() as u32;
     let warm_up = WARM_UP.min(target);
     while rounds < max_runs.max(1) && (rounds < 3 || start.elapsed() < budget) {
