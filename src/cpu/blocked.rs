@@ -59,8 +59,9 @@ macro_rules! by_shape {
 
 /// `out[r] = alpha * (A B)[i] + beta * out[r]` for the rows `i` of `rows` that `skip`
 /// leaves, the r-th of them in `out`'s r-th row, with B, its width `n`, alpha and beta
-/// from `rhs`. Returns `false`, computing nothing, when a column index would read
-/// outside B or the ranges do not fit (the caller's safe path then reports it).
+/// from `rhs`. Returns `false`, computing nothing, when B is narrower than one vector
+/// (8 columns: the portable sweeps serve those), when a column index would read outside
+/// B or when the ranges do not fit (the caller's safe path then reports it).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -73,6 +74,9 @@ pub(super) unsafe fn product<T: Scalar>(
     out: &mut [T],
 ) -> bool {
     let Rhs { b, n, alpha, beta } = *rhs;
+    if n < 8 {
+        return false;
+    }
     if rows.end >= a.row_ptr.len() || out.len() < rows.len() * n {
         return false;
     }
@@ -110,10 +114,6 @@ pub(super) unsafe fn product<T: Scalar>(
                 .unwrap_or(&[]),
         };
         let out = &mut out[r * n..][..n];
-        if n < 8 {
-            row.narrow(out);
-            continue;
-        }
         // The row in groups of up to eight vectors of B, 64 columns of sums in registers
         // per pass over its nonzeros. Columns past the last whole vector come from one
         // more vector, ending at column n, in the last group: no scalar loop, and no
@@ -126,7 +126,8 @@ pub(super) unsafe fn product<T: Scalar>(
             // read, `col * n .. + n`, is inside b; the group stays inside the row's n
             // columns; this function has AVX2 and FMA for the inlined group.
             unsafe {
-                // The middle of a wide row on its own, so that it stays lean.
+                // The common shape, the middle of a wide row, by a direct branch rather
+                // than through the shape table.
                 if v == 8 && !trail {
                     group::<8, false, T>(&row, at, out);
                 } else {
@@ -153,21 +154,6 @@ struct Row<'a> {
     cols: &'a [i32],
     vals: &'a [f32],
     ahead: &'a [i32],
-}
-
-impl Row<'_> {
-    /// A row narrower than one vector, in scalar code.
-    fn narrow<T: Scalar>(&self, out: &mut [T]) {
-        let n = self.n;
-        let mut sums = [0.0f32; 8];
-        let sums = &mut sums[..n];
-        for (&c, &v) in self.cols.iter().zip(self.vals) {
-            for (s, &x) in sums.iter_mut().zip(&self.b[c as usize * n..][..n]) {
-                *s = v.mul_add(x, *s);
-            }
-        }
-        scale_into(out, sums, self.alpha, self.beta);
-    }
 }
 
 /// `out[c] = alpha * sum_p vals[p] * B[cols[p], c] + beta * out[c]` for the columns c
