@@ -470,10 +470,48 @@ fn bench_runs_several_shapes_and_writes_json_beside_the_table() {
     assert!(report.get("device").is_none());
     assert!(rows.iter().all(|r| r.get("roofline_pct").is_none()));
     assert!(rows.iter().all(|r| r.get("baselines").is_none()));
+    assert!(rows.iter().all(|r| r.get("forward_us").is_none()));
     assert_eq!(
         (rows[2]["m"].as_u64(), rows[2]["n"].as_u64()),
         (Some(20), Some(3))
     );
+}
+
+#[test]
+fn bench_times_the_forward_product_beside_the_transposed_one() {
+    let tmp = Scratch::new();
+    let json = tmp.path("rows.json");
+    let out = rosa(&[
+        "bench",
+        "--shapes",
+        "40x30x8",
+        "--density",
+        "0.1,0.3",
+        "--time-ms",
+        "1",
+        "--ops",
+        "spmm_t",
+        "--no-dense",
+        "--json-out",
+        arg(&json),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("summary spmm_t/spmm f32  time ratio over 2 points"),
+        "{table}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        assert!(row["forward_us"].as_f64().unwrap() > 0.0, "{row}");
+    }
 }
 
 #[test]

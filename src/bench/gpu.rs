@@ -343,6 +343,7 @@ impl Ctx<'_> {
                     density,
                     nnz: a.nnz(),
                     ours,
+                    forward: None,
                     threads: config.threads as usize,
                 };
                 let ours_us = ours.as_secs_f64() * 1e6;

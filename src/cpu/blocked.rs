@@ -92,7 +92,9 @@ pub(super) unsafe fn product<T: Scalar>(
     };
     // One pass over the indices makes every load below in bounds: as u32, a negative
     // index is huge and fails the check too.
-    let max_col = idx.iter().map(|&c| c as u32 as usize).max().unwrap_or(0);
+    // (A fold over u32, which compiles to vector maxima, where `Iterator::max` did not:
+    // it took 4% of the transposed product's time at 3% density.)
+    let max_col = idx.iter().fold(0, |m: u32, &c| m.max(c as u32)) as usize;
     if !idx.is_empty() && (max_col + 1).saturating_mul(n) > b.len() {
         return false;
     }
