@@ -75,7 +75,7 @@ pub fn spmm_t<T: Scalar>(
     // wherever it runs: measured against each task gathering its own rows just before
     // computing them, and against loading the values through the permutation inside the
     // kernel, it was as fast as the first and faster than the second (spmm_t / spmm, one
-    // thread, 1% density: 1.02-1.15x, 1.12-1.15x and 1.25x; 2-vCPU EPYC VM, 2026-11-23).
+    // thread, 1% density: 1.02-1.17x, 1.12-1.15x and 1.25-1.27x; 2-vCPU EPYC VM, 2026-11-23).
     let values = a.values();
     let mut gathered = GATHERED.take();
     gathered.clear();
