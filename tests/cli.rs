@@ -51,11 +51,7 @@ fn spmm_case<T: Scalar>(transpose: bool) {
         args.push("--transpose");
     }
     let out = rosa(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(out.stderr.is_empty());
 
     let c = io::read_npy::<T>(&pc).unwrap();
@@ -109,11 +105,7 @@ fn sddmm_case<T: Scalar>() {
         "--dtype",
         T::DTYPE.name(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 
     let o = io::read_mtx::<T>(&po).unwrap();
     assert_eq!((o.rows(), o.cols(), o.col_idx()), (m, n, mask.col_idx()));
@@ -263,8 +255,7 @@ fn write_raw_npy(path: &Path, shape: &[u64], order: npyz::Order) {
 #[test]
 fn info_names_the_cpu_backend() {
     let out = rosa(&["info"]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = assert_ok(&out);
     assert!(text.contains(env!("CARGO_PKG_VERSION")));
     assert!(text.contains("backends: cpu"));
     assert!(text.contains("cpu isa: "), "{text}");
@@ -289,8 +280,7 @@ fn info_counts_the_files_in_the_tuning_cache() {
         .env("ROSA_TUNING_DIR", tmp.path(""))
         .output()
         .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = assert_ok(&out);
     let line = text
         .lines()
         .find(|l| l.starts_with("tuning cache: "))
@@ -304,6 +294,21 @@ fn info_counts_the_files_in_the_tuning_cache() {
 }
 
 /// One `error:` line on stderr, nothing on stdout, a nonzero exit.
+/// Asserts that the command succeeded, showing its stderr if not; returns its stdout.
+fn assert_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The JSON document in the file at `path`.
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn assert_one_error_line(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{err}");
@@ -348,15 +353,9 @@ fn tune_runs_or_reports_why_not() {
         assert!(!out_file.exists());
         return;
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = assert_ok(&out);
     assert!(text.contains("geomean speedup"), "{text}");
-    let cache: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let cache = read_json(&out_file);
     assert_eq!(cache["header"]["build_id"], rosa::tune::BUILD_ID);
     let entries = cache["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 6, "{cache}");
@@ -402,15 +401,9 @@ fn bench_on_cuda_runs_or_reports_why_not() {
         assert!(!json.exists());
         return;
     }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = assert_ok(&out);
     assert!(table.contains("summary spmm"), "{table}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = read_json(&json);
     assert!(report["device"].as_str().unwrap().starts_with("cuda:0"));
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2 * 2 * 3);
@@ -452,18 +445,12 @@ fn bench_runs_several_shapes_and_writes_json_beside_the_table() {
         "--json-out",
         arg(&json),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = assert_ok(&out);
     assert!(
         table.contains("40x30x4") && table.contains("20x50x3"),
         "{table}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = read_json(&json);
     let rows = report["rows"].as_array().unwrap();
     // 2 shapes x (sprs, sprs+rayon); CPU rows carry no GPU fields.
     assert_eq!(rows.len(), 4);
@@ -495,18 +482,12 @@ fn bench_times_the_forward_product_beside_the_transposed_one() {
         "--json-out",
         arg(&json),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = assert_ok(&out);
     assert!(
         table.contains("summary spmm_t/spmm f32  time ratio over 2 points"),
         "{table}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = read_json(&json);
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     for row in rows {
@@ -535,11 +516,7 @@ fn bench_plots_time_against_density_as_svg() {
         "--plot",
         arg(&svg),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
     // One panel per op, a legend entry per series: ours, the sparse and dense baselines.
@@ -610,11 +587,7 @@ fn bench_emits_json_rows_and_a_table() {
             dtype.name(),
             "--json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let rows = report["rows"].as_array().unwrap();
         // 2 densities x (spmm: 3, spmm_t: 3, sddmm: 2 baselines).
@@ -653,8 +626,7 @@ fn bench_emits_json_rows_and_a_table() {
         "sddmm",
         "--no-dense",
     ]);
-    assert!(out.status.success());
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = assert_ok(&out);
     assert!(
         table.contains("sddmm") && table.contains("GFLOP/s"),
         "{table}"
@@ -700,12 +672,7 @@ fn train_on_cuda_runs_or_names_the_missing_device() {
     let out = train_on_cuda();
     match rosa::cuda::Device::new(0) {
         Ok(_) => {
-            let table = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let table = assert_ok(&out);
             assert!(table.contains("backend: cuda"), "{table}");
         }
         Err(_) => {
