@@ -7,7 +7,7 @@ use cudarc::driver::CudaSlice;
 
 use super::result::{self, AdamwBuffers, AdamwStep};
 use super::{elementwise, mem, Device, DeviceParam};
-use crate::train::{AdamConfig, Group};
+use crate::train::AdamConfig;
 use crate::Result;
 
 #[derive(Debug)]
@@ -144,17 +144,10 @@ impl DeviceAdamW {
         }
         let grads = params.iter().map(|(_, p)| (p.grad, p.len, p.name));
         let norm = elementwise::sum_squares_of(dev, grads)?.sqrt() as f32;
-        let clip = match self.cfg.clip_norm {
-            Some(c) if norm > c => c / (norm + 1e-6),
-            _ => 1.0,
-        };
         let c = self.cfg;
+        let clip = c.clip_scale(norm);
         for (key, p) in params.iter_mut() {
-            let lr = lr_factor
-                * match p.group {
-                    Group::LowRank => c.lr_low_rank,
-                    Group::Other => c.lr_other,
-                };
+            let lr = c.lr(p.group, lr_factor);
             let fresh = |len| -> Result<Moments> {
                 Ok(Moments {
                     m: mem::zeros(stream, len)?,
@@ -174,6 +167,7 @@ impl DeviceAdamW {
                 Entry::Vacant(e) => e.insert(fresh(p.len)?),
             };
             st.t += 1;
+            let (bias_correction1, bias_correction2) = c.bias_corrections(st.t);
             result::adamw(
                 stream,
                 AdamwBuffers {
@@ -189,8 +183,8 @@ impl DeviceAdamW {
                     beta2: c.beta2,
                     eps: c.eps,
                     weight_decay: c.weight_decay,
-                    bias_correction1: 1.0 - c.beta1.powi(st.t),
-                    bias_correction2: 1.0 - c.beta2.powi(st.t),
+                    bias_correction1,
+                    bias_correction2,
                     grad_scale: clip,
                 },
             )?;

@@ -39,6 +39,32 @@ impl Default for AdamConfig {
     }
 }
 
+/// The parts of one AdamW step that do not depend on where the moments live, shared by
+/// [`AdamW`] and the device optimizer (`rosa::cuda::DeviceAdamW`) so both step alike.
+impl AdamConfig {
+    /// The factor every gradient is scaled by when the global norm is `norm`.
+    pub(crate) fn clip_scale(&self, norm: f32) -> f32 {
+        match self.clip_norm {
+            Some(c) if norm > c => c / (norm + 1e-6),
+            _ => 1.0,
+        }
+    }
+
+    /// The learning rate of `group` at `lr_factor` times its peak.
+    pub(crate) fn lr(&self, group: Group, lr_factor: f32) -> f32 {
+        lr_factor
+            * match group {
+                Group::LowRank => self.lr_low_rank,
+                Group::Other => self.lr_other,
+            }
+    }
+
+    /// `1 - beta1^t` and `1 - beta2^t`, the bias corrections of a tensor's step `t`.
+    pub(crate) fn bias_corrections(&self, t: i32) -> (f32, f32) {
+        (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t))
+    }
+}
+
 /// Linear warm-up from 0 over `warmup` steps, then linear decay to 0 at `total`.
 ///
 /// ```
@@ -133,17 +159,10 @@ impl AdamW {
             .map(|&g| g as f64 * g as f64)
             .sum::<f64>()
             .sqrt() as f32;
-        let clip = match self.cfg.clip_norm {
-            Some(c) if norm > c => c / (norm + 1e-6),
-            _ => 1.0,
-        };
         let c = self.cfg;
+        let clip = c.clip_scale(norm);
         for (key, p) in params.iter_mut() {
-            let lr = lr_factor
-                * match p.group {
-                    Group::LowRank => c.lr_low_rank,
-                    Group::Other => c.lr_other,
-                };
+            let lr = c.lr(p.group, lr_factor);
             let n = p.value.len();
             let st = self.state.entry(key.clone()).or_insert_with(|| Moments {
                 m: vec![0.0; n],
@@ -158,8 +177,7 @@ impl AdamW {
                 };
             }
             st.t += 1;
-            let bc1 = 1.0 - c.beta1.powi(st.t);
-            let bc2 = 1.0 - c.beta2.powi(st.t);
+            let (bc1, bc2) = c.bias_corrections(st.t);
             for (((w, &g), m), v) in p.value.iter_mut().zip(p.grad).zip(&mut st.m).zip(&mut st.v) {
                 let g = g * clip;
                 *m = c.beta1 * *m + (1.0 - c.beta1) * g;
