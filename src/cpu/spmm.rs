@@ -100,19 +100,7 @@ pub(crate) fn check_spmm<T: Scalar>(
     c: &MatMut<'_, T>,
 ) -> Result<()> {
     check_scalars("spmm", alpha, beta)?;
-    if a.cols() != b.rows() || c.rows() != a.rows() || c.cols() != b.cols() {
-        return Err(Error::ShapeMismatch {
-            op: "spmm",
-            detail: format!(
-                "A is {} x {}, B is {}, C is {} (need A: M x K, B: K x N, C: M x N)",
-                a.rows(),
-                a.cols(),
-                b.shape(),
-                c.shape()
-            ),
-        });
-    }
-    Ok(())
+    check_shapes(false, a, b, c)
 }
 
 /// The argument checks of [`spmm_t`], plan included, shared like [`check_spmm`].
@@ -126,11 +114,26 @@ pub(crate) fn check_spmm_t<T: Scalar>(
 ) -> Result<()> {
     check_scalars("spmm_t", alpha, beta)?;
     plan.check(a.structure_id())?;
-    if a.rows() != b.rows() || c.rows() != a.cols() || c.cols() != b.cols() {
+    check_shapes(true, a, b, c)
+}
+
+/// Errors unless `C = op(A) B` fits, op(A) being A^T when `transposed`.
+fn check_shapes<T: Scalar>(
+    transposed: bool,
+    a: &CsrRef<'_, T>,
+    b: &MatRef<'_, T>,
+    c: &MatMut<'_, T>,
+) -> Result<()> {
+    let (op, rows, inner, need) = if transposed {
+        ("spmm_t", a.cols(), a.rows(), "A: M x K, B: M x N, C: K x N")
+    } else {
+        ("spmm", a.rows(), a.cols(), "A: M x K, B: K x N, C: M x N")
+    };
+    if inner != b.rows() || c.rows() != rows || c.cols() != b.cols() {
         return Err(Error::ShapeMismatch {
-            op: "spmm_t",
+            op,
             detail: format!(
-                "A is {} x {}, B is {}, C is {} (need A: M x K, B: M x N, C: K x N)",
+                "A is {} x {}, B is {}, C is {} (need {need})",
                 a.rows(),
                 a.cols(),
                 b.shape(),
