@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{flops, group, label};
+use common::{device_or_skip, flops, group, label};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
 use rosa::bench::{self, gpu::rotation_sets, Sweep};
@@ -216,16 +216,8 @@ fn dense_gemms<T: BlasScalar>(
 }
 
 fn grid(c: &mut Criterion) {
-    let dev = match Device::new(0) {
-        Ok(dev) => dev,
-        Err(e) => {
-            let why = match e {
-                rosa::Error::NoDevice(why) => why,
-                other => other.to_string(),
-            };
-            eprintln!("gpu_spmm: skipped: no CUDA device ({why})");
-            return;
-        }
+    let Some(dev) = device_or_skip("gpu_spmm") else {
+        return;
     };
     // With a GPU, missing cuSPARSE or cuBLAS is a broken setup, not a skip.
     let gpu = Gpu::new(dev).expect("cuSPARSE and cuBLAS load");

@@ -13,6 +13,9 @@
 //!
 //!     cargo bench --features cuda --bench gpu_step [-- --quick]
 
+mod common;
+
+use common::device_or_skip;
 use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
 use rosa::train::{AdamConfig, LoraConfig, RosaLinear, Scaling};
 use rosa::{random, CsrShape, Result};
@@ -112,16 +115,8 @@ fn main() -> Result<()> {
             reps: 20,
         }
     };
-    let dev = match Device::new(0) {
-        Ok(dev) => dev,
-        Err(e) => {
-            let why = match e {
-                rosa::Error::NoDevice(why) => why,
-                other => other.to_string(),
-            };
-            println!("gpu_step: skipped: no CUDA device ({why})");
-            return Ok(());
-        }
+    let Some(dev) = device_or_skip("gpu_step") else {
+        return Ok(());
     };
     println!(
         "gpu_step on {}: W {} x {} bf16, {} tokens, r = {}, d = {}%, {} reps after {} warm-up",

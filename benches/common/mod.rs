@@ -14,6 +14,23 @@ pub const N: usize = 256;
 pub const DENSITIES: [f64; 5] = [0.001, 0.003, 0.01, 0.03, 0.1];
 pub const SEED: u64 = 7;
 
+/// GPU 0, or `None` after saying on stderr that `bench` is skipped and why, in the words
+/// `scripts/gpu-run.sh` looks for (on its GPU machine a skip is a failure).
+#[cfg(feature = "cuda")]
+pub fn device_or_skip(bench: &str) -> Option<rosa::cuda::Device> {
+    match rosa::cuda::Device::new(0) {
+        Ok(dev) => Some(dev),
+        Err(e) => {
+            let why = match e {
+                rosa::Error::NoDevice(why) => why,
+                other => other.to_string(),
+            };
+            eprintln!("{bench}: skipped: no CUDA device ({why})");
+            None
+        }
+    }
+}
+
 /// A single-thread pool: our kernels and the baselines both measured on one core.
 pub fn one_thread() -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
