@@ -4,6 +4,7 @@
 use super::elementwise;
 use super::{sddmm, spmm, spmm_t, Blas, Device, DeviceCsr, DeviceDense, Transpose};
 use crate::bf16;
+use crate::train::layer::check_feature_rows;
 use crate::train::{Group, Lora, RosaLinear, Weight};
 use crate::{Dense, Error, Result};
 
@@ -357,17 +358,6 @@ impl DeviceRosaLinear {
         }
     }
 
-    fn check_rows(op: &'static str, m: &DeviceDense<f32>, rows: usize) -> Result<()> {
-        if m.rows() == rows {
-            Ok(())
-        } else {
-            Err(Error::ShapeMismatch {
-                op,
-                detail: format!("expected {rows} feature rows, got {}", m.rows()),
-            })
-        }
-    }
-
     /// `y = W x + s B (A x) + S x + bias` for `x` (in x tokens), all queued on the
     /// device's stream. With `train`, the input (copied on the device) and `A x` are kept
     /// for the backward pass.
@@ -383,7 +373,7 @@ impl DeviceRosaLinear {
     /// # Ok::<(), rosa::Error>(())
     /// ```
     pub fn forward(&mut self, x: &DeviceDense<f32>, train: bool) -> Result<DeviceDense<f32>> {
-        Self::check_rows("DeviceRosaLinear::forward", x, self.in_features())?;
+        check_feature_rows("DeviceRosaLinear::forward", x.rows(), self.in_features())?;
         if train && self.merged {
             return Err(Error::InvalidArgument(
                 "training a merged layer: unmerge it first".into(),
@@ -433,7 +423,7 @@ impl DeviceRosaLinear {
     /// ```
     pub fn backward(&mut self, dy: &DeviceDense<f32>) -> Result<DeviceDense<f32>> {
         const OP: &str = "DeviceRosaLinear::backward";
-        Self::check_rows(OP, dy, self.out_features())?;
+        check_feature_rows(OP, dy.rows(), self.out_features())?;
         if self.merged {
             // The cached pass may predate the merge; W now carries the adapters too.
             return Err(Error::InvalidArgument(format!(

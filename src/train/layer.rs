@@ -103,6 +103,19 @@ impl Weight {
     }
 }
 
+/// Errors unless a layer's input (or output gradient) has the `expected` feature rows:
+/// shared by the host and device layers, so both refuse alike.
+pub(crate) fn check_feature_rows(op: &'static str, rows: usize, expected: usize) -> Result<()> {
+    if rows == expected {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            op,
+            detail: format!("expected {expected} feature rows, got {rows}"),
+        })
+    }
+}
+
 fn widen(w: &Dense<bf16>) -> Dense<f32> {
     Dense::from_fn(w.rows(), w.cols(), |i, j| {
         w.as_slice()[i * w.cols() + j].to_f32()
@@ -403,17 +416,6 @@ impl RosaLinear {
         lora + sparse + full
     }
 
-    fn check_input(&self, op: &'static str, m: &MatRef<'_, f32>, rows: usize) -> Result<()> {
-        if m.rows() == rows {
-            Ok(())
-        } else {
-            Err(Error::ShapeMismatch {
-                op,
-                detail: format!("expected {rows} feature rows, got {}", m.rows()),
-            })
-        }
-    }
-
     /// `y = W x + s B (A x) + S x + bias` for `x` (in x tokens). With `train`, dropout is
     /// applied and what the backward pass needs is kept.
     pub fn forward(
@@ -422,7 +424,7 @@ impl RosaLinear {
         x: MatRef<'_, f32>,
         train: bool,
     ) -> Result<Dense<f32>> {
-        self.check_input("RosaLinear::forward", &x, self.in_features())?;
+        check_feature_rows("RosaLinear::forward", x.rows(), self.in_features())?;
         if train && self.merged {
             return Err(Error::InvalidArgument(
                 "training a merged layer: unmerge it first".into(),
@@ -501,7 +503,7 @@ impl RosaLinear {
     /// Backward pass for `dY` (out x tokens): stores the gradients of the trainable
     /// tensors and returns `dX = W^T dY + s A^T (B^T dY) + S^T dY`.
     pub fn backward(&mut self, be: &dyn Backend, dy: MatRef<'_, f32>) -> Result<Dense<f32>> {
-        self.check_input("RosaLinear::backward", &dy, self.out_features())?;
+        check_feature_rows("RosaLinear::backward", dy.rows(), self.out_features())?;
         self.cache("RosaLinear::backward")?;
         // Taken out so the pass can borrow the layer mutably; put back whatever happens,
         // so a failed call leaves the layer as it was.
