@@ -858,11 +858,13 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
                         .map(|((_, _, run), (c32, ran))| move || *ran = run(c32.view_mut()))
                         .collect();
                     // The transposed product's own forward product, in the same rounds.
-                    let mut c_forward = Dense::<T>::zeros(m, n);
+                    let mut c_forward = transposed.then(|| Dense::<T>::zeros(m, n));
                     let mut forward_status = Ok(());
                     let mut forward = || {
-                        forward_status =
-                            cpu::spmm(1.0, a.as_ref(), b_spmm.as_ref(), 0.0, c_forward.as_mut())
+                        if let Some(c) = &mut c_forward {
+                            forward_status =
+                                cpu::spmm(1.0, a.as_ref(), b_spmm.as_ref(), 0.0, c.as_mut())
+                        }
                     };
                     let mut fs: Vec<&mut dyn FnMut()> = vec![&mut ours];
                     if transposed {
