@@ -45,6 +45,21 @@ impl DType {
             DType::Bf16 => "bf16",
         }
     }
+
+    /// The largest finite value: every finite value of larger magnitude rounds to ±inf.
+    ///
+    /// ```
+    /// use rosa::DType;
+    /// assert_eq!(DType::F16.max_finite(), 65504.0);
+    /// assert_eq!(DType::F32.max_finite(), f32::MAX as f64);
+    /// ```
+    pub fn max_finite(self) -> f64 {
+        match self {
+            DType::F32 => f32::MAX as f64,
+            DType::F16 => f16::MAX.to_f64(),
+            DType::Bf16 => bf16::MAX.to_f64(),
+        }
+    }
 }
 
 impl fmt::Display for DType {
@@ -103,6 +118,22 @@ pub trait Scalar:
     /// assert_eq!(<f16 as Scalar>::from_f32(-65520.0), f16::NEG_INFINITY);
     /// ```
     fn from_f32(x: f32) -> Self;
+    /// Rounds an f64 to this type once (round to nearest even; overflow gives infinity).
+    ///
+    /// Not `from_f32(x as f32)`: rounding twice can land on the other side of a tie
+    /// (`1 + 2^-8 + 2^-30` is above bf16's halfway point between 1 and `1 + 2^-7`, but
+    /// its f32 rounding `1 + 2^-8` is the tie itself, which goes to even, down). Nor
+    /// `half`'s own `from_f64`, which drops the low 32 bits of the f64 before rounding.
+    ///
+    /// ```
+    /// use rosa::{bf16, Scalar};
+    /// let x = 1.0 + 2f64.powi(-8) + 2f64.powi(-30);
+    /// assert_eq!(<bf16 as Scalar>::from_f64(x).to_f32(), 1.0 + 2f32.powi(-7));
+    /// assert_eq!(<bf16 as Scalar>::from_f32(x as f32).to_f32(), 1.0);
+    /// ```
+    fn from_f64(x: f64) -> Self {
+        Self::from_f32(round_to_odd(x))
+    }
     /// The smallest difference from 1 this type can represent: the base of test tolerances.
     fn epsilon() -> f32;
     /// Widens a slice to f32 (`dst.len() == src.len()`), with SIMD where `half` has it.
@@ -111,6 +142,25 @@ pub trait Scalar:
     fn as_f32_slice(src: &[Self]) -> Option<&[f32]>;
     /// The slice itself when `Self` is f32, so kernels can write results without rounding.
     fn as_f32_slice_mut(src: &mut [Self]) -> Option<&mut [f32]>;
+}
+
+/// `x` rounded to f32 towards zero, with the last bit set if that lost anything ("round
+/// to odd"). An f32 holds at least two more bits than f16 or bf16 at every exponent, so
+/// rounding this result to nearest even gives the correctly rounded f16 or bf16 of `x`
+/// (Boldo and Melquiond, "Emulation of FMA and correctly rounded sums: proved algorithms
+/// using rounding to odd", IEEE Trans. Computers 57(4), 2008).
+fn round_to_odd(x: f64) -> f32 {
+    let nearest = x as f32;
+    if x.is_nan() || nearest as f64 == x {
+        return nearest;
+    }
+    // Inexact: step towards zero if rounding went away from it (overflow included: inf
+    // steps back to f32::MAX), then mark the lost bits in the last place.
+    let mut bits = nearest.to_bits();
+    if (nearest as f64).abs() > x.abs() {
+        bits -= 1;
+    }
+    f32::from_bits(bits | 1)
 }
 
 impl Scalar for f32 {
@@ -122,6 +172,9 @@ impl Scalar for f32 {
     #[inline(always)]
     fn from_f32(x: f32) -> Self {
         x
+    }
+    fn from_f64(x: f64) -> Self {
+        x as f32
     }
     fn epsilon() -> f32 {
         f32::EPSILON
