@@ -31,6 +31,26 @@ impl<T: Scalar> Dense<T> {
         Self::filled(rows, cols, T::default())
     }
 
+    /// A matrix of zeros, or [`Error::Alloc`] naming `what` if the memory cannot be had:
+    /// for outputs whose shape comes from input, which must not abort the process.
+    ///
+    /// ```
+    /// use rosa::{Dense, Error};
+    /// assert_eq!(Dense::<f32>::try_zeros(2, 3, "C").unwrap(), Dense::zeros(2, 3));
+    /// let err = Dense::<f32>::try_zeros(1 << 40, 1 << 40, "C").unwrap_err();
+    /// assert!(matches!(err, Error::Alloc { .. }));
+    /// ```
+    pub fn try_zeros(rows: usize, cols: usize, what: &str) -> Result<Self> {
+        let describe = || format!("{what} ({rows} x {cols} {})", T::DTYPE);
+        let len = rows.checked_mul(cols).ok_or_else(|| Error::Alloc {
+            what: describe(),
+            bytes: rows as u128 * cols as u128 * T::DTYPE.size() as u128,
+        })?;
+        let mut data = crate::error::try_vec(len, describe)?;
+        data.resize(len, T::default());
+        Ok(Dense { rows, cols, data })
+    }
+
     /// A matrix with every element set to `value`.
     pub fn filled(rows: usize, cols: usize, value: T) -> Self {
         Dense {

@@ -107,6 +107,73 @@ pub enum Error {
     /// No usable GPU: no driver library, no device, or an ordinal past the last device.
     #[error("no CUDA device: {0}")]
     NoDevice(String),
+    /// A buffer sized from input that the allocator refused (the process is not aborted).
+    #[error("{what}: cannot allocate {bytes} bytes ({})", human_bytes(*bytes))]
+    Alloc { what: String, bytes: u128 },
+    /// A finite number in a file that the compute dtype cannot hold: beyond its finite
+    /// range (it would round to ±inf), or an integer it would round to another value.
+    #[error("{}: {at}: {value} {}", path.display(), unrepresentable(*dtype, *rounded))]
+    Unrepresentable {
+        path: PathBuf,
+        /// Where in the file: a line, or an element's index.
+        at: String,
+        /// The value as read (or as summed from duplicates).
+        value: String,
+        dtype: crate::DType,
+        /// What it would have become in `dtype`.
+        rounded: f64,
+    },
+}
+
+fn unrepresentable(dtype: crate::DType, rounded: f64) -> String {
+    if rounded.is_infinite() {
+        format!(
+            "is outside the finite range of {dtype} (largest magnitude {}): it would become {}",
+            short(dtype.max_finite()),
+            short(rounded)
+        )
+    } else {
+        format!(
+            "is an integer {dtype} cannot hold exactly: it would become {}",
+            short(rounded)
+        )
+    }
+}
+
+/// A number as people write it: shortest round-trip digits (as an f32 where it is one),
+/// in scientific notation outside `1e-4..1e16`.
+pub(crate) fn short(x: f64) -> String {
+    let plain = x == 0.0 || !x.is_finite() || (1e-4..1e16).contains(&x.abs());
+    match (x as f32 as f64 == x, plain) {
+        (true, true) => format!("{}", x as f32),
+        (true, false) => format!("{:e}", x as f32),
+        (false, true) => format!("{x}"),
+        (false, false) => format!("{x:e}"),
+    }
+}
+
+/// `bytes` with a binary unit, for people.
+fn human_bytes(bytes: u128) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = bytes as f64;
+    let mut unit = 0;
+    while x >= 1024.0 && unit + 1 < UNITS.len() {
+        x /= 1024.0;
+        unit += 1;
+    }
+    format!("{x:.1} {}", UNITS[unit])
+}
+
+/// An empty vector with room for `len` elements, or [`Error::Alloc`] naming `what`
+/// (called only on failure) when the allocator refuses: for every buffer whose size
+/// comes from input, which must never abort the process.
+pub(crate) fn try_vec<T>(len: usize, what: impl FnOnce() -> String) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::Alloc {
+        what: what(),
+        bytes: len as u128 * std::mem::size_of::<T>() as u128,
+    })?;
+    Ok(v)
 }
 
 /// `Result` with [`Error`] as the error type.

@@ -2,7 +2,18 @@
 
 use super::validate::check_index;
 use super::{Csr, CsrRef, CsrShape};
+use crate::error::try_vec;
 use crate::{Dense, Error, MatRef, Result, Scalar};
+
+/// One stored value on its way into a CSR matrix: its position, its value in f64, and
+/// where it came from (a file's line, or a triplet's index) for error messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    pub row: u32,
+    pub col: u32,
+    pub value: f64,
+    pub origin: usize,
+}
 
 impl<T: Scalar> Csr<T> {
     /// Builds a matrix from `(row, col, value)` triplets in any order.
@@ -21,8 +32,10 @@ impl<T: Scalar> Csr<T> {
     pub fn from_triplets(rows: usize, cols: usize, triplets: &[(usize, usize, T)]) -> Result<Self> {
         check_index("rows", rows)?;
         check_index("cols", cols)?;
-        check_index("nnz", triplets.len())?;
-        for (index, &(row, col, _)) in triplets.iter().enumerate() {
+        let mut entries = try_vec(triplets.len(), || {
+            format!("{} triplets to sort", triplets.len())
+        })?;
+        for (index, &(row, col, value)) in triplets.iter().enumerate() {
             if row >= rows || col >= cols {
                 return Err(Error::TripletOutOfRange {
                     index,
@@ -32,30 +45,52 @@ impl<T: Scalar> Csr<T> {
                     cols,
                 });
             }
+            entries.push(Entry {
+                row: row as u32,
+                col: col as u32,
+                value: value.to_f32() as f64,
+                origin: index,
+            });
         }
-        let mut order: Vec<usize> = (0..triplets.len()).collect();
-        order.sort_unstable_by_key(|&t| (triplets[t].0, triplets[t].1));
-        let mut row_ptr = vec![0i32; rows + 1];
-        let mut col_idx: Vec<i32> = Vec::with_capacity(triplets.len());
-        let mut sums: Vec<f64> = Vec::with_capacity(triplets.len());
-        let mut last: Option<(usize, usize)> = None;
-        for &t in &order {
-            let (r, c, v) = triplets[t];
-            if last == Some((r, c)) {
-                if let Some(s) = sums.last_mut() {
-                    *s += v.to_f32() as f64;
-                }
-                continue;
-            }
-            last = Some((r, c));
-            row_ptr[r + 1] += 1;
-            col_idx.push(c as i32);
-            sums.push(v.to_f32() as f64);
+        Self::from_entries(rows, cols, &mut entries, |sum, _, _| Ok(T::from_f64(sum)))
+    }
+
+    /// Builds a matrix from entries whose positions lie inside `rows x cols`, summing
+    /// the values at each position in f64 (in `origin` order) and handing each sum to
+    /// `round`, with the first entry at that position and their count.
+    ///
+    /// The one place duplicates are summed: [`Csr::from_triplets`] and the file readers,
+    /// which refuse a sum their dtype cannot hold, both come here. Every buffer is
+    /// allocated fallibly: `row_ptr` alone is `4 (rows + 1)` bytes whatever `entries`
+    /// holds.
+    pub(crate) fn from_entries(
+        rows: usize,
+        cols: usize,
+        entries: &mut [Entry],
+        mut round: impl FnMut(f64, &Entry, usize) -> Result<T>,
+    ) -> Result<Self> {
+        check_index("rows", rows)?;
+        check_index("cols", cols)?;
+        entries.sort_unstable_by_key(|e| (e.row, e.col, e.origin));
+        let same = |a: &Entry, b: &Entry| (a.row, a.col) == (b.row, b.col);
+        let nnz = entries.chunk_by(same).count();
+        check_index("nnz", nnz)?;
+        let mut row_ptr = try_vec(rows + 1, || {
+            format!("row_ptr of a {rows}-row matrix ({} i32 offsets)", rows + 1)
+        })?;
+        row_ptr.resize(rows + 1, 0i32);
+        let mut col_idx = try_vec(nnz, || format!("col_idx of {nnz} nonzeros"))?;
+        let mut values = try_vec(nnz, || format!("values of {nnz} nonzeros"))?;
+        for group in entries.chunk_by(same) {
+            let first = &group[0];
+            let sum = group.iter().map(|e| e.value).sum::<f64>();
+            row_ptr[first.row as usize + 1] += 1;
+            col_idx.push(first.col as i32);
+            values.push(round(sum, first, group.len())?);
         }
         for i in 0..rows {
             row_ptr[i + 1] += row_ptr[i];
         }
-        let values = sums.into_iter().map(|s| T::from_f32(s as f32)).collect();
         Csr::from_parts(rows, cols, row_ptr, col_idx, values)
     }
 

@@ -9,6 +9,7 @@ mod stats;
 mod transpose;
 mod validate;
 
+pub(crate) use build::Entry;
 #[cfg(feature = "cuda")]
 pub(crate) use stats::row_swizzle;
 pub(crate) use validate::check_index;
@@ -17,7 +18,7 @@ pub use stats::RowStats;
 pub use transpose::TransposePlan;
 pub use validate::StructureId;
 
-use crate::{Result, Scalar};
+use crate::{Error, Result, Scalar};
 
 /// An owned CSR matrix whose structure has been validated.
 ///
@@ -315,8 +316,29 @@ pub trait CsrShape {
     }
     /// The structure of the transpose and the permutation into this matrix's values,
     /// built once and reused by every transposed product.
+    ///
+    /// Like a `Vec`, aborts the process if the memory cannot be had; where the shape
+    /// came from input, use [`CsrShape::try_transpose_plan`].
     fn transpose_plan(&self) -> TransposePlan {
-        TransposePlan::new(self.structure_id(), self.row_ptr(), self.col_idx())
+        self.try_transpose_plan().unwrap_or_else(|e| match e {
+            Error::Alloc { bytes, .. } => std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(bytes as usize, 4)
+                    .unwrap_or(std::alloc::Layout::new::<i32>()),
+            ),
+            // Nothing else fails: the structure was validated when the matrix was built.
+            other => unreachable!("{other}"),
+        })
+    }
+    /// [`CsrShape::transpose_plan`], or [`Error::Alloc`] when its `4 (cols + 1) + 8 nnz`
+    /// bytes cannot be allocated.
+    ///
+    /// ```
+    /// use rosa::{Csr, CsrShape};
+    /// let a = Csr::from_triplets(2, 3, &[(1, 2, 1.0f32)]).unwrap();
+    /// assert_eq!(a.try_transpose_plan().unwrap(), a.transpose_plan());
+    /// ```
+    fn try_transpose_plan(&self) -> Result<TransposePlan> {
+        TransposePlan::try_new(self.structure_id(), self.row_ptr(), self.col_idx())
     }
 }
 

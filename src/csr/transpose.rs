@@ -1,7 +1,7 @@
 //! The transpose plan: the structure of A^T and where each of its entries lives in A.
 
 use super::StructureId;
-use crate::error::Error;
+use crate::error::{try_vec, Error};
 use crate::Result;
 
 /// The CSR structure of `A^T` plus, for each of its entries, the index of the same entry
@@ -32,19 +32,33 @@ pub struct TransposePlan {
 }
 
 impl TransposePlan {
-    pub(crate) fn new(source: StructureId, row_ptr: &[i32], col_idx: &[i32]) -> Self {
+    /// Builds the plan, every buffer allocated fallibly: `row_ptr` is `4 (cols + 1)`
+    /// bytes whatever `nnz` is.
+    pub(crate) fn try_new(source: StructureId, row_ptr: &[i32], col_idx: &[i32]) -> Result<Self> {
         let (rows, cols, nnz) = (source.rows, source.cols, source.nnz);
+        let offsets = |what: &str| {
+            let what = format!(
+                "{what} of a transpose plan for {cols} columns ({} i32)",
+                cols + 1
+            );
+            move || what
+        };
         // Counting sort by column; walking A's rows in order keeps each row of A^T sorted.
-        let mut t_ptr = vec![0i32; cols + 1];
+        let mut t_ptr = try_vec(cols + 1, offsets("row_ptr"))?;
+        t_ptr.resize(cols + 1, 0i32);
         for &c in col_idx {
             t_ptr[c as usize + 1] += 1;
         }
         for j in 0..cols {
             t_ptr[j + 1] += t_ptr[j];
         }
-        let mut next: Vec<i32> = t_ptr[..cols].to_vec();
-        let mut t_col = vec![0i32; nnz];
-        let mut perm = vec![0i32; nnz];
+        let mut next = try_vec(cols, offsets("cursors"))?;
+        next.extend_from_slice(&t_ptr[..cols]);
+        let entries = || format!("{nnz} entries of a transpose plan (2 x {nnz} i32)");
+        let mut t_col = try_vec(nnz, entries)?;
+        t_col.resize(nnz, 0i32);
+        let mut perm = try_vec(nnz, entries)?;
+        perm.resize(nnz, 0i32);
         for (i, w) in row_ptr.windows(2).enumerate().take(rows) {
             for (p, &c) in col_idx
                 .iter()
@@ -59,12 +73,12 @@ impl TransposePlan {
                 perm[q] = p as i32;
             }
         }
-        TransposePlan {
+        Ok(TransposePlan {
             source,
             row_ptr: t_ptr,
             col_idx: t_col,
             perm,
-        }
+        })
     }
 
     /// The structure this plan was built from.
