@@ -6,13 +6,14 @@ use rosa::{cpu, io, with_dtype, CsrShape, DType, Error, Result, Scalar};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The mask (M x N), Matrix Market coordinate; its values are ignored.
+    /// The mask (M x N), Matrix Market (coordinate, or array for its nonzeros); its
+    /// values are ignored.
     #[arg(long, value_name = "M.mtx")]
     mask: PathBuf,
-    /// Dense L (M x k), NPY.
+    /// Dense L (M x k), NPY or Matrix Market array.
     #[arg(long, value_name = "L.npy")]
     lhs: PathBuf,
-    /// Dense R (N x k), NPY.
+    /// Dense R (N x k), NPY or Matrix Market array.
     #[arg(long, value_name = "R.npy")]
     rhs: PathBuf,
     /// Where to write the result (Matrix Market, the mask's structure).
@@ -28,9 +29,9 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 fn run_typed<T: Scalar>(args: &Args) -> Result<()> {
-    let mut mask = io::read_mtx::<T>(&args.mask)?;
-    let l = io::read_npy::<T>(&args.lhs)?;
-    let r = io::read_npy::<T>(&args.rhs)?;
+    let mut mask = io::read_mtx_pattern::<T>(&args.mask)?;
+    let l = io::read_dense::<T>(&args.lhs)?;
+    let r = io::read_dense::<T>(&args.rhs)?;
     if l.rows() != mask.rows() || r.rows() != mask.cols() || l.cols() != r.cols() {
         return Err(Error::ShapeMismatch {
             op: "sddmm",

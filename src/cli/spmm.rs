@@ -6,10 +6,10 @@ use rosa::{cpu, io, with_dtype, CsrShape, DType, Dense, Error, Result, Scalar};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Sparse A (M x K), Matrix Market coordinate.
+    /// Sparse A (M x K), Matrix Market (coordinate, or array for its nonzeros).
     #[arg(long, value_name = "A.mtx")]
     sparse: PathBuf,
-    /// Dense B, NPY: K x N, or M x N with --transpose.
+    /// Dense B, NPY or Matrix Market array: K x N, or M x N with --transpose.
     #[arg(long, value_name = "B.npy")]
     dense: PathBuf,
     /// Where to write C (NPY): M x N, or K x N with --transpose.
@@ -33,7 +33,7 @@ fn name(p: &Path) -> String {
 
 fn run_typed<T: Scalar>(args: &Args) -> Result<()> {
     let a = io::read_mtx::<T>(&args.sparse)?;
-    let b = io::read_npy::<T>(&args.dense)?;
+    let b = io::read_dense::<T>(&args.dense)?;
     let (inner, out_rows, need) = if args.transpose {
         (a.rows(), a.cols(), "A's rows (A^T B)")
     } else {
@@ -58,9 +58,11 @@ fn run_typed<T: Scalar>(args: &Args) -> Result<()> {
         });
     }
     super::check_output_size("output C", out_rows, b.cols(), T::DTYPE.size())?;
-    let mut c = Dense::<T>::zeros(out_rows, b.cols());
-    if args.transpose {
-        let plan = a.transpose_plan();
+    let mut c = Dense::<T>::try_zeros(out_rows, b.cols(), "output C")?;
+    if c.as_slice().is_empty() {
+        // Nothing to compute: an empty C needs no transpose plan (O(K) memory).
+    } else if args.transpose {
+        let plan = a.try_transpose_plan()?;
         cpu::spmm_t(1.0, a.as_ref(), &plan, b.as_ref(), 0.0, c.as_mut())?;
     } else {
         cpu::spmm(1.0, a.as_ref(), b.as_ref(), 0.0, c.as_mut())?;
