@@ -26,7 +26,7 @@ use super::methods::Method;
 use super::schedule::Schedule;
 use super::tasks::TaskKind;
 use super::trainer::TrainConfig;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Pretrain a small residual MLP on a built-in task, fine-tune it with FFT, LoRA, SpA,
 /// RoSA and random subspace adaptation at a matched parameter budget, and print one
@@ -50,11 +50,11 @@ pub struct TrainArgs {
     /// Every method gets the trainable-parameter count of LoRA at this rank.
     #[arg(long, default_value_t = 8)]
     pub budget_rank: usize,
-    /// Rank for LoRA, RoSA and random subspace (default: from the budget; RoSA's
-    /// density then fills the rest of it).
+    /// Rank for LoRA, RoSA and random subspace, in 1..=the smallest layer side (default:
+    /// from the budget; RoSA's density then fills the rest of it).
     #[arg(long)]
     pub rank: Option<usize>,
-    /// Sparse density for SpA and RoSA, in [0, 1] (default: from the budget).
+    /// Sparse density for SpA and RoSA, in (0, 1] (default: from the budget).
     #[arg(long)]
     pub density: Option<f64>,
     /// RoSA's schedule: lora_only, spa_only or wlN (default: wl of a tenth of the steps).
@@ -125,6 +125,41 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// Refuses a `--rank` outside `1..=` the smallest side of the model's layers (a
+    /// rank-r factorization of a smaller matrix has nothing left to add) and a
+    /// `--density` outside `(0, 1]`, each with the valid range.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// #[derive(Parser)]
+    /// struct Cli {
+    ///     #[command(flatten)]
+    ///     train: rosa::train::cli::TrainArgs,
+    /// }
+    /// let args = |a: &[&str]| Cli::parse_from([&["rosa"], a].concat()).train;
+    /// assert!(args(&["--rank", "16", "--hidden", "16"]).validate().is_ok());
+    /// let err = args(&["--rank", "17", "--hidden", "16"]).validate().unwrap_err();
+    /// assert!(err.to_string().contains("1..=16"));
+    /// assert!(args(&["--density", "0"]).validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let mlp = self.config().mlp;
+        // Layers are hidden x inputs, hidden x hidden and outputs x hidden.
+        let side = mlp.inputs.min(mlp.hidden).min(mlp.outputs);
+        if let Some(r) = self.rank.filter(|r| !(1..=side).contains(r)) {
+            return Err(Error::InvalidArgument(format!(
+                "--rank {r} is outside 1..={side}: the smallest layer is {side} wide (inputs {}, hidden {}, outputs {})",
+                mlp.inputs, mlp.hidden, mlp.outputs
+            )));
+        }
+        if let Some(d) = self.density.filter(|d| !(*d > 0.0 && *d <= 1.0)) {
+            return Err(Error::InvalidArgument(format!(
+                "--density {d} is outside (0, 1]: the share of each layer's weights the sparse adapter trains"
+            )));
+        }
+        Ok(())
+    }
+
     /// The library configuration these flags describe.
     pub fn config(&self) -> TrainConfig {
         let mut cfg = TrainConfig {
@@ -161,6 +196,7 @@ impl TrainArgs {
 
 /// Runs `rosa train` and prints its table (or JSON) on stdout.
 pub fn run(args: &TrainArgs) -> Result<()> {
+    args.validate()?;
     let report = super::trainer::run(&args.config())?;
     if args.json {
         println!("{}", report.to_json());
