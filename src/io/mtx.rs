@@ -116,6 +116,7 @@ pub fn read_mtx<T: Scalar>(path: impl AsRef<Path>) -> Result<Csr<T>> {
 /// fitting `T`.
 ///
 /// ```
+/// use rosa::CsrShape;
 /// let path = std::env::temp_dir().join(format!("rosa-read-mask-{}.mtx", std::process::id()));
 /// std::fs::write(&path, "%%MatrixMarket matrix coordinate real general\n2 2 2\n1 2 1e6\n2 1 -3\n").unwrap();
 /// let mask = rosa::io::read_mtx_pattern::<rosa::f16>(&path).unwrap();
@@ -529,7 +530,10 @@ fn push_mirrored(
 fn coordinate_entries<T: Scalar>(path: &Path, header: &Header<'_>) -> Result<Vec<Entry>> {
     count_data(path, header)?;
     let (rows, cols) = (header.rows, header.cols);
-    let mut entries = Vec::new();
+    // The file holds the declared entries: room for them (mirrors grow it further).
+    let mut entries = try_vec(header.declared, || {
+        format!("{}: {} entries", path.display(), header.declared)
+    })?;
     let mut lines = header.data.clone();
     while let Some((n, line)) = lines.next_data(path)? {
         let bad = |what: &str| {

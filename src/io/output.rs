@@ -1,8 +1,8 @@
 //! Writing an output file without clobbering what should not be replaced.
 //!
-//! Hand-written rather than through `tempfile` or `atomic-write-file`: those replace
-//! whatever is at the path by rename, which turns a symbolic link, `/dev/null` or a FIFO
-//! into a regular file; what to do with each kind of path is the point here.
+//! Hand-written rather than through `tempfile`: its `persist` renames over the path,
+//! which turns a symbolic link, `/dev/null` or a FIFO into a regular file, and what to
+//! do with each kind of path is the point here.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -56,45 +56,75 @@ pub(crate) fn write_atomically(
     }
 }
 
-/// Follows symbolic links from `path` to what a write should land on.
+/// What a write to `path` should land on, following symbolic links.
 fn resolve(path: &Path) -> Result<Target> {
+    let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_symlink() => classify(path, &meta),
+        Ok(_) => match fs::metadata(path) {
+            // A link to a regular file: replace the file, in its own folder.
+            Ok(meta) if meta.is_file() => fs::canonicalize(path)
+                .map(Target::Replace)
+                .map_err(|e| io_error(path, e)),
+            // Anything else is opened through the link itself, which also follows the
+            // kernel's own links (`/dev/stdout` to a pipe is `/proc/self/fd/1`, whose
+            // target `pipe:[...]` is no path).
+            Ok(meta) => classify(path, &meta),
+            Err(e) if not_found(&e) => dangling(path),
+            Err(e) => Err(io_error(path, e)),
+        },
+        // `out/` names a directory that is not there: never create a file "out".
+        Err(e) if not_found(&e) && path.as_os_str().as_encoded_bytes().ends_with(b"/") => {
+            Err(io_error(path, e))
+        }
+        Err(e) if not_found(&e) => Ok(Target::Replace(path.to_path_buf())),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// Where to write `path`, which is `meta` (links followed).
+fn classify(path: &Path, meta: &fs::Metadata) -> Result<Target> {
+    let kind = meta.file_type();
     let refuse = |what: &str| Err(io_error(path, std::io::Error::other(what.to_string())));
+    if kind.is_dir() {
+        Err(io_error(
+            path,
+            std::io::Error::from(std::io::ErrorKind::IsADirectory),
+        ))
+    } else if kind.is_file() {
+        Ok(Target::Replace(path.to_path_buf()))
+    } else if kind.is_char_device() || kind.is_fifo() {
+        Ok(Target::Stream(path.to_path_buf()))
+    } else if kind.is_block_device() {
+        refuse("is a block device; rosa writes files, character devices and FIFOs")
+    } else {
+        refuse(
+            "is a socket or another special file; rosa writes files, character devices and FIFOs",
+        )
+    }
+}
+
+/// A link whose final target does not exist yet: that target is created, as the
+/// shell's `>` does.
+fn dangling(path: &Path) -> Result<Target> {
     let mut at = path.to_path_buf();
     for _ in 0..MAX_LINKS {
-        let meta = match fs::symlink_metadata(&at) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // `out/` names a directory that is not there: never create a file "out".
-                if at.as_os_str().as_encoded_bytes().ends_with(b"/") {
-                    return Err(io_error(path, e));
+        match fs::read_link(&at) {
+            Ok(link) => {
+                at = match at.parent() {
+                    Some(dir) => dir.join(link),
+                    None => link,
                 }
-                return Ok(Target::Replace(at));
             }
+            // Not a link: the missing target itself.
+            Err(_) if fs::symlink_metadata(&at).is_err() => return Ok(Target::Replace(at)),
             Err(e) => return Err(io_error(path, e)),
-        };
-        let kind = meta.file_type();
-        if kind.is_symlink() {
-            let link = fs::read_link(&at).map_err(|e| io_error(path, e))?;
-            at = match at.parent() {
-                Some(dir) => dir.join(link),
-                None => link,
-            };
-        } else if kind.is_dir() {
-            return Err(io_error(
-                path,
-                std::io::Error::from(std::io::ErrorKind::IsADirectory),
-            ));
-        } else if kind.is_file() {
-            return Ok(Target::Replace(at));
-        } else if kind.is_char_device() || kind.is_fifo() {
-            return Ok(Target::Stream(at));
-        } else if kind.is_block_device() {
-            return refuse("is a block device; rosa writes files, character devices and FIFOs");
-        } else {
-            return refuse("is a socket or another special file; rosa writes files, character devices and FIFOs");
         }
     }
-    refuse("too many levels of symbolic links")
+    Err(io_error(
+        path,
+        std::io::Error::other("too many levels of symbolic links"),
+    ))
 }
 
 /// Writes `file` (which `path` is, or links to) by a temporary file renamed over it.
