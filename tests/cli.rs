@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::npy::{npy, npy_file};
 use common::scratch::Scratch;
 use common::{assert_close, dense64, gemm_ref, to64, transpose as transpose_ref};
 use rosa::{bf16, f16, io, random, CsrShape, DType, Scalar};
@@ -27,6 +28,34 @@ fn arg(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `rosa sddmm --mask m --lhs l --rhs r --out o`, to extend with flags.
+fn sddmm_args<'a>(m: &'a Path, l: &'a Path, r: &'a Path, o: &'a Path) -> Vec<&'a str> {
+    vec![
+        "sddmm",
+        "--mask",
+        arg(m),
+        "--lhs",
+        arg(l),
+        "--rhs",
+        arg(r),
+        "--out",
+        arg(o),
+    ]
+}
+
+/// `rosa spmm --sparse a --dense b --out c`, to extend with flags.
+fn spmm_args<'a>(a: &'a Path, b: &'a Path, c: &'a Path) -> Vec<&'a str> {
+    vec![
+        "spmm",
+        "--sparse",
+        arg(a),
+        "--dense",
+        arg(b),
+        "--out",
+        arg(c),
+    ]
+}
+
 fn spmm_case<T: Scalar>(transpose: bool) {
     let tmp = Scratch::new();
     let (m, k, n) = (23, 17, 5);
@@ -35,18 +64,8 @@ fn spmm_case<T: Scalar>(transpose: bool) {
     let (pa, pb, pc) = (tmp.path("A.mtx"), tmp.path("B.npy"), tmp.path("C.npy"));
     io::write_mtx(&pa, &a).unwrap();
     io::write_npy(&pb, b.as_ref()).unwrap();
-    let dtype = T::DTYPE.name();
-    let mut args = vec![
-        "spmm",
-        "--sparse",
-        arg(&pa),
-        "--dense",
-        arg(&pb),
-        "--out",
-        arg(&pc),
-        "--dtype",
-        dtype,
-    ];
+    let mut args = spmm_args(&pa, &pb, &pc);
+    args.extend(["--dtype", T::DTYPE.name()]);
     if transpose {
         args.push("--transpose");
     }
@@ -92,19 +111,9 @@ fn sddmm_case<T: Scalar>() {
     io::write_mtx(&pm, &mask).unwrap();
     io::write_npy(&pl, l.as_ref()).unwrap();
     io::write_npy(&pr, r.as_ref()).unwrap();
-    let out = rosa(&[
-        "sddmm",
-        "--mask",
-        arg(&pm),
-        "--lhs",
-        arg(&pl),
-        "--rhs",
-        arg(&pr),
-        "--out",
-        arg(&po),
-        "--dtype",
-        T::DTYPE.name(),
-    ]);
+    let mut args = sddmm_args(&pm, &pl, &pr, &po);
+    args.extend(["--dtype", T::DTYPE.name()]);
+    let out = rosa(&args);
     assert_ok(&out);
 
     let o = io::read_mtx::<T>(&po).unwrap();
@@ -164,8 +173,8 @@ fn bad_inputs_fail_with_one_error_line_and_no_output() {
     .unwrap();
     io::write_npy(&pwrong, random::dense::<f32>(5, 2, 1).as_ref()).unwrap();
     write_raw_npy(&p3d, &[3, 1, 2], npyz::Order::C);
-    let pfortran = tmp.path("fortran.npy");
-    write_raw_npy(&pfortran, &[3, 2], npyz::Order::Fortran);
+    let plong = tmp.path("long.npy");
+    write_npy_as(&plong, &[3, 2], npyz::Order::C, &[u64::MAX; 6]);
     let pnone = tmp.path("none.mtx");
     let (sa, sb, sc) = (arg(&pa), arg(&pb), arg(&pc));
     let cases: Vec<Vec<&str>> = vec![
@@ -182,15 +191,7 @@ fn bad_inputs_fail_with_one_error_line_and_no_output() {
             "--transpose",
         ],
         vec!["spmm", "--sparse", sa, "--dense", arg(&p3d), "--out", sc],
-        vec![
-            "spmm",
-            "--sparse",
-            sa,
-            "--dense",
-            arg(&pfortran),
-            "--out",
-            sc,
-        ],
+        vec!["spmm", "--sparse", sa, "--dense", arg(&plong), "--out", sc],
         vec!["spmm", "--sparse", arg(&pnone), "--dense", sb, "--out", sc],
         vec!["spmm", "--sparse", sb, "--dense", sa, "--out", sc],
         vec![
@@ -222,12 +223,12 @@ fn bad_inputs_fail_with_one_error_line_and_no_output() {
     }
     let stderr = |args: &[&str]| String::from_utf8_lossy(&rosa(args).stderr).into_owned();
     assert!(
-        stderr(&cases[3]).contains("3-D array"),
+        stderr(&cases[3]).contains("3-D NPY array"),
         "{}",
         stderr(&cases[3])
     );
     assert!(
-        stderr(&cases[4]).contains("Fortran"),
+        stderr(&cases[4]).contains("18446744073709551615"),
         "{}",
         stderr(&cases[4])
     );
@@ -235,6 +236,17 @@ fn bad_inputs_fail_with_one_error_line_and_no_output() {
 
 /// An NPY file of zeros with any shape and order, as NumPy could write it.
 fn write_raw_npy(path: &Path, shape: &[u64], order: npyz::Order) {
+    let zeros = vec![0.0f32; shape.iter().product::<u64>() as usize];
+    write_npy_as(path, shape, order, &zeros);
+}
+
+/// An NPY file of `data` (in file order) with NumPy's dtype for `S`.
+fn write_npy_as<S: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[u64],
+    order: npyz::Order,
+    data: &[S],
+) {
     use npyz::WriterBuilder;
     let file = std::fs::File::create(path).unwrap();
     let mut w = npyz::WriteOptions::new()
@@ -244,11 +256,7 @@ fn write_raw_npy(path: &Path, shape: &[u64], order: npyz::Order) {
         .writer(file)
         .begin_nd()
         .unwrap();
-    w.extend(std::iter::repeat_n(
-        0.0f32,
-        shape.iter().product::<u64>() as usize,
-    ))
-    .unwrap();
+    w.extend(data.iter().copied()).unwrap();
     w.finish().unwrap();
 }
 
@@ -679,5 +687,349 @@ fn train_on_cuda_runs_or_names_the_missing_device() {
             let err = assert_one_error_line(&out);
             assert!(err.starts_with("error: no CUDA device"), "{err}");
         }
+    }
+}
+
+/// `rosa` with its data segment capped at `mib` MiB (`ulimit -d`): an allocation past
+/// the cap fails there as it would on a machine without the memory.
+fn rosa_limited(mib: u64, args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -d {} && exec \"$0\" \"$@\"", mib * 1024))
+        .arg(rosa_bin())
+        .args(args)
+        .output()
+        .expect("sh runs")
+}
+
+/// `rosa spmm` of `a` (Matrix Market bytes, written as A.mtx) and the file `b`, with
+/// `extra` flags: C read back as f32, or the one `error:` line of a failure.
+fn spmm_files(tmp: &Scratch, a: &[u8], b: &Path, extra: &[&str]) -> Result<Vec<f32>, String> {
+    let (pa, pc) = (tmp.path("A.mtx"), tmp.path("C.npy"));
+    std::fs::write(&pa, a).unwrap();
+    let _ = std::fs::remove_file(&pc);
+    let mut args = spmm_args(&pa, b, &pc);
+    args.extend(extra);
+    let out = rosa(&args);
+    if out.status.success() {
+        Ok(io::read_npy::<f32>(&pc).unwrap().into_vec())
+    } else {
+        assert_one_error_line(&out);
+        assert!(!pc.exists());
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn spmm_reads_what_scipy_and_numpy_write() {
+    let tmp = Scratch::new();
+    // scipy.io.mmwrite(coo_matrix(eye(3) + ones((3, 3)))): symmetric storage.
+    let sym = b"%%MatrixMarket matrix coordinate real symmetric\n%\n3 3 6\n1 1 2\n2 1 1\n2 2 2\n3 1 1\n3 2 1\n3 3 2\n";
+    // B = [[1, 2], [3, 4.5], [0, 6]] as scipy.io.mmwrite writes a dense array.
+    let b_mtx = tmp.path("B.mtx");
+    std::fs::write(
+        &b_mtx,
+        "%%MatrixMarket matrix array real general\n%\n3 2\n1\n3\n0\n2\n4.5\n6\n",
+    )
+    .unwrap();
+    let sym_times_b = [5.0, 14.5, 7.0, 17.0, 4.0, 18.5];
+    assert_eq!(spmm_files(&tmp, sym, &b_mtx, &[]).unwrap(), sym_times_b);
+    // The same B as np.save(x.T) writes it for x = B^T, in float64: Fortran order.
+    let b_fortran = tmp.path("B.npy");
+    write_npy_as(
+        &b_fortran,
+        &[3, 2],
+        npyz::Order::Fortran,
+        &[1.0f64, 3.0, 0.0, 2.0, 4.5, 6.0],
+    );
+    for dtype in ["f32", "f16", "bf16"] {
+        let got = spmm_files(&tmp, sym, &b_fortran, &["--dtype", dtype]).unwrap();
+        assert_eq!(got, sym_times_b, "{dtype}");
+    }
+    // Skew-symmetric (the mirror negated) times an int64 B, and a pattern-symmetric A
+    // times a bool B.
+    let skew = b"%%MatrixMarket matrix coordinate real skew-symmetric\n3 3 2\n2 1 -2\n3 2 4\n";
+    let b_int = tmp.path("Bi.npy");
+    write_npy_as(&b_int, &[3, 1], npyz::Order::C, &[1i64, 10, 100]);
+    // [[0, 2, 0], [-2, 0, -4], [0, 4, 0]] [1, 10, 100]^T
+    assert_eq!(
+        spmm_files(&tmp, skew, &b_int, &[]).unwrap(),
+        [20.0, -402.0, 40.0]
+    );
+    let pattern = b"%%MatrixMarket matrix coordinate pattern symmetric\n3 3 2\n1 1\n3 2\n";
+    let b_bool = tmp.path("Bb.npy");
+    write_npy_as(&b_bool, &[3, 1], npyz::Order::C, &[true, false, true]);
+    assert_eq!(
+        spmm_files(&tmp, pattern, &b_bool, &[]).unwrap(),
+        [1.0, 1.0, 0.0]
+    );
+    // A dense symmetric array as the sparse operand: its nonzeros.
+    let dense_sym = b"%%MatrixMarket matrix array real symmetric\n3 3\n2\n0\n1\n2\n0\n2\n";
+    assert_eq!(
+        spmm_files(&tmp, dense_sym, &b_int, &["--transpose"]).unwrap(),
+        [102.0, 20.0, 201.0]
+    );
+    // Hermitian and complex files stay refused, saying so.
+    let herm = b"%%MatrixMarket matrix coordinate complex hermitian\n1 1 1\n1 1 1 0\n";
+    let err = spmm_files(&tmp, herm, &b_int, &[]).unwrap_err();
+    assert!(err.contains("hermitian"), "{err}");
+}
+
+#[test]
+fn spmm_sums_duplicates_in_f64_and_rounds_once() {
+    let tmp = Scratch::new();
+    let b = tmp.path("B.npy");
+    write_npy_as(&b, &[2, 1], npyz::Order::C, &[1.0f32, 0.0]);
+    let dup = b"%%MatrixMarket matrix coordinate real general\n1 2 2\n1 1 1.001\n1 1 -1\n";
+    // The same matrix pre-summed in f64, written with every digit of the sum.
+    let summed = format!(
+        "%%MatrixMarket matrix coordinate real general\n1 2 1\n1 1 {:?}\n",
+        1.001f64 - 1.0
+    );
+    for dtype in ["f32", "f16", "bf16"] {
+        let got = spmm_files(&tmp, dup, &b, &["--dtype", dtype]).unwrap();
+        let want = spmm_files(&tmp, summed.as_bytes(), &b, &["--dtype", dtype]).unwrap();
+        assert_eq!(got, want, "{dtype}");
+        assert!((got[0] - 0.001).abs() < 1e-5, "{dtype}: {got:?}");
+    }
+    // More duplicates than the matrix has cells, as SciPy reads them.
+    let many = b"%%MatrixMarket matrix coordinate real general\n1 1 2\n1 1 1.0\n1 1 2.0\n";
+    let one = tmp.path("one.npy");
+    write_npy_as(&one, &[1, 1], npyz::Order::C, &[1.0f32]);
+    assert_eq!(spmm_files(&tmp, many, &one, &[]).unwrap(), [3.0]);
+}
+
+#[test]
+fn values_past_the_dtype_are_one_error_line_naming_them() {
+    let tmp = Scratch::new();
+    let tiny = tmp.path("tiny.npy");
+    write_npy_as(&tiny, &[1, 1], npyz::Order::C, &[1e-10f32]);
+    let big = b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 1e39\n";
+    let err = spmm_files(&tmp, big, &tiny, &[]).unwrap_err();
+    for part in ["A.mtx", "line 3", "1e39", "f32", "3.4028235e38"] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    let f64_big = tmp.path("big.npy");
+    write_npy_as(&f64_big, &[1, 1], npyz::Order::C, &[1e39f64]);
+    let one = b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 1\n";
+    let err = spmm_files(&tmp, one, &f64_big, &[]).unwrap_err();
+    for part in ["big.npy", "element [0, 0]", "1e39", "f32"] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    let f16_big = b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 65520\n";
+    let err = spmm_files(&tmp, f16_big, &tiny, &["--dtype", "f16"]).unwrap_err();
+    assert!(err.contains("65504") && err.contains("f16"), "{err}");
+    let bf16_big = b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 3.4e38\n";
+    let err = spmm_files(&tmp, bf16_big, &tiny, &["--dtype", "bf16"]).unwrap_err();
+    assert!(err.contains("bf16"), "{err}");
+    // f32 holds what bf16 cannot.
+    assert!(spmm_files(&tmp, bf16_big, &tiny, &[]).is_ok());
+}
+
+/// An `n x 0` NPY file: a few bytes that declare many rows and hold nothing.
+fn empty_rows_npy(path: &Path, rows: u64) {
+    write_npy_as::<f32>(path, &[rows, 0], npyz::Order::C, &[]);
+}
+
+#[test]
+fn huge_declared_shapes_fail_cleanly_or_cost_their_row_offsets() {
+    let tmp = Scratch::new();
+    let max = i32::MAX as u64;
+    let banner = "%%MatrixMarket matrix coordinate real general\n";
+    let (pa, pb, pc) = (tmp.path("A.mtx"), tmp.path("B.npy"), tmp.path("C.npy"));
+    // The 23-byte size line: 2^31 - 1 empty rows (8 GiB of row_ptr) times a
+    // 1 x 0 B. Under a 1 GiB cap the allocation fails: one line, no abort.
+    std::fs::write(&pa, format!("{banner}{max} 1 0\n")).unwrap();
+    write_npy_as::<f32>(&pb, &[1, 0], npyz::Order::C, &[]);
+    let args = spmm_args(&pa, &pb, &pc);
+    let out = rosa_limited(1024, &args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = assert_one_error_line(&out);
+    for part in ["A.mtx", "row_ptr", "8589934592 bytes"] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(!pc.exists());
+    // The same for an SDDMM mask of 2^31 - 1 squared and L, R of 2^31 - 1 x 0.
+    let (pm, pl, po) = (tmp.path("M.mtx"), tmp.path("L.npy"), tmp.path("O.mtx"));
+    std::fs::write(&pm, format!("{banner}{max} {max} 0\n")).unwrap();
+    empty_rows_npy(&pl, max);
+    let sddmm = |mib| rosa_limited(mib, &sddmm_args(&pm, &pl, &pl, &po));
+    let err = assert_one_error_line(&sddmm(1024));
+    assert!(err.contains("M.mtx") && err.contains("row_ptr"), "{err}");
+    // The 68-byte mask of 10^8 x 10^8: its row_ptr (400 MB) and little else.
+    let rows = 100_000_000u64;
+    let mask = format!("{banner}{rows} {rows} 0\n");
+    assert_eq!(mask.len(), 68);
+    std::fs::write(&pm, mask).unwrap();
+    empty_rows_npy(&pl, rows);
+    let out = sddmm(400 + 128);
+    assert_ok(&out);
+    let written = std::fs::read_to_string(&po).unwrap();
+    assert_eq!(written.lines().last(), Some("100000000 100000000 0"));
+    // An empty A^T B needs no transpose plan: a 1 x (2^31 - 1) A with a 1 x 0 B.
+    std::fs::write(&pa, format!("{banner}1 {max} 0\n")).unwrap();
+    let mut t = args.clone();
+    t.push("--transpose");
+    assert_ok(&rosa_limited(256, &t));
+    assert_eq!(io::read_npy::<f32>(&pc).unwrap().rows(), max as usize);
+    // A nonempty one does, and allocates it fallibly: 2^27 columns and a 1 x 1 f16 B
+    // give a 256 MiB C, then a plan of 2 x 512 MiB offsets, past a 700 MiB cap.
+    let k = 1u64 << 27;
+    std::fs::write(&pa, format!("{banner}1 {k} 1\n1 {k} 1\n")).unwrap();
+    write_npy_as(&pb, &[1, 1], npyz::Order::C, &[1.0f32]);
+    t.extend(["--dtype", "f16"]);
+    let out = rosa_limited(700, &t);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = assert_one_error_line(&out);
+    assert!(
+        err.contains("transpose plan") && err.contains("cannot allocate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn out_never_replaces_what_is_not_a_regular_file() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = Scratch::new();
+    let a = random::csr::<f32>(3, 2, 0.5, 1).unwrap();
+    let b = random::dense::<f32>(2, 2, 2);
+    let (pa, pb) = (tmp.path("A.mtx"), tmp.path("B.npy"));
+    io::write_mtx(&pa, &a).unwrap();
+    io::write_npy(&pb, b.as_ref()).unwrap();
+    let spmm_to = |out: &Path| rosa(&spmm_args(&pa, &pb, out));
+    let want = {
+        let mut c = rosa::Dense::zeros(3, 2);
+        rosa::cpu::spmm(1.0, a.as_ref(), b.as_ref(), 0.0, c.as_mut()).unwrap();
+        c
+    };
+    // A symbolic link keeps being one; the file it points to gets C.
+    std::fs::create_dir(tmp.path("keep")).unwrap();
+    std::os::unix::fs::symlink("keep/C.npy", tmp.path("link.npy")).unwrap();
+    assert_ok(&spmm_to(&tmp.path("link.npy")));
+    assert!(tmp
+        .path("link.npy")
+        .symlink_metadata()
+        .unwrap()
+        .is_symlink());
+    assert_eq!(io::read_npy::<f32>(tmp.path("keep/C.npy")).unwrap(), want);
+    // A FIFO is written into, not replaced. The reader is a process, so that a FIFO
+    // replaced by a regression fails this test instead of hanging it.
+    let fifo = tmp.path("fifo.npy");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let copy = tmp.path("streamed.npy");
+    let mut reader = Command::new("cat")
+        .arg(&fifo)
+        .stdout(std::fs::File::create(&copy).unwrap())
+        .spawn()
+        .unwrap();
+    let out = spmm_to(&fifo);
+    let still_fifo = fifo.symlink_metadata().unwrap().file_type().is_fifo();
+    if !still_fifo {
+        reader.kill().unwrap();
+    }
+    reader.wait().unwrap();
+    assert!(still_fifo, "the FIFO was replaced");
+    assert_ok(&out);
+    assert_eq!(io::read_npy::<f32>(&copy).unwrap(), want);
+    // A directory, with or without a trailing slash: "is a directory", left alone.
+    let dir = tmp.path("keep");
+    for out in [arg(&dir).to_string(), format!("{}/", arg(&dir))] {
+        let err = assert_one_error_line(&spmm_to(Path::new(&out)));
+        assert!(err.contains("is a directory"), "{out}: {err}");
+    }
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [std::ffi::OsString::from("C.npy")]);
+    // /dev/null, and /dev/stdout to a pipe (a link to a link to no path), where a
+    // regression could not replace the system's own (not as root).
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() != 0) {
+        assert_ok(&spmm_to(Path::new("/dev/null")));
+        assert!(std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let out = spmm_to(Path::new("/dev/stdout"));
+        assert_ok(&out);
+        std::fs::write(tmp.path("stdout.npy"), &out.stdout).unwrap();
+        assert_eq!(io::read_npy::<f32>(tmp.path("stdout.npy")).unwrap(), want);
+    }
+}
+
+#[test]
+fn comment_lines_may_hold_any_bytes() {
+    let tmp = Scratch::new();
+    let b = tmp.path("B.npy");
+    write_npy_as(&b, &[1, 1], npyz::Order::C, &[2.0f32]);
+    let latin1 =
+        b"%%MatrixMarket matrix coordinate real general\n% \xa9 J. M\xfcller\n1 1 1\n1 1 1.5\n";
+    assert_eq!(spmm_files(&tmp, latin1, &b, &[]).unwrap(), [3.0]);
+    let bom = b"\xef\xbb\xbf%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 1.5\n";
+    assert_eq!(spmm_files(&tmp, bom, &b, &[]).unwrap(), [3.0]);
+}
+
+#[test]
+fn error_lines_quote_little_and_speak_numpy() {
+    let tmp = Scratch::new();
+    let one = b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 1\n";
+    // Malformed NPY headers (a bare word where a value belongs) of 5,000,000 and of
+    // 9,000 characters: NumPy's length limit, then the 80-character quote.
+    let pb = tmp.path("B.npy");
+    for (len, version) in [(5_000_000, 2u8), (9_000, 1)] {
+        let text = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), 'x': {}}}",
+            "y".repeat(len)
+        );
+        let bytes = npy_file(version, &text, &1.0f32.to_le_bytes());
+        std::fs::write(&pb, bytes).unwrap();
+        let err = spmm_files(&tmp, one, &pb, &[]).unwrap_err();
+        assert!(err.len() < 300, "{len}: {} bytes", err.len());
+    }
+    // A 1 MB Matrix Market line.
+    let long = format!(
+        "%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 {}\n",
+        "9".repeat(1 << 20) + "x"
+    );
+    write_npy_as(&pb, &[1, 1], npyz::Order::C, &[1.0f32]);
+    let err = spmm_files(&tmp, long.as_bytes(), &pb, &[]).unwrap_err();
+    assert!(err.len() < 300, "{} bytes", err.len());
+    // Dtypes named once, in NumPy's terms.
+    write_npy_as(&pb, &[1, 1], npyz::Order::C, &[half::f16::ONE]);
+    let f16_file = spmm_files(&tmp, one, &pb, &[]);
+    assert_eq!(f16_file.unwrap(), [1.0]);
+    let long_double = npy(b"'<f16'", false, "(1, 1)", &[0; 16]);
+    std::fs::write(&pb, long_double).unwrap();
+    let err = spmm_files(&tmp, one, &pb, &[]).unwrap_err();
+    assert!(
+        err.contains("'<f16' is a 128-bit long double") && !err.contains("''"),
+        "{err}"
+    );
+    // Python 2's (3L, 4L) shapes read as NumPy reads them.
+    let py2 = npy(b"'<f4'", false, "(1L, 1L)", &4.0f32.to_le_bytes());
+    std::fs::write(&pb, py2).unwrap();
+    assert_eq!(spmm_files(&tmp, one, &pb, &[]).unwrap(), [4.0]);
+}
+
+#[test]
+fn train_refuses_a_rank_or_density_outside_its_range() {
+    let train = |flags: &[&str]| {
+        let mut args = vec!["train", "--hidden", "16", "--steps", "1", "--quiet"];
+        args.extend(flags);
+        assert_one_error_line(&rosa(&args))
+    };
+    for rank in ["17", "0"] {
+        let err = train(&["--rank", rank]);
+        assert!(err.contains("1..=16"), "{rank}: {err}");
+    }
+    for density in ["0", "1.5", "-0.1", "NaN"] {
+        let flag = format!("--density={density}");
+        let err = train(&[&flag]);
+        assert!(err.contains("(0, 1]"), "{density}: {err}");
     }
 }

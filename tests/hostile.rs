@@ -288,3 +288,53 @@ fn readers_refuse_huge_declared_sizes() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn declared_counts_are_checked_against_the_data_before_any_allocation() {
+    let dir = std::env::temp_dir().join(format!("rosa-hostile-counts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a.mtx");
+    let max = i32::MAX;
+    // Dense files promising 2^62 values (16 EiB as f32) with two in the file: a
+    // truncated file, found before anything is sized from the promise.
+    for kind in ["general", "symmetric", "skew-symmetric"] {
+        let text = format!("%%MatrixMarket matrix array real {kind}\n{max} {max}\n1\n2\n");
+        std::fs::write(&path, text).unwrap();
+        for err in [
+            io::read_mtx_dense::<f32>(&path).unwrap_err(),
+            io::read_mtx::<f32>(&path).map(|_| ()).unwrap_err(),
+        ] {
+            assert!(matches!(err, Error::Format { .. }), "{kind}: {err}");
+            assert!(err.to_string().contains("truncated"), "{kind}: {err}");
+        }
+    }
+    // Two billion entries promised, two given, symmetric storage (which doubles them).
+    let text = "%%MatrixMarket matrix coordinate real symmetric\n4 4 2000000000\n1 1 1\n2 1 1\n";
+    std::fs::write(&path, text).unwrap();
+    let err = io::read_mtx::<f32>(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("truncated: 2000000000 entries declared, 2 found"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn outputs_sized_from_input_are_allocated_fallibly() {
+    // 2^62 f32 values: past what any allocator can give (and past isize::MAX bytes),
+    // refused deterministically, naming the output and its size.
+    let err = Dense::<f32>::try_zeros(1 << 31, 1 << 31, "output C").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Alloc { .. }), "{msg}");
+    assert!(
+        msg.contains("output C (2147483648 x 2147483648 f32)"),
+        "{msg}"
+    );
+    assert!(msg.contains(&(1u128 << 64).to_string()), "{msg}");
+    // Shapes past usize: the byte count is still told, not overflowed.
+    let err = Dense::<bf16>::try_zeros(usize::MAX, 3, "C").unwrap_err();
+    assert!(err
+        .to_string()
+        .contains(&(usize::MAX as u128 * 6).to_string()));
+    assert_eq!(Dense::<f16>::try_zeros(2, 0, "C").unwrap().rows(), 2);
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::npy::{npy, npy_file};
 use common::scratch::Scratch;
 use rosa::{bf16, f16, io, random, Csr, CsrShape, Dense, Error, Scalar};
 
@@ -74,6 +75,17 @@ fn mtx_rejects_malformed_files() {
         ("huge entries", "%%MatrixMarket matrix coordinate real general\n2000000000 2000000000 2000000000\n1 1 1\n"),
         ("beyond i32", "%%MatrixMarket matrix coordinate real general\n3000000000 2 1\n1 1 1\n"),
         ("beyond usize", "%%MatrixMarket matrix coordinate real general\n99999999999999999999999 2 1\n"),
+        // Storage kinds: what each forbids.
+        ("skew diagonal", "%%MatrixMarket matrix coordinate real skew-symmetric\n2 2 1\n1 1 1.0\n"),
+        ("symmetric not square", "%%MatrixMarket matrix coordinate real symmetric\n2 3 1\n2 1 1.0\n"),
+        ("pattern skew", "%%MatrixMarket matrix coordinate pattern skew-symmetric\n2 2 1\n2 1\n"),
+        ("array pattern", "%%MatrixMarket matrix array pattern general\n1 1\n1\n"),
+        ("array short", "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n"),
+        ("array long", "%%MatrixMarket matrix array real general\n1 1\n1\n2\n"),
+        ("array two per line", "%%MatrixMarket matrix array real general\n2 1\n1 2\n"),
+        ("array size line", "%%MatrixMarket matrix array real general\n2 1 2\n1\n2\n"),
+        ("array symmetric short", "%%MatrixMarket matrix array real symmetric\n2 2\n1\n2\n"),
+        ("non-ASCII entry", "%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 1\u{e9}\n"),
     ];
     for (what, text) in bad_format {
         match read_mtx_text(text) {
@@ -86,14 +98,6 @@ fn mtx_rejects_malformed_files() {
     }
     let unsupported = [
         (
-            "symmetric",
-            "%%MatrixMarket matrix coordinate real symmetric\n2 2 1\n2 1 1.0\n",
-        ),
-        (
-            "skew",
-            "%%MatrixMarket matrix coordinate real skew-symmetric\n2 2 1\n2 1 1.0\n",
-        ),
-        (
             "hermitian",
             "%%MatrixMarket matrix coordinate complex hermitian\n2 2 1\n2 1 1 0\n",
         ),
@@ -102,8 +106,12 @@ fn mtx_rejects_malformed_files() {
             "%%MatrixMarket matrix coordinate complex general\n2 2 1\n2 1 1 0\n",
         ),
         (
-            "array",
-            "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n4\n",
+            "complex array",
+            "%%MatrixMarket matrix array complex general\n1 1\n1 0\n",
+        ),
+        (
+            "vector",
+            "%%MatrixMarket vector coordinate real general\n2 1\n1 1.0\n",
         ),
     ];
     for (what, text) in unsupported {
@@ -182,24 +190,6 @@ fn descr(path: &std::path::Path) -> String {
     header.dtype().descr()
 }
 
-/// A hand-made NPY v1 file, so that malformed headers can be written.
-fn npy(descr: &[u8], fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-    let mut dict = format!(
-        "{{'descr': {}, 'fortran_order': {}, 'shape': {shape}, }}",
-        String::from_utf8_lossy(descr),
-        if fortran { "True" } else { "False" }
-    );
-    while (10 + dict.len() + 1) % 64 != 0 {
-        dict.push(' ');
-    }
-    dict.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
 #[test]
 fn npy_rejects_malformed_files() {
     let f4 = |n: usize| vec![0u8; 4 * n];
@@ -207,9 +197,11 @@ fn npy_rejects_malformed_files() {
         ("1-D", npy(b"'<f4'", false, "(4,)", &f4(4))),
         ("3-D", npy(b"'<f4'", false, "(2, 2, 2)", &f4(8))),
         ("0-D", npy(b"'<f4'", false, "()", &f4(1))),
-        ("fortran", npy(b"'<f4'", true, "(2, 2)", &f4(4))),
-        ("int32", npy(b"'<i4'", false, "(2, 2)", &f4(4))),
         ("complex", npy(b"'<c8'", false, "(1, 1)", &f4(2))),
+        ("long double", npy(b"'<f16'", false, "(1, 1)", &f4(4))),
+        ("datetime", npy(b"'<M8[ns]'", false, "(1, 1)", &f4(2))),
+        ("unicode", npy(b"'<U1'", false, "(1, 1)", &f4(1))),
+        ("object", npy(b"'|O'", false, "(1, 1)", &f4(2))),
         (
             "structured",
             npy(b"[('a', '<f4')]", false, "(1, 1)", &f4(1)),
@@ -250,6 +242,7 @@ fn npy_rejects_malformed_files() {
         ),
         ("bad dict", npy(b"'<f4", false, "(2, 2)", &f4(4))),
         ("negative dim", npy(b"'<f4'", false, "(-2, 2)", &f4(4))),
+        ("bool not 0 or 1", npy(b"'|b1'", false, "(1, 1)", &[2])),
     ];
     for (what, bytes) in format {
         let tmp = Scratch::new();
@@ -332,4 +325,452 @@ fn corrupted_files_never_panic() {
             let _ = io::read_npy::<bf16>(&bad);
         }
     }
+}
+
+fn read_mtx_as<T: Scalar>(text: &[u8]) -> rosa::Result<Csr<T>> {
+    let tmp = Scratch::new();
+    let path = tmp.path("m.mtx");
+    std::fs::write(&path, text).unwrap();
+    io::read_mtx::<T>(&path)
+}
+
+fn dense_of(a: &Csr<f32>) -> Vec<f32> {
+    a.to_dense().into_vec()
+}
+
+#[test]
+fn mtx_reads_every_real_storage_kind() {
+    // scipy.io.mmwrite of eye(3) + ones((3, 3)): the lower triangle, mirrored.
+    let sym = b"%%MatrixMarket matrix coordinate real symmetric\n%\n3 3 6\n1 1 2\n2 1 1\n2 2 2\n3 1 1\n3 2 1\n3 3 2\n";
+    let want_sym = [2.0, 1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 2.0];
+    assert_eq!(dense_of(&read_mtx_as(sym).unwrap()), want_sym);
+    // An entry above the diagonal is mirrored too, as SciPy does.
+    let upper = b"%%MatrixMarket matrix coordinate real symmetric\n2 2 1\n1 2 5\n";
+    assert_eq!(dense_of(&read_mtx_as(upper).unwrap()), [0.0, 5.0, 5.0, 0.0]);
+    // Skew-symmetric: the mirror is negated; SciPy writes only the strict lower triangle.
+    let skew = b"%%MatrixMarket matrix coordinate real skew-symmetric\n%\n3 3 2\n2 1 -2\n3 2 4.5\n";
+    assert_eq!(
+        dense_of(&read_mtx_as(skew).unwrap()),
+        [0.0, 2.0, 0.0, -2.0, 0.0, -4.5, 0.0, 4.5, 0.0]
+    );
+    let pattern = b"%%MatrixMarket matrix coordinate pattern symmetric\n3 3 3\n1 1\n3 1\n3 2\n";
+    assert_eq!(
+        dense_of(&read_mtx_as(pattern).unwrap()),
+        [1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+    );
+    let integer = b"%%MatrixMarket matrix coordinate integer skew-symmetric\n2 2 1\n2 1 7\n";
+    assert_eq!(
+        dense_of(&read_mtx_as(integer).unwrap()),
+        [0.0, -7.0, 7.0, 0.0]
+    );
+    // A symmetric file's mirrored pair and the same matrix stored in general form agree,
+    // structure included, for every dtype.
+    let general = b"%%MatrixMarket matrix coordinate real general\n3 3 9\n1 1 2\n1 2 1\n1 3 1\n2 1 1\n2 2 2\n2 3 1\n3 1 1\n3 2 1\n3 3 2\n";
+    assert_eq!(
+        read_mtx_as::<bf16>(sym).unwrap(),
+        read_mtx_as::<bf16>(general).unwrap()
+    );
+    assert_eq!(
+        read_mtx_as::<f16>(sym).unwrap(),
+        read_mtx_as::<f16>(general).unwrap()
+    );
+}
+
+#[test]
+fn mtx_array_files_read_as_dense_and_as_their_nonzeros() {
+    let tmp = Scratch::new();
+    let path = tmp.path("d.mtx");
+    // scipy.io.mmwrite of [[1, 2], [3, 4.5], [0, 6]]: column-major.
+    std::fs::write(
+        &path,
+        "%%MatrixMarket matrix array real general\n%\n3 2\n1\n3\n0\n2\n4.5\n6\n",
+    )
+    .unwrap();
+    let d = io::read_mtx_dense::<f32>(&path).unwrap();
+    assert_eq!((d.rows(), d.cols()), (3, 2));
+    assert_eq!(d.as_slice(), &[1.0, 2.0, 3.0, 4.5, 0.0, 6.0]);
+    assert_eq!(io::read_dense::<f32>(&path).unwrap(), d);
+    let a = io::read_mtx::<f32>(&path).unwrap();
+    assert_eq!(a.nnz(), 5, "the zero is not stored");
+    assert_eq!(a.to_dense(), d);
+    // Symmetric arrays list the lower triangle column by column (scipy.io.mmwrite of
+    // eye(3) + ones((3, 3)) as a dense array); skew-symmetric the strict one.
+    std::fs::write(
+        &path,
+        "%%MatrixMarket matrix array real symmetric\n%\n3 3\n2\n1\n1\n2\n1\n2\n",
+    )
+    .unwrap();
+    let want = [2.0, 1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 2.0];
+    assert_eq!(io::read_mtx_dense::<f32>(&path).unwrap().as_slice(), want);
+    assert_eq!(dense_of(&io::read_mtx(&path).unwrap()), want);
+    std::fs::write(
+        &path,
+        "%%MatrixMarket matrix array integer skew-symmetric\n3 3\n1\n2\n3\n",
+    )
+    .unwrap();
+    let want = [0.0, -1.0, -2.0, 1.0, 0.0, -3.0, 2.0, 3.0, 0.0];
+    assert_eq!(io::read_mtx_dense::<f32>(&path).unwrap().as_slice(), want);
+    assert_eq!(io::read_mtx::<f32>(&path).unwrap().nnz(), 6);
+    // Empty shapes.
+    std::fs::write(&path, "%%MatrixMarket matrix array real general\n0 4\n").unwrap();
+    assert_eq!(io::read_mtx_dense::<f32>(&path).unwrap().cols(), 4);
+    // A coordinate file is no dense operand: its shape is not confirmed by its data.
+    std::fs::write(
+        &path,
+        "%%MatrixMarket matrix coordinate real general\n100000 100000 1\n1 1 1\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        io::read_dense::<f32>(&path),
+        Err(Error::Unsupported(_))
+    ));
+    std::fs::write(&path, "rows,cols\n1,2\n").unwrap();
+    let err = io::read_dense::<f32>(&path).unwrap_err().to_string();
+    assert!(err.contains("neither an NPY file"), "{err}");
+}
+
+#[test]
+fn mtx_comments_hold_any_bytes_and_a_utf8_bom_is_skipped() {
+    let latin1 = b"%%MatrixMarket matrix coordinate real general\n% M\xfcller's matrix, \xa9 1998\n1 1 1\n1 1 2.5\n";
+    assert_eq!(dense_of(&read_mtx_as(latin1).unwrap()), [2.5]);
+    let bom = b"\xef\xbb\xbf%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 2.5\n";
+    assert_eq!(dense_of(&read_mtx_as(bom).unwrap()), [2.5]);
+    // Outside comments, the first non-ASCII byte is named, escaped.
+    let entry = b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 2\xb75\n";
+    let err = read_mtx_as::<f32>(entry).unwrap_err().to_string();
+    assert!(err.contains("line 3: byte 0xb7 at column 6"), "{err}");
+    assert!(err.contains("'1 1 2\\xb75'"), "{err}");
+    let utf16 = b"\xff\xfe%\x00%\x00";
+    let err = read_mtx_as::<f32>(utf16).unwrap_err().to_string();
+    assert!(err.contains("UTF-16"), "{err}");
+}
+
+#[test]
+fn duplicates_sum_in_f64_and_round_once() {
+    // The file: 1.001 - 1 is 0.000999..., not bf16(1.001) - 1 = 0.
+    let text = b"%%MatrixMarket matrix coordinate real general\n1 2 2\n1 1 1.001\n1 1 -1\n";
+    let sum = 1.001f64 - 1.0;
+    let b = read_mtx_as::<bf16>(text).unwrap();
+    assert_eq!(b.values(), &[<bf16 as Scalar>::from_f64(sum)]);
+    assert!((b.values()[0].to_f32() - 0.001).abs() < 1e-5);
+    assert_eq!(read_mtx_as::<f32>(text).unwrap().values(), &[sum as f32]);
+    assert_eq!(
+        read_mtx_as::<f16>(text).unwrap().values(),
+        &[<f16 as Scalar>::from_f64(sum)]
+    );
+    // More duplicates than the matrix has cells: summed, as SciPy does.
+    let many = b"%%MatrixMarket matrix coordinate real general\n1 1 3\n1 1 1.0\n1 1 2.0\n1 1 0.5\n";
+    assert_eq!(dense_of(&read_mtx_as(many).unwrap()), [3.5]);
+    // Csr::from_triplets keeps the same promise: 1 + 2^-8 + 2^-30 rounds up in bf16,
+    // though the f32 of the sum (1 + 2^-8) is a tie that rounds down.
+    let parts = [1.0, 2f32.powi(-8), 2f32.powi(-30)].map(bf16::from_f32);
+    let t: Vec<_> = parts.iter().map(|&v| (0, 0, v)).collect();
+    let a = Csr::from_triplets(1, 1, &t).unwrap();
+    assert_eq!(a.values()[0].to_f32(), 1.0 + 2f32.powi(-7));
+}
+
+#[test]
+fn f64_to_half_types_rounds_correctly() {
+    // Exhaustively over the grid in [1, 2) (7 fraction bits in bf16, 10 in f16): every
+    // midpoint, and the midpoints nudged either way by amounts f32 cannot see.
+    fn ties_and_near_ties<T: Scalar>(fraction_bits: i32) {
+        let ulp = 2f64.powi(-fraction_bits);
+        let tiny = 2f64.powi(-40);
+        for k in 0..1u32 << fraction_bits {
+            let lo = 1.0 + k as f64 * ulp;
+            let (hi, mid) = (lo + ulp, lo + ulp / 2.0);
+            let even = if k % 2 == 0 { lo } else { hi };
+            let round = |x: f64| <T as Scalar>::from_f64(x).to_f32() as f64;
+            assert_eq!(round(mid), even, "{}: tie at {mid}", T::DTYPE);
+            assert_eq!(round(mid + tiny), hi, "{}: above {mid}", T::DTYPE);
+            assert_eq!(round(mid - tiny), lo, "{}: below {mid}", T::DTYPE);
+        }
+    }
+    ties_and_near_ties::<bf16>(7);
+    ties_and_near_ties::<f16>(10);
+    // Range edges, subnormals, signs, NaN.
+    assert_eq!(<f16 as Scalar>::from_f64(65519.99), f16::MAX);
+    assert_eq!(<f16 as Scalar>::from_f64(65520.0), f16::INFINITY);
+    assert_eq!(<f16 as Scalar>::from_f64(-1e300), f16::NEG_INFINITY);
+    assert_eq!(<bf16 as Scalar>::from_f64(f32::MAX as f64), bf16::INFINITY);
+    assert_eq!(<bf16 as Scalar>::from_f64(3.39e38), bf16::MAX);
+    let sub = f16::from_bits(1).to_f64();
+    assert_eq!(
+        <f16 as Scalar>::from_f64(sub * (0.5 + 2f64.powi(-40))),
+        f16::from_bits(1)
+    );
+    assert_eq!(<f16 as Scalar>::from_f64(sub * 0.5).to_bits(), 0);
+    assert_eq!(<bf16 as Scalar>::from_f64(-1e-300).to_bits(), 0x8000);
+    assert!(<bf16 as Scalar>::from_f64(f64::NAN).is_nan());
+    assert_eq!(<f32 as Scalar>::from_f64(0.1), 0.1f32);
+}
+
+/// An `Unrepresentable` error whose message names `at` and `value`.
+fn assert_unrepresentable(err: Error, what: &str, at: &str, value: &str) {
+    match &err {
+        Error::Unrepresentable { .. } => {}
+        other => panic!("{what}: expected Unrepresentable, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains(at), "{what}: {msg}");
+    assert!(msg.contains(value), "{what}: {msg}");
+}
+
+#[test]
+fn values_the_dtype_cannot_hold_are_errors_naming_line_or_index() {
+    let one = |v: &str| format!("%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 {v}\n");
+    let err = read_mtx_as::<f32>(one("1e39").as_bytes()).unwrap_err();
+    assert_unrepresentable(err, "f32", "line 3", "1e39");
+    let msg = read_mtx_as::<f32>(one("-1e39").as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("m.mtx") && msg.contains("3.4028235e38") && msg.contains("f32"),
+        "{msg}"
+    );
+    let msg = read_mtx_as::<f16>(one("70000").as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("65504") && msg.contains("f16"), "{msg}");
+    assert!(read_mtx_as::<bf16>(one("3.4e38").as_bytes()).is_err());
+    // What the dtype holds (or rounds to a finite value) is read; infinities and NaN
+    // in the file are values, not overflows.
+    assert!(read_mtx_as::<f16>(one("65519").as_bytes()).is_ok());
+    assert!(read_mtx_as::<f16>(one("1e-30").as_bytes()).is_ok());
+    assert!(read_mtx_as::<f32>(one("inf").as_bytes()).is_ok());
+    // A sum past the range names the entries summed.
+    let sum = b"%%MatrixMarket matrix coordinate real general\n1 1 2\n1 1 40000\n1 1 40000\n";
+    let msg = read_mtx_as::<f16>(sum).unwrap_err().to_string();
+    assert!(
+        msg.contains("sum of 2 entries") && msg.contains("80000"),
+        "{msg}"
+    );
+    // Integers must come through exactly.
+    let int = b"%%MatrixMarket matrix coordinate integer general\n1 1 1\n1 1 16777217\n";
+    let err = read_mtx_as::<f32>(int).unwrap_err();
+    assert_unrepresentable(err, "int", "line 3", "16777217");
+    assert!(read_mtx_as::<f32>(
+        b"%%MatrixMarket matrix coordinate integer general\n1 1 1\n1 1 16777216\n"
+    )
+    .is_ok());
+    let big = b"%%MatrixMarket matrix coordinate integer general\n1 1 1\n1 1 9007199254740993\n";
+    assert!(matches!(
+        read_mtx_as::<f32>(big),
+        Err(Error::Unrepresentable { .. })
+    ));
+    // A mask's values are not kept, so none is refused.
+    let tmp = Scratch::new();
+    let path = tmp.path("mask.mtx");
+    std::fs::write(&path, one("1e39")).unwrap();
+    let mask = io::read_mtx_pattern::<f16>(&path).unwrap();
+    assert_eq!((mask.nnz(), mask.values()[0].to_f32()), (1, 0.0));
+    // NPY: float64 past f32, float32 past f16, named by index.
+    std::fs::write(
+        &path,
+        npy(
+            b"'<f8'",
+            false,
+            "(1, 2)",
+            &[1.0f64, 1e39].map(f64::to_le_bytes).concat(),
+        ),
+    )
+    .unwrap();
+    let err = io::read_npy::<f32>(&path).unwrap_err();
+    assert_unrepresentable(err, "npy f8", "element [0, 1]", "1e39");
+    std::fs::write(
+        &path,
+        npy(
+            b"'<f4'",
+            true,
+            "(2, 1)",
+            &[1.0f32, 7e4].map(f32::to_le_bytes).concat(),
+        ),
+    )
+    .unwrap();
+    let err = io::read_npy::<f16>(&path).unwrap_err();
+    assert_unrepresentable(err, "npy f4", "element [1, 0]", "70000");
+}
+
+#[test]
+fn npy_reads_fortran_order_integers_and_bool() {
+    let tmp = Scratch::new();
+    let path = tmp.path("x.npy");
+    // np.save(x.T) for x = arange(6).reshape(2, 3): shape (3, 2), Fortran order, and
+    // the bytes of x in C order.
+    let x = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0];
+    std::fs::write(
+        &path,
+        npy(b"'<f4'", true, "(3, 2)", &x.map(f32::to_le_bytes).concat()),
+    )
+    .unwrap();
+    let t = io::read_npy::<f32>(&path).unwrap();
+    assert_eq!((t.rows(), t.cols()), (3, 2));
+    assert_eq!(t.as_slice(), &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    // Integers of every width and both byte orders; bool as 0 and 1.
+    let i8s = npy(b"'|i1'", false, "(1, 3)", &[1u8, 0xff, 0x80]);
+    let u16s = npy(b"'>u2'", false, "(1, 2)", &[0x01, 0x00, 0xff, 0xe0]);
+    let i64s = npy(
+        b"'<i8'",
+        true,
+        "(2, 1)",
+        &[-7i64, 1 << 40].map(i64::to_le_bytes).concat(),
+    );
+    let bools = npy(b"'|b1'", false, "(1, 2)", &[1, 0]);
+    for (bytes, want) in [
+        (i8s, vec![1.0, -1.0, -128.0]),
+        (u16s, vec![256.0, 65504.0]),
+        (i64s, vec![-7.0, (1u64 << 40) as f32]),
+        (bools, vec![1.0, 0.0]),
+    ] {
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(io::read_npy::<f32>(&path).unwrap().as_slice(), &want[..]);
+    }
+    // 65504 is an f16; 1 << 40 is not, though it is an f32.
+    assert!(io::read_npy::<f16>(&path).is_ok());
+    std::fs::write(
+        &path,
+        npy(b"'>u2'", false, "(1, 2)", &[0x01, 0x00, 0xff, 0xe0]),
+    )
+    .unwrap();
+    assert!(io::read_npy::<f16>(&path).is_ok());
+    std::fs::write(
+        &path,
+        npy(
+            b"'<i4'",
+            false,
+            "(1, 2)",
+            &[2049i32, 3].map(i32::to_le_bytes).concat(),
+        ),
+    )
+    .unwrap();
+    let err = io::read_npy::<f16>(&path).unwrap_err();
+    assert_unrepresentable(err, "i4 in f16", "element [0, 0]", "2049");
+    let err = io::read_npy::<bf16>(&path).unwrap_err();
+    assert_unrepresentable(err, "i4 in bf16", "element [0, 0]", "2049");
+    std::fs::write(
+        &path,
+        npy(b"'<u8'", false, "(1, 1)", &u64::MAX.to_le_bytes()),
+    )
+    .unwrap();
+    assert!(matches!(
+        io::read_npy::<f32>(&path),
+        Err(Error::Unrepresentable { .. })
+    ));
+}
+
+#[test]
+fn npy_messages_speak_numpy_and_quote_little() {
+    let tmp = Scratch::new();
+    let path = tmp.path("m.npy");
+    let msg = |bytes: Vec<u8>| {
+        std::fs::write(&path, bytes).unwrap();
+        io::read_npy::<f32>(&path).unwrap_err().to_string()
+    };
+    let m = msg(npy(b"'<c8'", false, "(1, 1)", &[0; 8]));
+    assert!(m.contains("'<c8' (complex64)") && !m.contains("''"), "{m}");
+    let m = msg(npy(b"'<f16'", false, "(1, 1)", &[0; 16]));
+    assert!(
+        m.contains("128-bit long double") && !m.contains("''"),
+        "{m}"
+    );
+    let m = msg(npy(b"'<f4'", false, "(4,)", &[0; 16]));
+    assert!(m.contains("1-D NPY array of shape '(4,)'"), "{m}");
+    // A header NumPy itself would refuse as too long, full of garbage: one short line.
+    let text = format!(
+        "{{'descr': '<f4', 'shape': (1, 1), 'x': '{}'}}",
+        "y".repeat(5_000_000)
+    );
+    let huge = npy_file(2, &text, &[]);
+    let m = msg(huge);
+    assert!(
+        m.len() < 300 && m.contains("10000"),
+        "{} bytes: {}",
+        m.len(),
+        &m[..m.len().min(300)]
+    );
+    // Within the limit, a malformed header is quoted, cut at 80 characters.
+    let garbage = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), {} }}",
+        "'k': ?, ".repeat(900)
+    );
+    let v1 = npy_file(1, &garbage, &[]);
+    let m = msg(v1);
+    assert!(m.len() < 400 && m.contains("not a Python literal"), "{m}");
+    // Python 2 headers, as NumPy reads them.
+    std::fs::write(
+        &path,
+        npy(
+            b"'<f4'",
+            false,
+            "(1L, 2L)",
+            &[1.0f32, 2.0].map(f32::to_le_bytes).concat(),
+        ),
+    )
+    .unwrap();
+    assert_eq!(io::read_npy::<f32>(&path).unwrap().as_slice(), &[1.0, 2.0]);
+}
+
+#[test]
+fn writers_never_replace_what_is_not_a_regular_file() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let tmp = Scratch::new();
+    let m = Dense::from_vec(1, 2, vec![1.0f32, 2.0]).unwrap();
+    // A symbolic link (relative, two hops) stays a link; its target gets the data.
+    std::fs::create_dir(tmp.path("data")).unwrap();
+    std::fs::write(tmp.path("data/target.npy"), b"old").unwrap();
+    std::os::unix::fs::symlink("data/target.npy", tmp.path("hop")).unwrap();
+    std::os::unix::fs::symlink("hop", tmp.path("out.npy")).unwrap();
+    io::write_npy(tmp.path("out.npy"), m.as_ref()).unwrap();
+    assert!(tmp.path("out.npy").symlink_metadata().unwrap().is_symlink());
+    assert!(tmp.path("hop").symlink_metadata().unwrap().is_symlink());
+    assert_eq!(io::read_npy::<f32>(tmp.path("data/target.npy")).unwrap(), m);
+    // A dangling link creates its target, as the shell's `>` does.
+    std::os::unix::fs::symlink("data/new.npy", tmp.path("dangling")).unwrap();
+    io::write_npy(tmp.path("dangling"), m.as_ref()).unwrap();
+    assert_eq!(io::read_npy::<f32>(tmp.path("data/new.npy")).unwrap(), m);
+    // A replaced file keeps its permission bits.
+    let kept = tmp.path("data/target.npy");
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
+    io::write_npy(&kept, m.as_ref()).unwrap();
+    assert_eq!(kept.metadata().unwrap().permissions().mode() & 0o777, 0o640);
+    // Directories, with or without a trailing slash, and links to them.
+    std::os::unix::fs::symlink("data", tmp.path("dirlink")).unwrap();
+    let a = Csr::<f32>::empty(1, 1).unwrap();
+    for dir in ["data", "data/", "dirlink", "dirlink/"] {
+        let err = io::write_mtx(tmp.path(dir), &a).unwrap_err().to_string();
+        assert!(
+            err.to_lowercase().contains("is a directory"),
+            "{dir}: {err}"
+        );
+    }
+    // A FIFO is streamed into, and stays a FIFO. The reader is a process, so that a
+    // FIFO replaced by a regression fails this test instead of hanging it.
+    let fifo = tmp.path("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let copy = tmp.path("copy.npy");
+    let mut reader = std::process::Command::new("cat")
+        .arg(&fifo)
+        .stdout(std::fs::File::create(&copy).unwrap())
+        .spawn()
+        .unwrap();
+    let written = io::write_npy(&fifo, m.as_ref());
+    let still_fifo = fifo.metadata().unwrap().file_type().is_fifo();
+    if !still_fifo {
+        reader.kill().unwrap();
+    }
+    reader.wait().unwrap();
+    assert!(still_fifo, "the FIFO was replaced");
+    written.unwrap();
+    assert_eq!(io::read_npy::<f32>(&copy).unwrap(), m);
+    // Nothing but the files written is left behind (no temporary files).
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["new.npy", "target.npy"]);
 }

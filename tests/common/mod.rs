@@ -6,6 +6,7 @@ use rosa::{Csr, Dense, Scalar};
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod kernels;
+pub mod npy;
 pub mod scratch;
 
 /// A dense f64 copy of a sparse matrix.
