@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use rosa::train::{load_masks, save_masks, Mlp, MlpConfig};
 use rosa::tune::TuneCache;
-use rosa::{bf16, cpu, f16, io, Csr, CsrShape, Dense, Scalar};
+use rosa::{bf16, cpu, f16, io, Csr, CsrShape, Dense, Error, Scalar};
 
 /// A check: `true` when the library accepted the bytes.
 pub type Check = fn(&[u8]) -> bool;
@@ -149,7 +149,8 @@ fn transpose(a: &Csr<f32>) -> Csr<f32> {
 
 /// CSR needs `4 (rows + 1)` bytes of `row_ptr` whatever the file holds, so a valid
 /// 30-byte file declaring 2^31 - 1 empty rows costs 8 GiB by design (see
-/// BENCHMARKS.md, Reliability); such files are left to `tests/hostile.rs`, not fuzzed.
+/// BENCHMARKS.md, Reliability); such files are left to `tests/hostile.rs` and
+/// `tests/cli.rs` (which cap the memory), not fuzzed.
 fn too_many_rows(mtx: &[u8]) -> bool {
     let text = String::from_utf8_lossy(mtx);
     let size = text
@@ -160,8 +161,25 @@ fn too_many_rows(mtx: &[u8]) -> bool {
     rows.is_some_and(|r| r > 1 << 20)
 }
 
-/// A Matrix Market file: accepted alike for every dtype, and an accepted matrix
-/// survives `write_mtx` then `read_mtx` unchanged.
+/// Whether a read took the file's structure: it succeeded, or refused only a value the
+/// dtype cannot hold (which f16 may do where f32 does not).
+fn structural<T>(r: &rosa::Result<T>) -> bool {
+    r.is_ok() || matches!(r, Err(Error::Unrepresentable { .. }))
+}
+
+/// Equal as numbers: NaN matches NaN, and -0 matches 0.
+fn same_numbers<T: Scalar>(a: &[T], b: &[T]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            let (x, y) = (x.to_f32(), y.to_f32());
+            (x.is_nan() && y.is_nan()) || x == y
+        })
+}
+
+/// A Matrix Market file: every dtype, and the value-free mask read, take the same
+/// structure (a dtype may refuse only a value it cannot hold); what is accepted
+/// survives `write_mtx` then `read_mtx` unchanged; an `array` file reads as the same
+/// matrix dense and sparse. `true` when f32 accepts it.
 pub fn mtx(data: &[u8]) -> bool {
     if too_many_rows(data) {
         return false;
@@ -170,16 +188,49 @@ pub fn mtx(data: &[u8]) -> bool {
     let a = io::read_mtx::<f32>(&path);
     let h = io::read_mtx::<f16>(&path);
     let b = io::read_mtx::<bf16>(&path);
-    assert_eq!(a.is_ok(), h.is_ok(), "f32 and f16 disagree on {path:?}");
-    assert_eq!(a.is_ok(), b.is_ok(), "f32 and bf16 disagree on {path:?}");
-    let (Ok(a), Ok(h), Ok(b)) = (a, h, b) else {
+    let mask = io::read_mtx_pattern::<f32>(&path);
+    assert_eq!(
+        structural(&a),
+        structural(&h),
+        "f32 and f16 disagree on {path:?}"
+    );
+    assert_eq!(
+        structural(&a),
+        structural(&b),
+        "f32 and bf16 disagree on {path:?}"
+    );
+    assert_eq!(
+        structural(&a),
+        mask.is_ok(),
+        "the mask read disagrees on {path:?}"
+    );
+    let Ok(mask) = mask else {
         return false;
     };
-    assert_eq!((a.row_ptr(), a.col_idx()), (h.row_ptr(), h.col_idx()));
-    assert_eq!((a.row_ptr(), a.col_idx()), (b.row_ptr(), b.col_idx()));
+    assert!(mask.values().iter().all(|&v| v == 0.0));
+    let structure = (mask.row_ptr(), mask.col_idx());
+    if let Ok(h) = &h {
+        assert_eq!((h.row_ptr(), h.col_idx()), structure);
+        mtx_round_trip(h);
+    }
+    if let Ok(b) = &b {
+        assert_eq!((b.row_ptr(), b.col_idx()), structure);
+        mtx_round_trip(b);
+    }
+    let Ok(a) = a else {
+        return false;
+    };
+    assert_eq!((a.row_ptr(), a.col_idx()), structure);
     mtx_round_trip(&a);
-    mtx_round_trip(&h);
-    mtx_round_trip(&b);
+    if let Ok(d) = io::read_mtx_dense::<f32>(&path) {
+        assert_eq!((d.rows(), d.cols()), (a.rows(), a.cols()));
+        assert!(
+            same_numbers(d.as_slice(), a.to_dense().as_slice()),
+            "dense and sparse reads of {path:?} differ"
+        );
+        let again = io::read_dense::<f32>(&path).unwrap();
+        assert!(same_numbers(again.as_slice(), d.as_slice()));
+    }
     true
 }
 
@@ -194,20 +245,33 @@ fn mtx_round_trip<T: Scalar>(a: &Csr<T>) {
     );
 }
 
-/// An NPY file: accepted alike for every dtype, and an accepted matrix survives
-/// `write_npy` then `read_npy` bit for bit (NaN payloads included).
+/// An NPY file: f32 and f16 take the same shape (f16 may refuse only a value it cannot
+/// hold), `read_dense` reads it as `read_npy` does, and what is accepted survives
+/// `write_npy` then `read_npy` bit for bit (NaN payloads included). `true` when f32
+/// accepts it.
 pub fn npy(data: &[u8]) -> bool {
     let path = write("in.npy", data);
     let a = io::read_npy::<f32>(&path);
     let h = io::read_npy::<f16>(&path);
-    assert_eq!(a.is_ok(), h.is_ok(), "f32 and f16 disagree on {path:?}");
-    let (Ok(a), Ok(h)) = (a, h) else {
+    assert_eq!(
+        structural(&a),
+        structural(&h),
+        "f32 and f16 disagree on {path:?}"
+    );
+    let dense = io::read_dense::<f32>(&path);
+    assert_eq!(dense.is_ok(), a.is_ok(), "read_dense disagrees on {path:?}");
+    if let Ok(h) = &h {
+        npy_round_trip(h);
+    }
+    let Ok(a) = a else {
         return false;
     };
-    assert_eq!((a.rows(), a.cols()), (h.rows(), h.cols()));
+    assert!(same(dense.unwrap().as_slice(), a.as_slice()));
+    if let Ok(h) = &h {
+        assert_eq!((a.rows(), a.cols()), (h.rows(), h.cols()));
+    }
     assert_eq!(a.as_slice().len(), a.rows() * a.cols());
     npy_round_trip(&a);
-    npy_round_trip(&h);
     true
 }
 
@@ -340,8 +404,8 @@ fn ints(bytes: &[u8]) -> Vec<i32> {
         .collect()
 }
 
-/// The `rosa spmm` / `rosa sddmm` inputs: a .mtx and a .npy (split at the first two
-/// bytes, a little-endian length), read as the CLI reads them and, when the shapes fit,
+/// The `rosa spmm` / `rosa sddmm` inputs: a .mtx and a .npy or array .mtx (split at the
+/// first two bytes, a little-endian length), read as the CLI reads them and, when the shapes fit,
 /// multiplied; products must match a dense f64 reference where it is finite and be
 /// non-finite where it is not.
 pub fn cli_files(data: &[u8]) -> bool {
@@ -354,7 +418,8 @@ pub fn cli_files(data: &[u8]) -> bool {
         return false;
     }
     let a = io::read_mtx::<f32>(write("a.mtx", mtx_bytes));
-    let b = io::read_npy::<f32>(write("b.npy", npy_bytes));
+    // Read as the CLI reads a dense operand: NPY, or a Matrix Market array.
+    let b = io::read_dense::<f32>(write("b.npy", npy_bytes));
     let (Ok(a), Ok(b)) = (a, b) else {
         return false;
     };

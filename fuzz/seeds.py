@@ -54,11 +54,17 @@ def mtx_files():
     f = {
         "valid-real": BANNER + "% c\n3 3 3\n1 1 1.5\n1 3 -2\n3 2 1e-3\n",
         "valid-pattern": "%%MatrixMarket matrix coordinate pattern general\n2 3 2\n1 3\n2 1\n",
-        "valid-integer": "%%MatrixMarket matrix coordinate integer general\n2 2 2\n1 1 -7\n2 2 9223372036854775807\n",
-        "valid-nan-inf": BANNER + "2 2 4\n1 1 nan\n1 2 inf\n2 1 -inf\n2 2 1e39\n",
+        "valid-integer": "%%MatrixMarket matrix coordinate integer general\n2 2 2\n1 1 -7\n2 2 16777216\n",
+        "integer-inexact-in-f32": "%%MatrixMarket matrix coordinate integer general\n1 1 1\n1 1 16777217\n",
+        "integer-past-f64": "%%MatrixMarket matrix coordinate integer general\n1 1 1\n1 1 9223372036854775807\n",
+        "valid-nan-inf": BANNER + "2 2 4\n1 1 nan\n1 2 inf\n2 1 -inf\n2 2 3e38\n",
+        "valid-overflows-f16": BANNER + "1 1 1\n1 1 70000\n",
+        "overflows-f32": BANNER + "1 1 1\n1 1 1e39\n",
+        "sum-overflows-f32": BANNER + "1 1 2\n1 1 3e38\n1 1 3e38\n",
         "valid-duplicates-summed": BANNER + "2 2 3\n1 1 1\n1 1 2\n2 2 0\n",
+        "valid-duplicates-summed-in-f64": BANNER + "1 2 2\n1 1 1.001\n1 1 -1\n",
         "valid-duplicates-inf-minus-inf": BANNER + "1 2 2\n1 1 inf\n1 1 -inf\n",
-        "duplicates-past-shape": BANNER + "1 1 2\n1 1 1\n1 1 1\n",
+        "valid-duplicates-past-shape": BANNER + "1 1 3\n1 1 1\n1 1 2\n1 1 0.5\n",
         "valid-zero-nnz": BANNER + "4 5 0\n",
         "valid-0x0": BANNER + "0 0 0\n",
         "valid-crlf": BANNER.replace("\n", "\r\n") + "1 1 1\r\n1 1 2\r\n",
@@ -70,9 +76,25 @@ def mtx_files():
         "no-size-line": BANNER,
         "bad-banner": "%%MatrixMarkt matrix coordinate real general\n1 1 0\n",
         "no-banner": "1 1 1\n1 1 1\n",
-        "array": "%%MatrixMarket matrix array real general\n1 1\n1\n",
+        "valid-array": "%%MatrixMarket matrix array real general\n%\n3 2\n1\n3\n0\n2\n4.5\n6\n",
+        "valid-array-symmetric": "%%MatrixMarket matrix array real symmetric\n3 3\n2\n1\n1\n2\n1\n2\n",
+        "valid-array-skew-integer": "%%MatrixMarket matrix array integer skew-symmetric\n3 3\n1\n-2\n3\n",
+        "valid-array-empty": "%%MatrixMarket matrix array real general\n0 5\n",
+        "array-pattern": "%%MatrixMarket matrix array pattern general\n1 1\n1\n",
+        "array-truncated": "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n",
+        "array-too-long": "%%MatrixMarket matrix array real general\n1 1\n1\n2\n",
+        "array-two-per-line": "%%MatrixMarket matrix array real general\n2 1\n1 2\n",
+        "array-symmetric-not-square": "%%MatrixMarket matrix array real symmetric\n2 3\n1\n2\n3\n",
         "complex": "%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n",
-        "symmetric": "%%MatrixMarket matrix coordinate real symmetric\n2 2 1\n2 1 1\n",
+        "hermitian": "%%MatrixMarket matrix coordinate complex hermitian\n2 2 1\n2 1 1 0\n",
+        "vector": "%%MatrixMarket vector coordinate real general\n2 1\n1 1\n",
+        "valid-symmetric": "%%MatrixMarket matrix coordinate real symmetric\n%\n3 3 6\n1 1 2\n2 1 1\n2 2 2\n3 1 1\n3 2 1\n3 3 2\n",
+        "valid-symmetric-upper-entry": "%%MatrixMarket matrix coordinate real symmetric\n2 2 1\n1 2 5\n",
+        "valid-skew-symmetric": "%%MatrixMarket matrix coordinate real skew-symmetric\n3 3 2\n2 1 -2\n3 2 4.5\n",
+        "valid-pattern-symmetric": "%%MatrixMarket matrix coordinate pattern symmetric\n3 3 3\n1 1\n3 1\n3 2\n",
+        "skew-diagonal": "%%MatrixMarket matrix coordinate real skew-symmetric\n2 2 1\n1 1 1\n",
+        "symmetric-not-square": "%%MatrixMarket matrix coordinate real symmetric\n2 3 1\n2 1 1\n",
+        "pattern-skew": "%%MatrixMarket matrix coordinate pattern skew-symmetric\n2 2 1\n2 1\n",
         "entries-huge": BANNER + f"{I32} {I32} {I32}\n1 1 1\n",
         "entries-past-shape": BANNER + "2 2 5\n",
         "rows-over-i32": BANNER + f"{I32 + 1} 1 0\n",
@@ -89,6 +111,10 @@ def mtx_files():
         "empty": "",
     }
     f["non-utf8"] = BANNER.encode() + b"1 1 1\n1 1 \xff\xfe\n"
+    f["valid-latin1-comment"] = BANNER.encode() + b"% M\xfcller \xa9 1998\n1 1 1\n1 1 2.5\n"
+    f["valid-utf8-bom"] = b"\xef\xbb\xbf" + BANNER.encode() + b"1 1 1\n1 1 2.5\n"
+    f["utf16-bom"] = b"\xff\xfe" + BANNER.encode("utf-16-le")
+    f["non-ascii-size-line"] = BANNER.encode() + b"1 1 \xb91\n1 1 1\n"
     f["nul-bytes"] = BANNER.encode() + b"1 1 1\n1\x001 1\n"
     return f
 
@@ -114,19 +140,32 @@ def npy_files():
     return {
         "valid-f4": npy_bytes("<f4", "(2, 3)", f4(1, 2, 3, 4, 5, 6)),
         "valid-f2": npy_bytes("<f2", "(1, 2)", struct.pack("<2e", 1.5, -65504)),
-        "valid-f8-overflows-f16": npy_bytes("<f8", "(1, 3)", struct.pack("<3d", 1e300, -1e40, 70000.0)),
+        "f8-overflows-f32": npy_bytes("<f8", "(1, 3)", struct.pack("<3d", 1e300, -1e40, 70000.0)),
+        "valid-f4-overflows-f16": npy_bytes("<f4", "(1, 2)", f4(70000.0, 1)),
+        "valid-fortran": npy_bytes("<f4", "(3, 2)", f4(0, 1, 2, 3, 4, 5), fortran=True),
+        "valid-fortran-f8": npy_bytes("<f8", "(2, 2)", struct.pack("<4d", 1, 2, 3, 4), fortran=True),
+        "valid-int": npy_bytes("<i4", "(1, 1)", struct.pack("<i", 1)),
+        "valid-i8-big-endian": npy_bytes(">i8", "(2, 1)", struct.pack(">2q", -7, 2**40)),
+        "valid-u1": npy_bytes("|u1", "(1, 3)", bytes([0, 128, 255])),
+        "valid-bool": npy_bytes("|b1", "(2, 2)", bytes([1, 0, 0, 1])),
+        "valid-u2-fits-f16": npy_bytes("<u2", "(1, 1)", struct.pack("<H", 65504)),
+        "int-inexact": npy_bytes("<i8", "(1, 1)", struct.pack("<q", 2**53 + 1)),
+        "u8-max": npy_bytes("<u8", "(1, 1)", struct.pack("<Q", 2**64 - 1)),
+        "bool-not-0-or-1": npy_bytes("|b1", "(1, 1)", bytes([2])),
+        "long-double": npy_bytes("<f16", "(1, 1)", b"\0" * 16),
+        "datetime": npy_bytes("<M8[ns]", "(1, 1)", b"\0" * 8),
+        "valid-py2-long-shape": npy_bytes("<f4", "(2L, 1L)", f4(1, 2)),
+        "header-over-numpy-limit": npy_bytes("<f4", "", f4(1), header="{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), 'x': '%s'}" % ("y" * 10001), version=2),
         "valid-nan-inf": npy_bytes("<f4", "(2, 2)", f4(nan, inf, -inf, -0.0)),
         "valid-nan-payload": npy_bytes("<f4", "(1, 1)", struct.pack("<I", 0x7FC0BEEF)),
         "valid-0x0": npy_bytes("<f4", "(0, 0)", b""),
         "valid-0-by-huge": npy_bytes("<f4", f"(0, {2**62})", b""),
         "valid-v2": npy_bytes("<f4", "(1, 1)", f4(7), version=2),
         "valid-big-endian": npy_bytes(">f4", "(1, 1)", struct.pack(">f", 1)),
-        "int": npy_bytes("<i4", "(1, 1)", struct.pack("<i", 1)),
         "complex": npy_bytes("<c8", "(1, 1)", b"\0" * 8),
         "object": npy_bytes("|O", "(1, 1)", b"\0" * 8),
         "rank-1": npy_bytes("<f4", "(2,)", f4(1, 2)),
         "rank-3": npy_bytes("<f4", "(1, 1, 1)", f4(1)),
-        "fortran": npy_bytes("<f4", "(2, 2)", f4(1, 2, 3, 4), fortran=True),
         "data-short": npy_bytes("<f4", "(2, 2)", f4(1, 2, 3)),
         "data-long": npy_bytes("<f4", "(1, 1)", f4(1, 2)),
         "shape-huge": npy_bytes("<f4", f"({I32}, {I32})", f4(1)),
@@ -260,6 +299,10 @@ def cli_files():
     put(t, "valid-huge-output", pair(enc(m["valid-cols-at-i32-limit"]), npy_bytes("<f4", "(1, 1)", f4(1))))
     put(t, "hostile-mtx", pair(enc(m["entries-huge"]), n["valid-f4"]))
     put(t, "hostile-npy", pair(a, n["shape-overflow"]))
+    b_array = b"%%MatrixMarket matrix array real general\n3 1\n1\n-2\n0.5\n"
+    put(t, "valid-symmetric-by-array", pair(enc(m["valid-symmetric"]), b_array))
+    put(t, "valid-skew-by-fortran", pair(enc(m["valid-skew-symmetric"]), n["valid-fortran"]))
+    put(t, "valid-array-by-int", pair(enc(m["valid-array-symmetric"]), npy_bytes("<i4", "(3, 1)", struct.pack("<3i", 1, 10, 100))))
     put(t, "both-empty", b"\0\0")
     put(t, "empty", b"")
 
