@@ -49,6 +49,8 @@ mod elementwise;
 mod layer;
 mod mem;
 mod optim;
+#[cfg(test)]
+mod raw_tests;
 mod result;
 mod sddmm;
 mod sparse;
