@@ -41,6 +41,7 @@
 
 mod backend;
 mod blas;
+mod ceilings;
 mod config;
 mod csr;
 mod dense;
@@ -60,6 +61,7 @@ mod sys;
 pub use crate::Op;
 pub use backend::CudaBackend;
 pub use blas::{Blas, BlasScalar, Math, Transpose};
+pub use ceilings::Probes;
 pub use config::KernelConfig;
 pub use csr::DeviceCsr;
 pub use dense::DeviceDense;

@@ -15,6 +15,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut
 use super::sys;
 use crate::{DType, Error, Result};
 
+pub(crate) mod ceilings;
 pub(crate) mod cusparse;
 
 /// Whether the CUDA driver library (`libcuda.so`) can be loaded. cudarc panics on first use
