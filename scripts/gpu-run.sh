@@ -110,7 +110,7 @@ why_failed() {
   elif [[ -n $panic ]]; then
     echo "panic: $panic"
   else
-    grep -m1 -iE 'error|fail' "$out" | cut -c1-200
+    { grep -m1 -iE 'error|fail' "$out" || grep -v '^\s*$' "$out" | tail -n1; } | cut -c1-200
   fi
 }
 
@@ -149,7 +149,7 @@ step() {
   if ((rc == 124 || rc == 137)); then
     status=TIMEOUT note=$rc_note
   elif grep -qE 'skipped: no CUDA device|error: no CUDA device' "$out"; then
-    status=FAIL note="no CUDA device: $(grep -m1 -oE 'no CUDA device.*' "$out" | cut -c1-150)"
+    status=FAIL note=$(grep -m1 -oE 'no CUDA device.*' "$out" | cut -c1-150)
   elif ((rc == 0)); then
     status=PASS
     [[ -n ${pass_note:-} ]] && note=$(grep -m1 -E "$pass_note" "$out" | cut -c1-220)
@@ -294,7 +294,7 @@ sanitize() {
     "$@" --test-threads=1
 }
 
-step "machine facts" 90 machine.log bash -c machine_facts
+pass_note='^gpu: ' step "machine facts" 90 machine.log bash -c machine_facts
 probe_sanitizer
 pass_note='^ceilings:' step "ceilings (rosa info --ceilings)" 60 machine.log "$ROSA" info --ceilings
 
@@ -332,7 +332,7 @@ if ((part == 1)); then
   sanitize synccheck 60 "synccheck: kernel tests" "$KERNELS"
 
   step "rosa tune --quick" 90 bench.log "$ROSA" tune --quick --out "$OUT/tune.json"
-  step "cuSPARSE / cuBLAS baselines (gpu_baselines)" 60 tests.log "$(bin tests/gpu_baselines)"
+  step "baselines tests (gpu_baselines)" 60 tests.log "$(bin tests/gpu_baselines)"
   step "tuner and cache lookup (gpu_tune)" 60 tests.log "$(bin tests/gpu_tune)"
 else
   sanitize initcheck 90 "initcheck: kernel tests" "$KERNELS"

@@ -139,7 +139,7 @@ fn without_a_gpu_every_gpu_step_fails_for_want_of_a_device() {
         "bench f32 (headline)",
         "training step",
         "rosa tune --quick",
-        "cuSPARSE / cuBLAS baselines",
+        "baselines tests",
         "tuner and cache lookup",
     ] {
         let l = line(&lines, step);

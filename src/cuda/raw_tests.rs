@@ -23,7 +23,13 @@ fn spmm_rows_ending_at_i32_max_sum_their_last_entries() {
     let dev = match Device::new(0) {
         Ok(dev) => dev,
         Err(e) => {
-            eprintln!("spmm at i32::MAX: skipped: no CUDA device ({e})");
+            // Straight to stderr, past the harness's capture (as the GPU tests' skips are):
+            // the GPU runner counts a skip there as a failure.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "spmm at i32::MAX: skipped: no CUDA device ({e})"
+            );
             return;
         }
     };
