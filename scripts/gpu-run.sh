@@ -267,6 +267,7 @@ probe_sanitizer() {
     skip "$name" "$sanitizer_why"
     return
   fi
+  sanitizer_why="the sanitizer probe did not run (deadline)"
   run_logged "$name" 60 sanitizer.log "$sanitizer" --tool memcheck --kernel-name kns=rosa \
     --error-exitcode 99 "$KERNELS" --exact event_timer_measures_a_launch || return
   # It works if it ran the test to its summary; "Device not supported" (gVisor) or a

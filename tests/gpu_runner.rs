@@ -164,19 +164,20 @@ fn without_a_gpu_every_gpu_step_fails_for_want_of_a_device() {
     );
 }
 
-/// A tiny deadline: the step it catches is killed at the deadline (TIMEOUT), every later
+/// A short deadline: the step it catches is killed at the deadline (TIMEOUT), every later
 /// one is reported NOT RUN, and the run ends soon after the deadline.
 #[test]
-fn a_tiny_deadline_reports_the_steps_it_could_not_start_as_not_run() {
+fn a_short_deadline_reports_the_steps_it_could_not_start_as_not_run() {
     let tmp = Tmp::new("deadline");
     let (dir, out) = (tmp.0.join("bundle"), tmp.0.join("out"));
     stub_bundle(&dir);
-    // The test binaries take 30 s: the first kernel step starts within a second or two
-    // and is cut at the deadline, 5 s in.
-    let (output, took) = runner(&dir, &out, &["--deadline", "5"], 30);
+    // The test binaries take a minute: the first kernel step starts within a few seconds
+    // (more on a loaded machine: the deadline counts from the script's start) and is cut
+    // at the deadline, 15 s in.
+    let (output, took) = runner(&dir, &out, &["--deadline", "15"], 60);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(took < Duration::from_secs(20), "took {took:?}: {stdout}");
+    assert!(took < Duration::from_secs(45), "took {took:?}: {stdout}");
     let (lines, files) = results(&out);
     assert!(line(&lines, "machine facts").contains("PASS"), "{lines:?}");
     let not_run: Vec<&String> = lines.iter().filter(|l| l.contains("NOT RUN")).collect();
