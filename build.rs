@@ -163,6 +163,9 @@ mod cuda {
         let mut build = cc::Build::new();
         build
             .cuda(true)
+            // cc would link cudart too (`cuda(true)` defaults to static): link_cudart is
+            // the one place that does, with the search path of the wheels' layout.
+            .cudart("none")
             // Release device code in every profile: `-G` would make the tests measure and
             // sanitize a different program from the one that ships.
             .debug(false)

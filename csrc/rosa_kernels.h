@@ -177,6 +177,24 @@ typedef struct rosa_csr_add_params {
 
 int32_t rosa_csr_add(const rosa_csr_add_params *params, void *stream);
 
+/*
+ * Probes of the GPU's ceilings (csrc/ceilings.cu), for the benchmarks' roofline. Both run
+ * `blocks` blocks of ROSA_PROBE_THREADS threads and write *sink at most once (only on
+ * values the callers never produce: the probes' results are their times, not their sums).
+ */
+#define ROSA_PROBE_THREADS 256
+#define ROSA_PROBE_FMA_CHAINS 8
+
+/* Reads the `bytes` at `buf` `passes` times over, as 16-byte vectors cached in L2 but not
+ * L1: bytes * passes bytes in all. `bytes` must be a multiple of 16 and `buf` 16-byte
+ * aligned; pass an all-zeros buffer. */
+int32_t rosa_probe_read(const void *buf, int64_t bytes, int32_t passes, int32_t blocks,
+                        float *sink, void *stream);
+
+/* Each thread runs `iters` rounds of ROSA_PROBE_FMA_CHAINS independent f32 FMAs:
+ * 2 * ROSA_PROBE_FMA_CHAINS * ROSA_PROBE_THREADS * blocks * iters flops in all. */
+int32_t rosa_probe_fma(int32_t blocks, int32_t iters, float *sink, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -54,11 +54,13 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
 #pragma unroll
       for (int i = 0; i < VEC; ++i) acc[v][i] = 0.0f;
 
-    for (int32_t base = start; base < end; base += SW) {
-      const int count = min(SW, end - base);
+    // int64: a row ending within SW of INT32_MAX would overflow an int32 `base += SW`.
+    for (int64_t base = start; base < end; base += SW) {
+      const int count = static_cast<int>(end - base < SW ? end - base : SW);
       if (lane < count) {
-        s_col[sub][lane] = __ldg(p.col_idx + base + lane);
-        s_val[sub][lane] = Elem<T>::load(values[Values::index(p.perm, base + lane)]);
+        const int32_t q = static_cast<int32_t>(base + lane); // < end, so it fits
+        s_col[sub][lane] = __ldg(p.col_idx + q);
+        s_val[sub][lane] = Elem<T>::load(values[Values::index(p.perm, q)]);
       }
       __syncwarp(mask);
 #pragma unroll 4

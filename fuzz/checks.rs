@@ -131,20 +131,8 @@ pub fn csr_parts(data: &[u8]) -> bool {
 
 /// A^T through the transpose plan, which must itself be a valid CSR matrix.
 fn transpose(a: &Csr<f32>) -> Csr<f32> {
-    let plan = a.transpose_plan();
-    let values = plan
-        .perm()
-        .iter()
-        .map(|&p| a.values()[p as usize])
-        .collect();
-    Csr::from_parts(
-        a.cols(),
-        a.rows(),
-        plan.row_ptr().to_vec(),
-        plan.col_idx().to_vec(),
-        values,
-    )
-    .expect("a transpose plan is a valid CSR structure")
+    a.transpose()
+        .expect("a transpose plan is a valid CSR structure")
 }
 
 /// CSR needs `4 (rows + 1)` bytes of `row_ptr` whatever the file holds, so a valid

@@ -38,6 +38,7 @@ use serde::Serialize;
 
 use crate::{cpu, random, with_dtype, CsrShape, DType, Dense, Error, Op, Result, Scalar};
 
+pub mod export;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod plot;
@@ -124,6 +125,17 @@ impl Sweep {
             return Err(Error::InvalidArgument("m, k and n must be positive".into()));
         }
         Ok(())
+    }
+
+    /// The sweep's sparse A at its `di`-th density: the same matrix on the CPU, on the GPU
+    /// and on disk for the external baselines ([`export`]), for the same seed.
+    pub(crate) fn matrix<T: Scalar>(&self, di: usize) -> Result<crate::Csr<T>> {
+        random::csr::<T>(
+            self.m,
+            self.k,
+            self.densities[di],
+            self.seed.wrapping_add(di as u64),
+        )
     }
 
     fn check_host_memory(&self) -> Result<()> {
@@ -221,9 +233,22 @@ pub struct Row {
     /// GPU only: the [`roofline`] floor over our measured time, in percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roofline_pct: Option<f64>,
-    /// GPU only: the tile configuration our kernel ran with (e.g. `sw8_br16_v1`).
+    /// GPU only: the ceiling that sets the floor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound: Option<roofline::Bound>,
+    /// GPU only: the tile configuration our kernel ran with (e.g. `sw8_br16_v1`), the one
+    /// the default launcher chooses, and which the correctness check ran too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// GPU only: where `config` came from: `exact` or `nearest` (a tuned cache entry) or
+    /// `heuristic`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_source: Option<&'static str>,
+    /// GPU only: true when the host took about as long to queue our calls as the GPU took
+    /// to run them, so the GPU may have idled between launches and the time is partly the
+    /// host's launch rate, not the kernel's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_bound: Option<bool>,
     /// GPU only: every baseline timed on the same operands, in the same process.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub baselines: Vec<Baseline>,
@@ -279,7 +304,7 @@ impl Baseline {
 /// A whole sweep.
 ///
 /// ```
-/// let r = rosa::bench::Report { version: "0.1.0", device: None, threads: 2, rows: vec![] };
+/// let r = rosa::bench::Report { version: "0.1.0", device: None, gpu: None, threads: 2, rows: vec![] };
 /// assert!(serde_json::to_string(&r).unwrap().contains("\"rows\":[]"));
 /// ```
 #[derive(Debug, Clone, Serialize)]
@@ -289,10 +314,37 @@ pub struct Report {
     /// The GPU that ran our kernels (`cuda:0 NVIDIA H100 ...`); absent for the CPU sweep.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// How the GPU sweep measured; absent for the CPU sweep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuSetup>,
     /// Rayon worker threads available to our kernels.
     pub threads: usize,
     /// One row per (density, op, baseline).
     pub rows: Vec<Row>,
+}
+
+/// What a GPU sweep's numbers rest on: the ceilings its roofline is quoted against, how
+/// it timed, and the cuSPARSE it compared with.
+///
+/// ```
+/// use rosa::bench::{roofline::Ceilings, GpuSetup};
+/// let setup = GpuSetup {
+///     ceilings: Ceilings { dram_bytes_per_s: 4e12, l2_bytes_per_s: 1e13, fma_flops_per_s: 6e13,
+///         l2_probe_bytes: 1 << 24 },
+///     timing: "CUDA events",
+///     cusparse_version: 12600,
+/// };
+/// let json = serde_json::to_value(&setup).unwrap();
+/// assert_eq!(json["ceilings"]["l2_bytes_per_s"], 1e13);
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuSetup {
+    /// Measured at the start of the sweep, on its GPU.
+    pub ceilings: roofline::Ceilings,
+    /// How the times were taken.
+    pub timing: &'static str,
+    /// `cusparseGetVersion` (1000 major + 100 minor + patch).
+    pub cusparse_version: i32,
 }
 
 /// How long each closure of [`median_times`] runs untimed before each timed call. On
@@ -417,47 +469,131 @@ pub fn op_flops(nnz: usize, n: usize) -> f64 {
     2.0 * nnz as f64 * n as f64
 }
 
-/// The performance floor of DESIGN.md's model: no kernel can beat the larger of its bytes
-/// over memory bandwidth and its flops over the arithmetic peak, so `floor / measured` is
-/// the fraction of the achievable that a kernel reaches.
-///
-/// The constants are DESIGN.md's H100 figures ("Performance model"): 3.0 TB/s
-/// device-to-device and 800 TFLOP/s bf16 dense tensor-core GEMM, both measured on this
-/// workplace's H100; for f32 the H100 SXM's 67 TFLOP/s of non-tensor f32 FMA, since our
-/// f32 kernels and the TF32-off cuBLAS baseline both run on the CUDA cores. f16 shares
-/// bf16's tensor-core peak. On another GPU the percentages are against an H100.
+/// Bytes of dense rows an op gathers once per nonzero: B rows (SpMM; A^T B walks A^T
+/// and gathers rows of its B), R rows (SDDMM), `nnz n s` for dense width `n` (SDDMM's
+/// inner dimension) and `s` bytes per value. Random columns defeat any reuse within a
+/// row, so these come from L2 (or DRAM when the operand does not fit), not registers.
 ///
 /// ```
+/// assert_eq!(rosa::bench::gathered_bytes(10, 8, 2), 160.0);
+/// ```
+pub fn gathered_bytes(nnz: usize, n: usize, s: usize) -> f64 {
+    nnz as f64 * n as f64 * s as f64
+}
+
+/// The performance floor of DESIGN.md's model, against ceilings measured on the machine
+/// of the run ([`roofline::Ceilings`], from `rosa::bench::gpu::measure_ceilings` with the
+/// `cuda` feature): no kernel beats the largest of its DRAM bytes ([`op_bytes`]) over the
+/// device-to-device copy bandwidth, its gathered bytes ([`gathered_bytes`]) over the L2
+/// bandwidth, and its flops ([`op_flops`]) over the CUDA-core FMA rate, which is what our
+/// kernels use for every dtype (they widen to f32 and call `fmaf`; no tensor cores). So
+/// `floor / measured` is the fraction of the achievable that a kernel reaches. There are
+/// no built-in numbers: without measured ceilings (the CPU bench) there is no roofline.
+///
+/// ```
+/// use rosa::bench::roofline::{Bound, Ceilings};
 /// use rosa::bench::roofline;
-/// use rosa::DType;
-/// // 3 GB at 3 TB/s is 1 ms, 1 GFLOP at 800 TFLOP/s is far less: memory-bound.
-/// let floor = roofline::time_floor(3.0e9, 1.0e9, DType::Bf16);
-/// assert!((floor - 1.0e-3).abs() < 1e-12);
-/// assert!((roofline::percent(floor, 2.0e-3) - 50.0).abs() < 1e-9);
-/// // 67 GFLOP of f32 is 1 ms, above the 1 kB memory term: compute-bound.
-/// assert!((roofline::time_floor(1.0e3, 67.0e9, DType::F32) - 1.0e-3).abs() < 1e-12);
+/// use rosa::Op;
+/// let c = Ceilings { dram_bytes_per_s: 4.0e12, l2_bytes_per_s: 1.0e13,
+///     fma_flops_per_s: 6.0e13, l2_probe_bytes: 16 << 20 };
+/// // bf16 SpMM, 4096 x 4096 at 1%, N = 2048: 687 MB gathered at 10 TB/s (69 us) beats
+/// // 35 MB of DRAM traffic at 4 TB/s (8.6 us) and 687 MFLOP at 60 TFLOP/s (11 us).
+/// let work = roofline::work(Op::Spmm, 4096, 4096, 2048, 167_772, 2);
+/// let floor = c.floor(&work);
+/// assert_eq!(floor.bound, Bound::L2);
+/// assert!((floor.seconds - work.l2_bytes / 1.0e13).abs() < 1e-15);
+/// assert!((roofline::percent(floor.seconds, 2.0 * floor.seconds) - 50.0).abs() < 1e-9);
 /// ```
 pub mod roofline {
-    use crate::DType;
+    use serde::Serialize;
 
-    /// Device-memory bandwidth, bytes per second (DESIGN.md: H100, about 3.0 TB/s).
-    pub const BYTES_PER_SECOND: f64 = 3.0e12;
-    /// bf16 and f16 dense tensor-core peak, flop/s (DESIGN.md: H100, about 800 TFLOP/s).
-    pub const TENSOR_FLOPS: f64 = 800e12;
-    /// f32 CUDA-core (FMA, no TF32) peak, flop/s (H100 SXM datasheet: 67 TFLOP/s).
-    pub const F32_FLOPS: f64 = 67e12;
+    use crate::Op;
 
-    /// The arithmetic peak for operands of `dtype`.
-    pub fn peak_flops(dtype: DType) -> f64 {
-        match dtype {
-            DType::F32 => F32_FLOPS,
-            DType::F16 | DType::Bf16 => TENSOR_FLOPS,
+    /// What one GPU does at best, measured on it (never datasheet figures).
+    #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+    pub struct Ceilings {
+        /// Device-to-device copy: bytes read plus bytes written, per second.
+        pub dram_bytes_per_s: f64,
+        /// Reads of a buffer resident in L2, bytes per second.
+        pub l2_bytes_per_s: f64,
+        /// f32 FMAs on the CUDA cores, flop/s (two flops per FMA).
+        pub fma_flops_per_s: f64,
+        /// Size of the buffer the L2 probe read over and over, bytes.
+        pub l2_probe_bytes: usize,
+    }
+
+    /// One op's work in the units of the three ceilings (see [`work`]).
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct Work {
+        /// The DRAM byte bound, [`super::op_bytes`].
+        pub dram_bytes: f64,
+        /// Dense rows gathered per nonzero, [`super::gathered_bytes`].
+        pub l2_bytes: f64,
+        /// [`super::op_flops`].
+        pub flops: f64,
+    }
+
+    /// The work of `op` on an M x K sparse A with `nnz` entries, dense width `n` (SDDMM's
+    /// inner dimension), `s` bytes per value (see the module's example).
+    pub fn work(op: Op, m: usize, k: usize, n: usize, nnz: usize, s: usize) -> Work {
+        Work {
+            dram_bytes: super::op_bytes(op, m, k, n, nnz, s),
+            l2_bytes: super::gathered_bytes(nnz, n, s),
+            flops: super::op_flops(nnz, n),
         }
     }
 
-    /// `max(bytes / bandwidth, flops / peak)`, in seconds.
-    pub fn time_floor(bytes: f64, flops: f64, dtype: DType) -> f64 {
-        (bytes / BYTES_PER_SECOND).max(flops / peak_flops(dtype))
+    /// The ceiling a floor comes from: `dram`, `l2` or `fma` in JSON.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Bound {
+        /// DRAM bytes over the copy bandwidth.
+        Dram,
+        /// Gathered bytes over the L2 bandwidth.
+        L2,
+        /// Flops over the FMA rate.
+        Fma,
+    }
+
+    impl Bound {
+        /// `dram`, `l2` or `fma`, as in JSON.
+        pub fn name(self) -> &'static str {
+            match self {
+                Bound::Dram => "dram",
+                Bound::L2 => "l2",
+                Bound::Fma => "fma",
+            }
+        }
+    }
+
+    /// The least time some work can take, and which ceiling sets it.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct Floor {
+        /// Seconds.
+        pub seconds: f64,
+        /// The binding ceiling.
+        pub bound: Bound,
+    }
+
+    impl Ceilings {
+        /// `max(dram bytes / copy bandwidth, gathered bytes / L2 bandwidth, flops / FMA
+        /// rate)` and which term it is (see the module's example).
+        pub fn floor(&self, w: &Work) -> Floor {
+            [
+                (w.dram_bytes / self.dram_bytes_per_s, Bound::Dram),
+                (w.l2_bytes / self.l2_bytes_per_s, Bound::L2),
+                (w.flops / self.fma_flops_per_s, Bound::Fma),
+            ]
+            .into_iter()
+            .map(|(seconds, bound)| Floor { seconds, bound })
+            .fold(
+                Floor {
+                    seconds: 0.0,
+                    bound: Bound::Dram,
+                },
+                |best, f| if f.seconds > best.seconds { f } else { best },
+            )
+        }
     }
 
     /// `100 floor / measured` (0 when nothing was measured).
@@ -726,6 +862,7 @@ pub fn run(sweep: &Sweep, mut progress: impl FnMut(&str)) -> Result<Report> {
     Ok(Report {
         version: env!("CARGO_PKG_VERSION"),
         device: None,
+        gpu: None,
         threads: rayon::current_num_threads(),
         rows,
     })
@@ -798,7 +935,7 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
             sweep.densities.len(),
             T::DTYPE
         ));
-        let a = random::csr::<T>(m, k, density, sweep.seed.wrapping_add(di as u64))?;
+        let a = sweep.matrix::<T>(di)?;
         let a32 = baseline::to_sprs_f32(&a);
         for &op in &sweep.ops {
             // A kernel error cannot leave the timed closure, so it is kept until here.
@@ -1000,7 +1137,10 @@ impl Measured {
             gbps: bytes / secs / 1e9,
             max_abs_diff,
             roofline_pct: None,
+            bound: None,
             config: None,
+            config_source: None,
+            launch_bound: None,
             baselines: Vec::new(),
         }
     }
@@ -1245,25 +1385,51 @@ mod tests {
         // Square A: the transposed SpMM moves as much; SDDMM skips row_ptr.
         assert_eq!(op_bytes(Op::SpmmT, m, k, n, nnz, 2), spmm);
         assert_eq!(op_bytes(Op::Sddmm, m, k, n, nnz, 2), spmm - 4.0 * 4097.0);
-        // bf16: 8.6 MB at 3 TB/s (2.9 us) dwarfs 172 MFLOP at 800 TFLOP/s (0.2 us).
-        let flops = op_flops(nnz, n);
-        let floor = roofline::time_floor(spmm, flops, DType::Bf16);
-        assert!((floor - spmm / 3.0e12).abs() < 1e-15);
-        // f32 at 5% of 11008 x 4096, N = 8192: arithmetic-bound on CUDA cores.
-        let nnz = (0.05f64 * 11008.0 * 4096.0) as usize;
-        let (b, f) = (
-            op_bytes(Op::Spmm, 11008, 4096, 8192, nnz, 4),
-            op_flops(nnz, 8192),
-        );
-        assert_eq!(roofline::time_floor(b, f, DType::F32), f / 67e12);
-        assert!(f / 67e12 > b / 3.0e12);
+        // Every op gathers one dense row of n values per nonzero.
+        for op in Op::ALL {
+            let w = roofline::work(op, m, k, n, nnz, 2);
+            assert_eq!(w.l2_bytes, 167_772.0 * 512.0 * 2.0);
+            assert_eq!(w.flops, 2.0 * 167_772.0 * 512.0);
+        }
+    }
+
+    /// Each term can bind: the floor is the largest, and names its ceiling.
+    #[test]
+    fn the_floor_is_the_largest_term_and_says_which() {
+        let c = roofline::Ceilings {
+            dram_bytes_per_s: 4.0e12,
+            l2_bytes_per_s: 1.2e13,
+            fma_flops_per_s: 6.0e13,
+            l2_probe_bytes: 1 << 24,
+        };
+        let at = |dram: f64, l2: f64, flops: f64| {
+            c.floor(&roofline::Work {
+                dram_bytes: dram,
+                l2_bytes: l2,
+                flops,
+            })
+        };
+        let f = at(4.0e9, 1.2e9, 6.0e9);
+        assert_eq!((f.bound, f.seconds), (roofline::Bound::Dram, 1e-3));
+        let f = at(4.0e6, 1.2e10, 6.0e9);
+        assert_eq!((f.bound, f.seconds), (roofline::Bound::L2, 1e-3));
+        let f = at(4.0e6, 1.2e6, 6.0e11);
+        assert_eq!((f.bound, f.seconds), (roofline::Bound::Fma, 1e-2));
+        // The sparsest square grid point in bf16 is DRAM-bound, a dense one L2-bound.
+        let point = |d: f64| {
+            let nnz = (d * 4096.0 * 4096.0) as usize;
+            c.floor(&roofline::work(Op::Spmm, 4096, 4096, 512, nnz, 2))
+                .bound
+        };
+        assert_eq!(point(0.001), roofline::Bound::Dram);
+        assert_eq!(point(0.05), roofline::Bound::L2);
+        assert_eq!(roofline::Bound::L2.name(), "l2");
     }
 
     #[test]
     fn roofline_percent_is_floor_over_measured() {
         assert_eq!(roofline::percent(1.0, 4.0), 25.0);
         assert_eq!(roofline::percent(1.0, 0.0), 0.0);
-        assert_eq!(roofline::peak_flops(DType::F16), roofline::TENSOR_FLOPS);
     }
 
     #[test]
@@ -1296,6 +1462,7 @@ mod tests {
         let report = |rows| Report {
             version: "0",
             device: None,
+            gpu: None,
             threads: 1,
             rows,
         };

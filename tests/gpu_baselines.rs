@@ -1,7 +1,9 @@
 //! The GPU bench's baselines against the dense f64 reference: cuSPARSE's CSR SpMM (both
 //! algorithms, both ways) and SDDMM for every dtype it supports, and cuBLAS's TF32 mode.
-//! A case cuSPARSE declines must be declined as `Error::Unsupported` (the bench's "n/a"),
-//! and f32, the baseline the targets are quoted against, must run.
+//! A case cuSPARSE declines must be declined as `Error::Unsupported`, by the one rule
+//! `rosa::cuda::Sparse` documents and the bench reports as "n/a"; any other error fails
+//! here. f32 ALG2 on A as stored and f32 SDDMM, the baselines the targets are quoted
+//! against, must run: a refusal there is a failure too.
 //!
 //! Without a GPU every test prints a `skipped: no CUDA device (...)` line and passes.
 #![cfg(feature = "cuda")]

@@ -3,7 +3,8 @@
 //! rows, one row far longer than the rest, odd widths that leave B and C rows unaligned
 //! for 16-byte vectors, non-trivial alpha and beta, outputs poisoned with NaN when beta = 0.
 //!
-//! `ROSA_GPU_CASES` overrides the number of random cases per op (default 48).
+//! `ROSA_GPU_CASES` overrides the number of random cases per op (default 48), and
+//! `ROSA_GPU_BIG_CASES` the number of large fixed cases (default all 4).
 //!
 //! Without a GPU (or a driver) every GPU test prints a `skipped: no CUDA device (...)`
 //! line and passes; the tile-table tests need no GPU and always run.
@@ -159,7 +160,13 @@ fn every_config(
             Ok(())
         })
         .unwrap();
-    for c in big_cases() {
+    // The runner keeps one big case under the sanitizers (ROSA_GPU_BIG_CASES=1): it still
+    // spans several blocks, a long row and an odd width.
+    let big = std::env::var("ROSA_GPU_BIG_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX);
+    for c in big_cases().into_iter().take(big) {
         run_one(&c);
     }
 }
@@ -329,6 +336,63 @@ fn cublas_gemm_matches_the_f64_reference() {
     check_blas_gemm::<f32>(dev, &blas);
     check_blas_gemm::<f16>(dev, &blas);
     check_blas_gemm::<bf16>(dev, &blas);
+}
+
+/// `alpha` and `beta` reach cuBLAS as f32 whatever the dtype: with C = A B on entry,
+/// `alpha A B + beta C` is `(alpha + beta) A B`, and alpha = 0.3, beta = -0.29 make that
+/// 0.01 A B. Rounded to bf16 (0.30078125 and -0.2890625) they would give 0.0117 A B, 17%
+/// off, far beyond the output's rounding. A and B hold small integers, so A B is exact in
+/// every dtype.
+fn check_gemm_scalars<T: cuda::BlasScalar>(dev: &Device, blas: &cuda::Blas) {
+    use cuda::Transpose::No;
+    let (m, k, n) = (24, 8, 16);
+    let int = |r: usize, c: usize, seed: usize| {
+        Dense::from_fn(r, c, |i, j| {
+            T::from_f32(((i * 7 + j * 3 + seed) % 5) as f32 - 2.0)
+        })
+    };
+    let (a, b) = (int(m, k, 1), int(k, n, 2));
+    let ab: Vec<f64> = (0..m * n)
+        .map(|p| {
+            let (i, j) = (p / n, p % n);
+            (0..k)
+                .map(|l| {
+                    a.as_slice()[i * k + l].to_f32() as f64
+                        * b.as_slice()[l * n + j].to_f32() as f64
+                })
+                .sum()
+        })
+        .collect();
+    let c0 = Dense::from_fn(m, n, |i, j| T::from_f32(ab[i * n + j] as f32));
+    let (da, db) = (
+        DeviceDense::from_host(dev, a.as_ref()).unwrap(),
+        DeviceDense::from_host(dev, b.as_ref()).unwrap(),
+    );
+    let mut dc = DeviceDense::from_host(dev, c0.as_ref()).unwrap();
+    blas.gemm(0.3, &da, No, &db, No, -0.29, &mut dc).unwrap();
+    let got = dc.to_host().unwrap();
+    for (i, (g, x)) in got.as_slice().iter().zip(&ab).enumerate() {
+        let want = (0.3f64 - 0.29) * x;
+        // The output's own rounding (2^-8 relative for bf16) plus f32 arithmetic.
+        let tol = want.abs() * 2f64.powi(-7) + 1e-5;
+        let g = g.to_f32() as f64;
+        assert!(
+            (g - want).abs() <= tol,
+            "cuBLAS {} alpha 0.3, beta -0.29: element {i} is {g}, expected {want}",
+            T::DTYPE
+        );
+    }
+}
+
+#[test]
+fn cublas_gemm_takes_alpha_and_beta_unrounded() {
+    let Some(dev) = device("cublas gemm scalars") else {
+        return;
+    };
+    let blas = cuda::Blas::new(dev).expect("cuBLAS loads on a GPU machine (LD_LIBRARY_PATH)");
+    check_gemm_scalars::<f32>(dev, &blas);
+    check_gemm_scalars::<f16>(dev, &blas);
+    check_gemm_scalars::<bf16>(dev, &blas);
 }
 
 /// One GPU driven from several threads at once, each `Device` with its own stream, gives

@@ -1,27 +1,35 @@
 //! The GPU sweep (feature `cuda`): our CUDA kernels against cuSPARSE and cuBLAS's dense
 //! GEMM of the same shape, all in one process on the same operands, quoted against the
-//! DESIGN.md [roofline](super::roofline).
+//! DESIGN.md [roofline](super::roofline) with ceilings measured on the same GPU
+//! ([`measure_ceilings`]).
 //!
 //! For each [`Sweep`] (one shape) and density, one random M x K sparse A serves every op,
 //! as in the CPU sweep, with the same operands for the same seed. Method:
 //!
-//! - **Timing**: CUDA events around batches of calls, after a warm-up pass; a batch is
-//!   long enough (at least [`MIN_BATCH_MS`]) that launch gaps and event resolution are
-//!   noise (cudarc's per-buffer event records stay in: kernels shorter than a few
-//!   microseconds are timed at the host's launch rate); batches repeat until [`Sweep::target`] has passed (at least [`MIN_BATCHES`],
-//!   at most [`Sweep::max_runs`]); the row reports the median batch's time per call.
+//! - **Timing** ([`TIMING`]): CUDA events around batches of back-to-back calls on the
+//!   device's one stream, after a warm-up pass, with cudarc's per-launch event tracking
+//!   paused (it costs microseconds of host time per launch, more than a short kernel); a
+//!   batch is long enough (at least [`MIN_BATCH_MS`]) that event resolution is noise;
+//!   batches repeat until [`Sweep::target`] has passed (at least [`MIN_BATCHES`], at most
+//!   [`Sweep::max_runs`]); the row reports the median batch's time per call. The host's
+//!   time to queue each batch is taken too: a row whose queueing took about as long as
+//!   the GPU's run is flagged `launch_bound` (the GPU may have waited for launches).
 //! - **Cache**: calls rotate over several copies of the operands ("sets") so that between
 //!   two uses of one copy at least twice the L2 has been streamed: repeated runs over one
 //!   buffer would time the cache.
+//! - **Configuration**: the one the default launcher chooses (the tuned cache's entry for
+//!   the key, else the nearest, else the heuristic), named in the row with its source;
+//!   the correctness check runs that same configuration.
 //! - **Correctness**: one run of each kernel, into an output poisoned with NaN, is compared
 //!   with the CPU kernels in f32 on the same values, on sampled columns of C (SpMM, both
 //!   ways) or sampled rows of the mask (SDDMM), so the check costs a fraction of the op.
 //! - **Sparse baseline** (the row's primary `baseline`): cuSPARSE on the same CSR arrays
-//!   and dense buffers as ours ([`Sparse`]), SpMM with CSR ALG2 and ALG3 (the faster is
-//!   the primary; A^T B through cuSPARSE's transpose operation), SDDMM with its default
-//!   algorithm; descriptors, workspace and preprocessing are made once per operand copy,
-//!   outside the timing, and the same rotation and batching apply. A case cuSPARSE does
-//!   not support is listed with a note, not timed.
+//!   and dense buffers as ours ([`Sparse`]), SpMM with CSR ALG2 and ALG3 (the fastest is
+//!   the primary); A^T B both through cuSPARSE's transpose operation on A and, like our
+//!   plan, on a CSR of A^T materialized once; SDDMM with its default algorithm.
+//!   Descriptors, workspace and preprocessing are made once per operand copy, outside the
+//!   timing, and the same rotation and batching apply. A case cuSPARSE declines (the
+//!   shared rule of [`Sparse`]) is listed with a note, not timed.
 //! - **Dense baselines**: cuBLAS GEMM of the dense route to the same result (densified A
 //!   times B, A^T B, or L R^T in full), on random dense data (zeros run faster on tensor
 //!   cores), in our dtype: f32 with TF32 off and on, f16/bf16 on tensor cores with f32
@@ -31,10 +39,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{max_diff, roofline, Baseline, Measured, Report, Row, Sweep};
+use super::{max_diff, roofline, Baseline, GpuSetup, Measured, Report, Row, Sweep};
 use crate::cuda::{
-    self, Blas, BlasScalar, Device, DeviceCsr, DeviceDense, KernelConfig, Math, Sparse, SpmmAlg,
-    Transpose,
+    self, Blas, BlasScalar, Device, DeviceCsr, DeviceDense, KernelConfig, Math, Probes, Sparse,
+    SpmmAlg, Transpose,
 };
 use crate::{cpu, random, with_dtype, Csr, CsrShape, DType, Dense, Error, Op, Result, Scalar};
 
@@ -44,14 +52,90 @@ pub const MIN_BATCH_MS: f32 = 0.5;
 pub const MIN_BATCHES: usize = 5;
 /// Most copies of the operands to rotate over.
 pub const MAX_SETS: usize = 16;
+/// How the sweep and the tuner time, as [`GpuSetup::timing`] reports it.
+pub const TIMING: &str = "CUDA events around batches (>= 0.5 ms) of back-to-back calls on one \
+                          stream, cudarc event tracking paused; median batch, per call";
+/// A measurement is `launch_bound` when queueing a batch took at least this share of
+/// the GPU's time for it.
+const LAUNCH_BOUND_SHARE: f64 = 0.9;
 /// L2 size assumed when the driver does not say (H100: 50 MB).
 const DEFAULT_L2: usize = 50 << 20;
 /// Sampled columns (SpMM) or rows (SDDMM) of the correctness check.
 const CHECK_SAMPLES: usize = 32;
 /// Share of the GPU's memory the sweep may fill.
 const MEMORY_SHARE: f64 = 0.8;
+/// How long each ceiling probe repeats.
+const PROBE_TARGET: Duration = Duration::from_millis(30);
+/// Bytes each call of the L2 probe reads in all (its buffer, many times over).
+const PROBE_READ_BYTES: usize = 4 << 30;
+/// FMA rounds per thread of one call of the FMA probe.
+const PROBE_FMA_ITERS: usize = 1 << 14;
 
-/// Runs every sweep on `dev`, calling `progress` with a one-line note before each density.
+/// The L2 size the driver reports, or [`DEFAULT_L2`] when it reports none.
+pub(crate) fn l2_bytes(dev: &Device) -> Result<usize> {
+    Ok(match dev.l2_cache_bytes()? {
+        0 => DEFAULT_L2,
+        b => b,
+    })
+}
+
+/// Measures `dev`'s ceilings for the roofline, in about a second:
+/// - DRAM: the driver's device-to-device copy of 1 GiB (or an eighth of the GPU's
+///   memory, if less), bytes read plus written per second;
+/// - L2: [`Probes::read`] over a buffer of a quarter of the L2 (Hopper's L2 is two
+///   partitions, and data read by every SM may be held in both), read through L2 only,
+///   many times over;
+/// - FMA: [`Probes::fma`], independent f32 FMA chains on every SM.
+///
+/// Each is the median per call over repeated batches, as the sweep times its kernels.
+/// Errors on any failed CUDA call.
+///
+/// ```no_run
+/// let dev = rosa::cuda::Device::new(0)?;
+/// let c = rosa::bench::gpu::measure_ceilings(&dev)?;
+/// println!("copy {:.2} TB/s, L2 {:.2} TB/s, FMA {:.1} TFLOP/s",
+///     c.dram_bytes_per_s / 1e12, c.l2_bytes_per_s / 1e12, c.fma_flops_per_s / 1e12);
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn measure_ceilings(dev: &Device) -> Result<roofline::Ceilings> {
+    let mut probes = Probes::new(dev)?;
+    let l2 = l2_bytes(dev)?;
+    let time = |call: &mut dyn FnMut(usize) -> Result<()>| -> Result<f64> {
+        let t = time_interleaved(dev, PROBE_TARGET, 20, 1, &mut [call])?;
+        Ok(t[0].per_call.as_secs_f64().max(1e-9))
+    };
+
+    let copy_len = (1usize << 30).min(dev.info()?.total_memory / 8) / 4;
+    let dram_bytes_per_s = {
+        let src = DeviceDense::<f32>::zeros(dev, 1, copy_len)?;
+        let mut dst = DeviceDense::<f32>::zeros(dev, 1, copy_len)?;
+        let secs = time(&mut |_| probes.copy(&src, &mut dst))?;
+        2.0 * 4.0 * copy_len as f64 / secs
+    };
+
+    // Whole 16-byte vectors, at least one.
+    let l2_len = (l2 / 4 / 16).max(1) * 4;
+    let buf = DeviceDense::<f32>::zeros(dev, 1, l2_len)?;
+    let passes = (PROBE_READ_BYTES / (4 * l2_len)).max(1);
+    let secs = time(&mut |_| probes.read(&buf, passes))?;
+    let l2_bytes_per_s = Probes::read_bytes(&buf, passes) / secs;
+
+    let secs = time(&mut |_| probes.fma(PROBE_FMA_ITERS))?;
+    Ok(roofline::Ceilings {
+        dram_bytes_per_s,
+        l2_bytes_per_s,
+        fma_flops_per_s: probes.fma_flops(PROBE_FMA_ITERS) / secs,
+        l2_probe_bytes: 4 * l2_len,
+    })
+}
+
+/// Runs every sweep on `dev`, calling `progress` with a one-line note before each density
+/// (and once with the measured ceilings and the cuSPARSE version).
+///
+/// While it times, cudarc's cross-stream event tracking is paused on `dev`'s context
+/// (everything it times is queued on `dev`'s one stream): work that other threads queue
+/// meanwhile on other streams of that same cudarc context gets no automatic ordering
+/// from cudarc. Other `Device`s, even of the same GPU, are not affected.
 ///
 /// Errors on an invalid sweep, on operands that do not fit in the GPU's memory, on any
 /// failed CUDA, cuSPARSE or cuBLAS call (cuSPARSE declining a case is a note, not an
@@ -79,10 +163,22 @@ pub fn run(dev: &Device, sweeps: &[Sweep], mut progress: impl FnMut(&str)) -> Re
         None
     };
     let info = dev.info()?;
-    let l2 = match dev.l2_cache_bytes()? {
-        0 => DEFAULT_L2,
-        b => b,
+    let ceilings = measure_ceilings(dev)?;
+    let setup = GpuSetup {
+        ceilings,
+        timing: TIMING,
+        cusparse_version: sparse.version()?,
     };
+    progress(&format!(
+        "{info}: measured copy {:.2} TB/s, L2 {:.2} TB/s ({} MiB read over and over), f32 FMA \
+         {:.1} TFLOP/s; cuSPARSE {}; timing: {TIMING}",
+        ceilings.dram_bytes_per_s / 1e12,
+        ceilings.l2_bytes_per_s / 1e12,
+        ceilings.l2_probe_bytes >> 20,
+        ceilings.fma_flops_per_s / 1e12,
+        setup.cusparse_version,
+    ));
+    let l2 = l2_bytes(dev)?;
     let mut rows = Vec::new();
     for (si, sweep) in sweeps.iter().enumerate() {
         let gemms = match blas.as_ref().filter(|_| sweep.dense_baseline) {
@@ -99,6 +195,7 @@ pub fn run(dev: &Device, sweeps: &[Sweep], mut progress: impl FnMut(&str)) -> Re
             sparse: &sparse,
             sweep,
             l2,
+            ceilings,
             memory: (info.total_memory as f64 * MEMORY_SHARE) as usize,
             label: format!("[{}/{}]", si + 1, sweeps.len()),
         };
@@ -107,6 +204,7 @@ pub fn run(dev: &Device, sweeps: &[Sweep], mut progress: impl FnMut(&str)) -> Re
     Ok(Report {
         version: env!("CARGO_PKG_VERSION"),
         device: Some(info.to_string()),
+        gpu: Some(setup),
         threads: rayon::current_num_threads(),
         rows,
     })
@@ -157,44 +255,87 @@ fn rows_of<T: Scalar>(d: &Dense<T>, rows: &[usize]) -> Dense<f32> {
     })
 }
 
-/// The median time per call, in seconds, of `call(set)` rotating over `sets` operand
-/// copies; `call` only queues work on `dev`'s stream.
+/// One measurement of [`time_interleaved`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Timed {
+    /// Median device time per call.
+    pub per_call: Duration,
+    /// Queueing a batch took the host at least [`LAUNCH_BOUND_SHARE`] of the GPU's time
+    /// for it: the GPU may have waited for launches, and `per_call` is partly the host's.
+    pub launch_bound: bool,
+}
+
+/// [`time_interleaved`] of one call with the sweep's limits.
 fn time_calls(
     dev: &Device,
     sweep: &Sweep,
     sets: usize,
-    call: impl FnMut(usize) -> Result<()>,
-) -> Result<Duration> {
-    time_per_call(dev, sweep.target, sweep.max_runs, sets, call)
+    mut call: impl FnMut(usize) -> Result<()>,
+) -> Result<Timed> {
+    let t = time_interleaved(dev, sweep.target, sweep.max_runs, sets, &mut [&mut call])?;
+    Ok(t[0])
 }
 
-/// [`time_calls`] with the repetition limits given directly (batches until `target` has
-/// passed, at most `max_runs`): the one timer of the sweep and of the autotuner.
-pub(crate) fn time_per_call(
+/// The one timer of the sweep, the ceilings and the autotuner: each of `calls` (which
+/// only queue work on `dev`'s stream) is called on operand copy `i % sets` for its `i`-th
+/// call, in batches of at least [`MIN_BATCH_MS`] between two events, the calls taking
+/// turns batch by batch ("interleaved", so that a change of clock or a neighbour's load
+/// lands on all of them alike), after an untimed pass and a pass that sizes the batches.
+/// Rounds repeat until `target` per call has passed (at least [`MIN_BATCHES`], at most
+/// `max_runs`). cudarc's per-launch event tracking is paused meanwhile (see [`run`]).
+pub(crate) fn time_interleaved(
     dev: &Device,
     target: Duration,
     max_runs: usize,
     sets: usize,
-    mut call: impl FnMut(usize) -> Result<()>,
-) -> Result<Duration> {
+    calls: &mut [&mut dyn FnMut(usize) -> Result<()>],
+) -> Result<Vec<Timed>> {
     let sets = sets.max(1);
-    // The first pass pays for module loading and first-touch of the buffers; the second
-    // estimates one call, to size the batches.
-    (0..sets).try_for_each(&mut call)?;
-    dev.synchronize()?;
-    let estimate_ms = dev.time_ms(|| (0..sets).try_for_each(&mut call))? / sets as f32;
-    let per_batch = (MIN_BATCH_MS / estimate_ms.max(1e-4)).ceil() as usize;
-    let batch = per_batch.clamp(1, 10_000).div_ceil(sets) * sets;
-    let start = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < max_runs.max(MIN_BATCHES)
-        && (times.len() < MIN_BATCHES || start.elapsed() < target)
-    {
-        let ms = dev.time_ms(|| (0..batch).try_for_each(|i| call(i % sets)))?;
-        times.push(ms as f64 / batch as f64);
+    let _paused = dev.pause_event_tracking();
+    let mut batches = Vec::with_capacity(calls.len());
+    for call in calls.iter_mut() {
+        // The first pass pays for module loading and first-touch of the buffers; the
+        // second estimates one call, to size the batches.
+        (0..sets).try_for_each(&mut *call)?;
+        dev.synchronize()?;
+        let estimate_ms = dev.time_ms(|| (0..sets).try_for_each(&mut *call))? / sets as f32;
+        let per_batch = (MIN_BATCH_MS / estimate_ms.max(1e-4)).ceil() as usize;
+        batches.push(per_batch.clamp(1, 10_000).div_ceil(sets) * sets);
     }
-    times.sort_by(f64::total_cmp);
-    Ok(Duration::from_secs_f64(times[times.len() / 2] * 1e-3))
+    let start = Instant::now();
+    let budget = target * calls.len() as u32;
+    let (mut device, mut host) = (vec![Vec::new(); calls.len()], vec![Vec::new(); calls.len()]);
+    let mut rounds = 0;
+    while rounds < max_runs.max(MIN_BATCHES) && (rounds < MIN_BATCHES || start.elapsed() < budget) {
+        for (c, call) in calls.iter_mut().enumerate() {
+            let batch = batches[c];
+            let mut queued = Duration::ZERO;
+            let ms = dev.time_ms(|| {
+                let t0 = Instant::now();
+                let done = (0..batch).try_for_each(|i| call(i % sets));
+                queued = t0.elapsed();
+                done
+            })?;
+            device[c].push(ms as f64 * 1e-3 / batch as f64);
+            host[c].push(queued.as_secs_f64() / batch as f64);
+        }
+        rounds += 1;
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok(device
+        .into_iter()
+        .zip(host)
+        .map(|(d, h)| {
+            let (d, h) = (median(d), median(h));
+            Timed {
+                per_call: Duration::from_secs_f64(d),
+                launch_bound: h >= LAUNCH_BOUND_SHARE * d,
+            }
+        })
+        .collect())
 }
 
 /// One sweep's fixed inputs and limits.
@@ -205,6 +346,7 @@ struct Ctx<'a> {
     sparse: &'a Sparse,
     sweep: &'a Sweep,
     l2: usize,
+    ceilings: roofline::Ceilings,
     memory: usize,
     label: String,
 }
@@ -212,6 +354,9 @@ struct Ctx<'a> {
 /// One copy of the operands of every op at one density.
 struct Set<T> {
     a: DeviceCsr<T>,
+    /// A^T stored as a CSR of its own, for cuSPARSE's non-transposed SpMM on it (like our
+    /// transpose plan, made once): only when spmm_t is swept.
+    at: Option<DeviceCsr<T>>,
     /// SDDMM's output: a second copy of the mask, so that A's values stay A's.
     mask: Option<DeviceCsr<T>>,
 }
@@ -249,7 +394,7 @@ impl Ctx<'_> {
         // A copy: the CSR with its plan and swizzles (twice with SDDMM's mask), B and L/R,
         // and the outputs.
         let csr_bytes = |nnz: usize| nnz * (s + 12) + 8 * (m + k + 2);
-        let csr_copies = 1 + usize::from(has(Op::Sddmm));
+        let csr_copies = 1 + usize::from(has(Op::Sddmm)) + usize::from(has(Op::SpmmT));
         let dense_bytes = s * (m + k) * n * 2;
         let set_bytes = csr_copies * csr_bytes(nnz_of(max_d)) + dense_bytes;
         // The dense baseline's A (M x K) and SDDMM's full M x K output live beside them.
@@ -295,11 +440,16 @@ impl Ctx<'_> {
                 self.label,
                 T::DTYPE
             ));
-            let a = random::csr::<T>(m, k, density, sw.seed.wrapping_add(di as u64))?;
+            let a = sw.matrix::<T>(di)?;
+            let at = has(Op::SpmmT).then(|| a.transpose()).transpose()?;
             let mut copies: Vec<Set<T>> = (0..sets)
                 .map(|_| {
                     Ok(Set {
                         a: DeviceCsr::from_host(dev, a.as_ref())?,
+                        at: at
+                            .as_ref()
+                            .map(|at| DeviceCsr::from_host(dev, at.as_ref()))
+                            .transpose()?,
                         mask: has(Op::Sddmm)
                             .then(|| DeviceCsr::from_host(dev, a.as_ref()))
                             .transpose()?,
@@ -308,8 +458,10 @@ impl Ctx<'_> {
                 .collect::<Result<_>>()?;
             let a32 = a.cast::<f32>();
             for &op in &sw.ops {
-                let config = KernelConfig::heuristic(op, T::DTYPE, n);
-                let diff = self.check::<T>(op, &a32, &b_k, &b_m, &mut copies, &mut dense)?;
+                // What the default launcher would run, checked and timed alike.
+                let (config, source) = dev.choose_config(copies[0].a.problem_key(op, n), n);
+                let diff =
+                    self.check::<T>(op, &config, &a32, &b_k, &b_m, &mut copies, &mut dense)?;
                 if !diff.is_finite() {
                     progress(&format!(
                         "{} WARNING: {op} wrote NaN or infinity (or left the poisoned output \
@@ -342,11 +494,11 @@ impl Ctx<'_> {
                     n,
                     density,
                     nnz: a.nnz(),
-                    ours,
+                    ours: ours.per_call,
                     forward: None,
                     threads: config.threads as usize,
                 };
-                let ours_us = ours.as_secs_f64() * 1e6;
+                let ours_us = ours.per_call.as_secs_f64() * 1e6;
                 let sparse = self.time_cusparse(op, &mut copies, &mut dense)?;
                 let baselines: Vec<Baseline> =
                     sparse
@@ -372,14 +524,18 @@ impl Ctx<'_> {
                 let (name, theirs_us) = primary(op, &baselines);
                 let theirs = Duration::from_secs_f64(theirs_us * 1e-6);
                 let row = measured.row(name, T::DTYPE.name(), 0, theirs, diff);
-                let floor = roofline::time_floor(
-                    super::op_bytes(op, m, k, n, a.nnz(), s),
-                    super::op_flops(a.nnz(), n),
-                    T::DTYPE,
-                );
+                let floor = self
+                    .ceilings
+                    .floor(&roofline::work(op, m, k, n, a.nnz(), s));
                 rows.push(Row {
-                    roofline_pct: Some(roofline::percent(floor, ours.as_secs_f64())),
+                    roofline_pct: Some(roofline::percent(
+                        floor.seconds,
+                        ours.per_call.as_secs_f64(),
+                    )),
+                    bound: Some(floor.bound),
                     config: Some(config.name()),
+                    config_source: Some(source.name()),
+                    launch_bound: Some(ours.launch_bound),
                     baselines,
                     ..row
                 });
@@ -388,11 +544,13 @@ impl Ctx<'_> {
         Ok(rows)
     }
 
-    /// One run of `op` on copy 0 into a NaN-poisoned output, against the CPU kernel in f32
-    /// on sampled columns (SpMM) or rows (SDDMM).
+    /// One run of `op` with `config` on copy 0 into a NaN-poisoned output, against the
+    /// CPU kernel in f32 on sampled columns (SpMM) or rows (SDDMM).
+    #[allow(clippy::too_many_arguments)]
     fn check<T: BlasScalar>(
         &self,
         op: Op,
+        config: &KernelConfig,
         a32: &Csr<f32>,
         b_k: &Dense<T>,
         b_m: &Dense<T>,
@@ -411,10 +569,10 @@ impl Ctx<'_> {
                 let bs = columns(b, &cols);
                 let mut c = DeviceDense::filled(dev, out_rows, n, nan)?;
                 if op == Op::Spmm {
-                    cuda::spmm(dev, 1.0, &set.a, &d.b_k, 0.0, &mut c)?;
+                    cuda::spmm_with(dev, config, 1.0, &set.a, &d.b_k, 0.0, &mut c)?;
                     cpu::spmm(1.0, a32.as_ref(), bs.as_ref(), 0.0, want.as_mut())?;
                 } else {
-                    cuda::spmm_t(dev, 1.0, &set.a, &d.b_m, 0.0, &mut c)?;
+                    cuda::spmm_t_with(dev, config, 1.0, &set.a, &d.b_m, 0.0, &mut c)?;
                     let plan = a32.transpose_plan();
                     cpu::spmm_t(1.0, a32.as_ref(), &plan, bs.as_ref(), 0.0, want.as_mut())?;
                 }
@@ -429,7 +587,7 @@ impl Ctx<'_> {
             Op::Sddmm => {
                 let mask = set.mask.as_mut().expect("allocated when sddmm is swept");
                 mask.set_values(&vec![nan; a32.nnz()])?;
-                cuda::sddmm(dev, 1.0, &d.b_m, &d.b_k, 0.0, mask)?;
+                cuda::sddmm_with(dev, config, 1.0, &d.b_m, &d.b_k, 0.0, mask)?;
                 let got = mask.values_to_host()?;
                 // The sampled rows of the mask, as a matrix of their own.
                 let rows = sample(m, CHECK_SAMPLES);
@@ -494,7 +652,7 @@ impl Ctx<'_> {
                         }
                     }
                 })?;
-                times[op as usize].push((name, t));
+                times[op as usize].push((name, t.per_call));
             }
         }
         Ok(times)
@@ -515,25 +673,40 @@ impl Ctx<'_> {
         let mut out = Vec::new();
         match op {
             Op::Spmm | Op::SpmmT => {
-                for alg in SpmmAlg::ALL {
+                // (name, algorithm, on A^T stored rather than through the transpose op)
+                let variants: &[(&'static str, SpmmAlg, bool)] = if op == Op::Spmm {
+                    &[
+                        ("cuSPARSE CSR ALG2", SpmmAlg::Csr2, false),
+                        ("cuSPARSE CSR ALG3", SpmmAlg::Csr3, false),
+                    ]
+                } else {
+                    &[
+                        ("cuSPARSE CSR ALG2", SpmmAlg::Csr2, false),
+                        ("cuSPARSE CSR ALG3", SpmmAlg::Csr3, false),
+                        ("cuSPARSE CSR ALG2 on A^T", SpmmAlg::Csr2, true),
+                        ("cuSPARSE CSR ALG3 on A^T", SpmmAlg::Csr3, true),
+                    ]
+                };
+                for &(name, alg, stored) in variants {
                     let plans = copies
                         .iter()
                         .zip(dense.iter_mut())
-                        .map(|(set, d)| match op {
-                            Op::Spmm => {
+                        .map(|(set, d)| match (op, stored) {
+                            (Op::Spmm, _) => {
                                 let c = d.c_m.as_mut().expect("allocated when spmm is swept");
                                 sparse.spmm(alg, 1.0, &set.a, no, &d.b_k, 0.0, c)
                             }
-                            _ => {
+                            (_, false) => {
                                 let c = d.c_k.as_mut().expect("allocated when spmm_t is swept");
                                 sparse.spmm(alg, 1.0, &set.a, yes, &d.b_m, 0.0, c)
                             }
+                            (_, true) => {
+                                let c = d.c_k.as_mut().expect("allocated when spmm_t is swept");
+                                let at = set.at.as_ref().expect("made when spmm_t is swept");
+                                sparse.spmm(alg, 1.0, at, no, &d.b_m, 0.0, c)
+                            }
                         })
                         .collect::<Result<Vec<_>>>();
-                    let name = match alg {
-                        SpmmAlg::Csr2 => "cuSPARSE CSR ALG2",
-                        SpmmAlg::Csr3 => "cuSPARSE CSR ALG3",
-                    };
                     out.push((name, timed_plans(dev, sw, sets, plans, |p| p.run())?));
                 }
             }
@@ -559,11 +732,9 @@ impl Ctx<'_> {
 /// A baseline's time per call, or why it did not run.
 type Outcome = std::result::Result<Duration, String>;
 
-/// Times `run` over one plan per operand copy. A plan the library declined becomes the
-/// reason: [`Error::Unsupported`], or a cuSPARSE status from the setup calls (the shapes
-/// were checked before, so an "invalid value" there is cuSPARSE refusing the combination
-/// of dtype, layout and algorithm). Any other error, and any error while timing, stops
-/// the sweep.
+/// Times `run` over one plan per operand copy. A plan the library declined (by the rule
+/// of [`Sparse`]: [`Error::Unsupported`]) becomes the reason; any other error, and any
+/// error while timing, stops the sweep.
 fn timed_plans<P>(
     dev: &Device,
     sweep: &Sweep,
@@ -572,15 +743,16 @@ fn timed_plans<P>(
     mut run: impl FnMut(&mut P) -> Result<()>,
 ) -> Result<Outcome> {
     match plans {
-        Ok(mut plans) => Ok(Ok(time_calls(dev, sweep, sets, |i| run(&mut plans[i]))?)),
+        Ok(mut plans) => Ok(Ok(
+            time_calls(dev, sweep, sets, |i| run(&mut plans[i]))?.per_call
+        )),
         Err(Error::Unsupported(why)) => Ok(Err(why)),
-        Err(e @ Error::Cuda { call, .. }) if call.starts_with("cusparse") => Ok(Err(e.to_string())),
         Err(e) => Err(e),
     }
 }
 
-/// A row's primary baseline and its time in microseconds: the fastest cuSPARSE algorithm
-/// that ran (named for the op, not the algorithm, so that all SpMM rows share one name and
+/// A row's primary baseline and its time in microseconds: the fastest cuSPARSE variant
+/// that ran (named for the op, not the variant, so that all SpMM rows share one name and
 /// their summary one line: which one won stays in `baselines`), else the first baseline
 /// that ran (a dense GEMM), else `none`.
 fn primary(op: Op, baselines: &[Baseline]) -> (&'static str, f64) {
@@ -590,7 +762,7 @@ fn primary(op: Op, baselines: &[Baseline]) -> (&'static str, f64) {
         .filter_map(|b| Some((b.name, b.us?)))
         .min_by(|x, y| x.1.total_cmp(&y.1));
     match (fastest_sparse, op) {
-        (Some((_, us)), Op::Spmm | Op::SpmmT) => ("cuSPARSE CSR (faster of ALG2/ALG3)", us),
+        (Some((_, us)), Op::Spmm | Op::SpmmT) => ("cuSPARSE CSR (fastest variant)", us),
         (Some(sddmm), Op::Sddmm) => sddmm,
         (None, _) => baselines
             .iter()
@@ -620,7 +792,7 @@ mod tests {
         let all = [alg2.clone(), alg3, gemm.clone()];
         assert_eq!(
             primary(Op::SpmmT, &all),
-            ("cuSPARSE CSR (faster of ALG2/ALG3)", 20.0)
+            ("cuSPARSE CSR (fastest variant)", 20.0)
         );
         assert_eq!(
             primary(Op::Spmm, &[alg2, declined.clone(), gemm.clone()]).1,

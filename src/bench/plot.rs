@@ -232,6 +232,7 @@ mod tests {
         let empty = Report {
             version: "0",
             device: None,
+            gpu: None,
             threads: 1,
             rows: vec![],
         };

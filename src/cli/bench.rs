@@ -87,6 +87,10 @@ pub struct Args {
     /// op, dtype and shape) into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Also write the swept matrices and our times into this directory, for
+    /// scripts/torch_baseline.py (see rosa::bench::export).
+    #[arg(long, value_name = "DIR")]
+    export: Option<PathBuf>,
 }
 
 impl Args {
@@ -150,6 +154,13 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if let Some(path) = &args.plot {
         bench::plot::svg(&report, path)?;
+    }
+    if let Some(dir) = &args.export {
+        let index = bench::export::export(&sweeps, &report, dir)?;
+        eprintln!(
+            "bench: matrices and times exported, index {}",
+            index.display()
+        );
     }
     if args.json {
         println!("{}", json()?);
@@ -223,6 +234,19 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
             report.version, first.dtype
         ),
     };
+    if let Some(g) = &report.gpu {
+        let c = &g.ceilings;
+        let _ = writeln!(
+            s,
+            "ceilings measured here: copy {:.2} TB/s, L2 {:.2} TB/s, f32 FMA {:.1} TFLOP/s; \
+             cuSPARSE {}; timing: {}",
+            c.dram_bytes_per_s / 1e12,
+            c.l2_bytes_per_s / 1e12,
+            c.fma_flops_per_s / 1e12,
+            g.cusparse_version,
+            g.timing
+        );
+    }
     let gpu = report.device.is_some();
     let shape_col = |s: &mut String, text: &str| {
         if !one_shape {
@@ -238,8 +262,8 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
     if gpu {
         let _ = writeln!(
             s,
-            "{:>6} {:>9} {:<12} | baseline us speedup | ...",
-            "roof%", "max|diff|", "config"
+            "{:>6} {:<4} {:>9} {:<22} | baseline us speedup | ...",
+            "roof%", "bnd", "max|diff|", "config (source)"
         );
     } else {
         let _ = writeln!(
@@ -256,12 +280,22 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
             r.op, r.density, r.nnz, r.ours_us, r.gflops, r.gbps
         );
         if gpu {
+            let config = format!(
+                "{} ({}){}",
+                r.config.as_deref().unwrap_or("-"),
+                r.config_source.unwrap_or("-"),
+                if r.launch_bound == Some(true) {
+                    " L"
+                } else {
+                    ""
+                }
+            );
             let _ = write!(
                 s,
-                "{:>6.1} {:>9.2e} {:<12} ",
+                "{:>6.1} {:<4} {:>9.2e} {config:<22} ",
                 r.roofline_pct.unwrap_or(0.0),
+                r.bound.map_or("-", |b| b.name()),
                 r.max_abs_diff,
-                r.config.as_deref().unwrap_or("-")
             );
         }
         if gpu {
@@ -337,10 +371,13 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
         }
         let _ = writeln!(
             s,
-            "roof% = DESIGN.md floor max(bytes / 3.0 TB/s, flops / peak) over our time (peak \
-             800 TFLOP/s bf16/f16, 67 TFLOP/s f32); max|diff| against the CPU kernels in f32 \
-             on sampled outputs; speedup = baseline time / ours; cuSPARSE with setup and \
-             preprocessing untimed (n/a: the case is not supported), cuBLAS dense GEMMs timed \
+            "roof% = floor over our time, floor = max(DRAM bytes / copy bandwidth, gathered \
+             bytes / L2 bandwidth, flops / f32 FMA rate) with the ceilings measured above, bnd \
+             = which term (dram, l2, fma); config = the tile the default launcher chooses \
+             (exact or nearest tuned entry, else heuristic), checked and timed; L = launch-bound \
+             (queueing took the host about as long as the GPU's run); max|diff| against the \
+             CPU kernels in f32 on sampled outputs; speedup = baseline time / ours; cuSPARSE \
+             with setup and preprocessing untimed (n/a: declined), cuBLAS dense GEMMs timed \
              once per op and shape."
         );
     } else {

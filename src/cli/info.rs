@@ -3,7 +3,15 @@
 use rosa::cpu::Isa;
 use rosa::Result;
 
-pub fn run() -> Result<()> {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also measure GPU 0's ceilings, the roofline's inputs (device-to-device copy, L2
+    /// read and f32 FMA rates; about a second), and fail without a usable GPU.
+    #[arg(long)]
+    ceilings: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
     let backends = if cfg!(feature = "cuda") {
         "cpu, cuda"
     } else {
@@ -25,7 +33,33 @@ pub fn run() -> Result<()> {
     for line in tuning_lines() {
         println!("{line}");
     }
+    if args.ceilings {
+        println!("{}", ceilings()?);
+    }
     Ok(())
+}
+
+/// GPU 0's measured ceilings, on one line.
+#[cfg(feature = "cuda")]
+fn ceilings() -> Result<String> {
+    let dev = rosa::cuda::Device::new(0)?;
+    let c = rosa::bench::gpu::measure_ceilings(&dev)?;
+    Ok(format!(
+        "ceilings: {} copy {:.3} TB/s (read + written), L2 {:.3} TB/s ({} MiB read over \
+         and over), f32 FMA {:.2} TFLOP/s",
+        dev.info()?,
+        c.dram_bytes_per_s / 1e12,
+        c.l2_bytes_per_s / 1e12,
+        c.l2_probe_bytes >> 20,
+        c.fma_flops_per_s / 1e12
+    ))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn ceilings() -> Result<String> {
+    Err(rosa::Error::Unsupported(
+        "--ceilings: this rosa was built without the cuda feature".into(),
+    ))
 }
 
 /// One line per usable GPU, or one line saying why there is none.

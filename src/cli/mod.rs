@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the version, compiled-in backends, GPU, thread count and tuning cache.
-    Info,
+    Info(info::Args),
     /// C = A B (or A^T B) from a Matrix Market A and an NPY B, written as NPY.
     Spmm(spmm::Args),
     /// out = (L R^T) at a mask's nonzeros, written as Matrix Market.
@@ -53,7 +53,7 @@ pub fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let result = match cli.command {
-        Command::Info => info::run(),
+        Command::Info(args) => info::run(&args),
         Command::Spmm(args) => spmm::run(&args),
         Command::Sddmm(args) => sddmm::run(&args),
         Command::Bench(args) => bench::run(&args),

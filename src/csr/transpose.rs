@@ -1,8 +1,8 @@
 //! The transpose plan: the structure of A^T and where each of its entries lives in A.
 
-use super::StructureId;
+use super::{Csr, CsrShape, StructureId};
 use crate::error::{try_vec, Error};
-use crate::Result;
+use crate::{Result, Scalar};
 
 /// The CSR structure of `A^T` plus, for each of its entries, the index of the same entry
 /// in `A`'s values.
@@ -111,5 +111,35 @@ impl TransposePlan {
                 matrix: id.to_string(),
             })
         }
+    }
+}
+
+impl<T: Scalar> Csr<T> {
+    /// `A^T` as a CSR matrix of its own (`cols x rows`), through the transpose plan: for
+    /// baselines that transpose once (cuSPARSE or sprs on a stored `A^T`), where our
+    /// kernels read `A`'s values through the plan instead.
+    ///
+    /// ```
+    /// use rosa::{Csr, CsrShape};
+    /// let a = Csr::from_parts(2, 3, vec![0, 2, 3], vec![0, 2, 1], vec![1.0f32, 2.0, 3.0])?;
+    /// let t = a.transpose()?;
+    /// assert_eq!((t.rows(), t.cols()), (3, 2));
+    /// assert_eq!(t.to_dense().as_slice(), &[1.0, 0.0, 0.0, 3.0, 2.0, 0.0]);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn transpose(&self) -> Result<Csr<T>> {
+        let plan = self.transpose_plan();
+        let values = plan
+            .perm()
+            .iter()
+            .map(|&p| self.values()[p as usize])
+            .collect();
+        Csr::from_parts(
+            self.cols(),
+            self.rows(),
+            plan.row_ptr().to_vec(),
+            plan.col_idx().to_vec(),
+            values,
+        )
     }
 }

@@ -8,23 +8,11 @@ use super::result::{self, blas};
 use super::{CudaScalar, Device, DeviceDense};
 use crate::{Error, Result};
 
-/// An element type cuBLAS multiplies for us: f32 (plain SGEMM, no TF32), f16 and bf16
-/// (tensor cores, f32 accumulation).
-pub trait BlasScalar: CudaScalar {
-    #[doc(hidden)]
-    fn gemm(handle: &CudaBlas, g: result::Gemm<'_, Self>) -> Result<()>;
-}
+/// An element type cuBLAS multiplies for us: f32 (plain SGEMM, no TF32 unless asked),
+/// f16 and bf16 (tensor cores), all accumulated in f32 with f32 alpha and beta.
+pub trait BlasScalar: CudaScalar {}
 
-macro_rules! blas_scalar {
-    ($($t:ty),*) => {$(
-        impl BlasScalar for $t {
-            fn gemm(handle: &CudaBlas, g: result::Gemm<'_, Self>) -> Result<()> {
-                result::gemm(handle, g)
-            }
-        }
-    )*};
-}
-blas_scalar!(f32, crate::f16, crate::bf16);
+impl<T: CudaScalar> BlasScalar for T {}
 
 /// Whether an operand enters the product as stored or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +96,8 @@ impl Blas {
         self.math
     }
 
-    /// `C = alpha op(A) op(B) + beta C`, all row-major; queued on the device's stream.
+    /// `C = alpha op(A) op(B) + beta C`, all row-major, accumulated in f32 with alpha and
+    /// beta as given (never rounded to `T`); queued on the device's stream.
     #[allow(clippy::too_many_arguments)]
     pub fn gemm<T: BlasScalar>(
         &self,
@@ -121,7 +110,7 @@ impl Blas {
         c: &mut DeviceDense<T>,
     ) -> Result<()> {
         let g = self.col_major(alpha, a, ta, b, tb, beta, c)?;
-        T::gemm(&self.handle, g)
+        result::gemm(&self.handle, self.dev.stream(), g)
     }
 
     /// [`Blas::gemm`] with an f32 output whatever the input type, accumulated in f32: for a
@@ -149,7 +138,7 @@ impl Blas {
         c: &mut DeviceDense<f32>,
     ) -> Result<()> {
         let g = self.col_major(alpha, a, ta, b, tb, beta, c)?;
-        result::gemm_f32_out(&self.handle, self.dev.stream(), g)
+        result::gemm(&self.handle, self.dev.stream(), g)
     }
 
     /// Checks the shapes and devices of the row-major `C = alpha op(A) op(B) + beta C` and

@@ -273,6 +273,29 @@ impl Device {
         super::result::pool_used_high(&self.ctx, reset)
     }
 
+    /// Pauses cudarc's cross-stream event tracking on this device's context until the
+    /// guard drops, for timing: in multi-stream mode (which this device's own stream
+    /// puts the context in) cudarc records an event per buffer per launch, microseconds
+    /// of host time that would be charged to short kernels.
+    ///
+    /// Sound while everything that touches the context's buffers meanwhile is queued on
+    /// this device's one stream, where the stream's order is all the ordering there is:
+    /// the callers (the bench's and the tuner's timer) only queue work on it, and say in
+    /// their docs that other streams of the same cudarc context lose cudarc's automatic
+    /// ordering while they time. Other `Device`s, even on the same GPU, have their own
+    /// `CudaContext` and are not affected.
+    pub(crate) fn pause_event_tracking(&self) -> TrackingPaused<'_> {
+        let was = self.ctx.is_event_tracking();
+        // SAFETY: see above; the guard restores the previous setting. Buffers allocated
+        // while paused have no events and are never tracked; the timed regions allocate
+        // none (their operands and plans are made before).
+        unsafe { self.ctx.disable_event_tracking() };
+        TrackingPaused {
+            ctx: &self.ctx,
+            was,
+        }
+    }
+
     pub(crate) fn check_same(&self, stream: &CudaStream, what: &'static str) -> Result<()> {
         if stream.context().cu_ctx() == self.ctx.cu_ctx() {
             Ok(())
@@ -281,6 +304,22 @@ impl Device {
                 "{what} lives on another device than cuda:{}",
                 self.ordinal()
             )))
+        }
+    }
+}
+
+/// Restores cudarc's event tracking when dropped (see [`Device::pause_event_tracking`]).
+pub(crate) struct TrackingPaused<'a> {
+    ctx: &'a CudaContext,
+    was: bool,
+}
+
+impl Drop for TrackingPaused<'_> {
+    fn drop(&mut self) {
+        if self.was {
+            // SAFETY: turns tracking back on as it was; buffers made while it was off stay
+            // untracked, which is sound for their one-stream use (see the pause).
+            unsafe { self.ctx.enable_event_tracking() };
         }
     }
 }

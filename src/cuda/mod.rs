@@ -41,6 +41,7 @@
 
 mod backend;
 mod blas;
+mod ceilings;
 mod config;
 mod csr;
 mod dense;
@@ -49,6 +50,8 @@ mod elementwise;
 mod layer;
 mod mem;
 mod optim;
+#[cfg(test)]
+mod raw_tests;
 mod result;
 mod sddmm;
 mod sparse;
@@ -58,6 +61,7 @@ mod sys;
 pub use crate::Op;
 pub use backend::CudaBackend;
 pub use blas::{Blas, BlasScalar, Math, Transpose};
+pub use ceilings::Probes;
 pub use config::KernelConfig;
 pub use csr::DeviceCsr;
 pub use dense::DeviceDense;

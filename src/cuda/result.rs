@@ -15,6 +15,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut
 use super::sys;
 use crate::{DType, Error, Result};
 
+pub(crate) mod ceilings;
 pub(crate) mod cusparse;
 
 /// Whether the CUDA driver library (`libcuda.so`) can be loaded. cudarc panics on first use
@@ -326,10 +327,9 @@ pub(crate) fn cublas_math(handle: &CudaBlas, tf32: bool) -> Result<()> {
 }
 
 /// A column-major GEMM as cuBLAS sees it: `c (m x n) = alpha op(a) op(b) + beta c`, with
-/// `op(a)` m x k and `op(b)` k x n, leading dimensions `lda`, `ldb`, `ldc`. `pub` in this
-/// private module so that the sealed [`super::BlasScalar`] can name it. `C` is the output
-/// type: the inputs' own, or f32 for [`gemm_f32_out`].
-pub struct Gemm<'a, T, C = T> {
+/// `op(a)` m x k and `op(b)` k x n, leading dimensions `lda`, `ldb`, `ldc`. `C` is the
+/// output type: the inputs' own, or f32.
+pub(crate) struct Gemm<'a, T, C = T> {
     pub trans_a: bool,
     pub trans_b: bool,
     pub m: usize,
@@ -347,10 +347,7 @@ pub struct Gemm<'a, T, C = T> {
 
 /// Checks that each buffer holds the column-major matrix its leading dimension describes
 /// and that every dimension fits cuBLAS's `int`s; `None` for an empty output.
-fn gemm_config<T, C, S>(
-    g: &Gemm<'_, T, C>,
-    scalar: impl Fn(f32) -> S,
-) -> Result<Option<cudarc::cublas::GemmConfig<S>>> {
+fn gemm_config<T, C>(g: &Gemm<'_, T, C>) -> Result<Option<cudarc::cublas::GemmConfig<f32>>> {
     use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
     if g.m == 0 || g.n == 0 {
         return Ok(None);
@@ -377,26 +374,21 @@ fn gemm_config<T, C, S>(
         m: i32_of("gemm m", g.m)?,
         n: i32_of("gemm n", g.n)?,
         k: i32_of("gemm k", g.k)?,
-        alpha: scalar(g.alpha),
+        alpha: g.alpha,
         lda: i32_of("gemm lda", g.lda)?,
         ldb: i32_of("gemm ldb", g.ldb)?,
-        beta: scalar(g.beta),
+        beta: g.beta,
         ldc: i32_of("gemm ldc", g.ldc)?,
     }))
 }
 
-/// Checks the operands ([`gemm_config`]), then queues the GEMM on `handle`'s stream.
-pub(crate) fn gemm<T: crate::Scalar>(handle: &CudaBlas, g: Gemm<'_, T>) -> Result<()>
-where
-    CudaBlas: cudarc::cublas::Gemm<T>,
-{
-    let Some(cfg) = gemm_config(&g, T::from_f32)? else {
-        return Ok(());
-    };
-    // SAFETY: each buffer was checked above to hold `ld * cols` elements of the matrix
-    // cuBLAS reads or writes through it, all dimensions fit in i32, and the buffers are
-    // live device memory; cudarc orders them on the handle's stream.
-    unsafe { cudarc::cublas::Gemm::gemm(handle, cfg, g.a, g.b, g.c) }.map_err(blas("cublasGemmEx"))
+fn cuda_type(d: DType) -> cudarc::cublas::sys::cudaDataType_t {
+    use cudarc::cublas::sys::cudaDataType_t;
+    match d {
+        DType::F32 => cudaDataType_t::CUDA_R_32F,
+        DType::F16 => cudaDataType_t::CUDA_R_16F,
+        DType::Bf16 => cudaDataType_t::CUDA_R_16BF,
+    }
 }
 
 // ---------------------------------------------------------------- elementwise kernels
@@ -610,31 +602,27 @@ pub(crate) fn csr_add(
     check("rosa_csr_add", unsafe { sys::rosa_csr_add(&params, s) })
 }
 
-/// A GEMM with `T` inputs and an f32 output, accumulated in f32 (`cublasGemmEx`, compute
-/// type 32F): a bf16 weight times bf16-rounded activations into an f32 result, without
-/// rounding the result to bf16. For f32 inputs this is the plain SGEMM (default math mode:
-/// no TF32).
-pub(crate) fn gemm_f32_out<T: crate::Scalar>(
+/// A GEMM with `T` inputs and a `C` output (the inputs' type, or f32), accumulated in f32
+/// (`cublasGemmEx`, compute type 32F) with f32 alpha and beta: the scalars are never
+/// rounded to the storage type (alpha = 0.3 in bf16 would be 0.30078125), and a bf16
+/// weight times bf16-rounded activations can land in an f32 result unrounded. f32 inputs
+/// run the plain SGEMM unless the handle's math mode allows TF32.
+pub(crate) fn gemm<T: crate::Scalar, C: crate::Scalar>(
     handle: &CudaBlas,
     stream: &CudaStream,
-    g: Gemm<'_, T, f32>,
+    g: Gemm<'_, T, C>,
 ) -> Result<()> {
-    use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType_t};
-    let Some(cfg) = gemm_config(&g, |x| x)? else {
+    use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t};
+    let Some(cfg) = gemm_config(&g)? else {
         return Ok(());
-    };
-    let in_type = match T::DTYPE {
-        DType::F32 => cudaDataType_t::CUDA_R_32F,
-        DType::F16 => cudaDataType_t::CUDA_R_16F,
-        DType::Bf16 => cudaDataType_t::CUDA_R_16BF,
     };
     let (a, _g1) = g.a.device_ptr(stream);
     let (b, _g2) = g.b.device_ptr(stream);
     let (c, _g3) = g.c.device_ptr_mut(stream);
-    // SAFETY: as in `gemm`: each buffer holds the `ld * cols` elements of its matrix
-    // (checked by gemm_config), of the type passed beside it; alpha and beta are f32 as
-    // compute type 32F requires, and live across the call. `stream` is the handle's (the
-    // caller's contract), so the guards order the buffers with the GEMM.
+    // SAFETY: each buffer holds the `ld * cols` elements of its matrix (checked by
+    // gemm_config), of the type passed beside it; alpha and beta are f32 as compute type
+    // 32F requires, and live across the call. `stream` is the handle's (the caller's
+    // contract), so the guards order the buffers with the GEMM.
     unsafe {
         cudarc::cublas::result::gemm_ex(
             *handle.handle(),
@@ -645,14 +633,14 @@ pub(crate) fn gemm_f32_out<T: crate::Scalar>(
             cfg.k,
             (&cfg.alpha) as *const f32 as *const c_void,
             a as usize as *const c_void,
-            in_type,
+            cuda_type(T::DTYPE),
             cfg.lda,
             b as usize as *const c_void,
-            in_type,
+            cuda_type(T::DTYPE),
             cfg.ldb,
             (&cfg.beta) as *const f32 as *const c_void,
             c as usize as *mut c_void,
-            cudaDataType_t::CUDA_R_32F,
+            cuda_type(C::DTYPE),
             cfg.ldc,
             cublasComputeType_t::CUBLAS_COMPUTE_32F,
             cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,

@@ -12,8 +12,13 @@
 //! - SDDMM: `CUSPARSE_SDDMM_ALG_DEFAULT`, L as stored and R transposed (row-major
 //!   `rows x k` and `cols x k`), into the CSR's values.
 //!
-//! Everything accumulates in f32. A dtype, layout or algorithm this cuSPARSE lacks is an
-//! [`Error::Unsupported`] when the plan is made, so the bench can report "n/a".
+//! Everything accumulates in f32. One rule says what "cuSPARSE declines this case" means,
+//! for the bench (which reports such a baseline as "n/a") and the tests (which fail on
+//! anything else): while a plan is made, status `NOT_SUPPORTED`, or `INVALID_VALUE`
+//! after our own checks of shapes, lengths and emptiness have passed (so only the
+//! combination of dtype, layout, operation and algorithm is left to refuse), is an
+//! [`Error::Unsupported`]. Every other status, and any status from a run, is an
+//! [`Error::Cuda`]: a failure.
 
 use super::result::cusparse::{self, Handle, SddmmArgs, SddmmPlan, SpmmArgs, SpmmPlan};
 use super::{CudaScalar, Device, DeviceCsr, DeviceDense, Transpose};
@@ -142,6 +147,18 @@ impl Sparse {
             handle: Handle::new(dev.stream())?,
             dev: dev.clone(),
         })
+    }
+
+    /// The loaded cuSPARSE's `cusparseGetVersion`: 1000 major + 100 minor + patch
+    /// (12603 for 12.6.3).
+    ///
+    /// ```no_run
+    /// let dev = rosa::cuda::Device::new(0)?;
+    /// println!("cuSPARSE {}", rosa::cuda::Sparse::new(&dev)?.version()?);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn version(&self) -> Result<i32> {
+        self.handle.version()
     }
 
     /// Plans `C = alpha op(A) B + beta C` with `alg` (A sparse M x K; `op(A)` is A or

@@ -228,6 +228,21 @@ pub enum Source {
     Heuristic,
 }
 
+impl Source {
+    /// `exact`, `nearest` or `heuristic`, as the bench reports it.
+    ///
+    /// ```
+    /// assert_eq!(rosa::tune::Source::Nearest.name(), "nearest");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Exact => "exact",
+            Source::Nearest => "nearest",
+            Source::Heuristic => "heuristic",
+        }
+    }
+}
+
 /// The in-memory lookup built from caches: exact key, else the nearest key within
 /// `max_distance`, else `None` (the caller's heuristic).
 ///

@@ -16,7 +16,19 @@ pub fn device(test: &str) -> Option<&'static Device> {
         })
     });
     match dev {
-        Ok(dev) => Some(dev),
+        Ok(dev) => {
+            // A kernel fault leaves a sticky error that every later CUDA call of this
+            // process returns: name it here, rather than fail in this test's first launch
+            // as if this test were at fault. (The GPU runner gives each kernel family its
+            // own process for the same reason.)
+            if let Err(e) = dev.synchronize() {
+                panic!(
+                    "{test}: not run: this process's CUDA context was poisoned by an earlier \
+                     fault ({e}); the first failing test is the one to look at"
+                );
+            }
+            Some(dev)
+        }
         Err(why) => {
             // Straight to stderr: the test harness captures println!, and a skip must be
             // visible in a plain `cargo test` log.

@@ -25,32 +25,47 @@ pub(crate) fn present() -> bool {
     unsafe { cs::is_culib_present() }
 }
 
-/// A cuSPARSE status as a crate result: "not supported" (a dtype, layout or algorithm
-/// this cuSPARSE lacks) is [`Error::Unsupported`], so that callers can skip the case.
+/// A cuSPARSE status from a call that runs a product, as a crate result: anything but
+/// success is an [`Error::Cuda`] naming the call.
 fn check(call: &'static str, status: cusparseStatus_t) -> Result<()> {
     match status {
         cusparseStatus_t::CUSPARSE_STATUS_SUCCESS => Ok(()),
-        cusparseStatus_t::CUSPARSE_STATUS_NOT_SUPPORTED => Err(Error::Unsupported(format!(
-            "{call}: cuSPARSE does not support this case (CUSPARSE_STATUS_NOT_SUPPORTED)"
+        other => Err(status_error(call, other)),
+    }
+}
+
+/// A cuSPARSE status from making a plan (descriptors, workspace query, preprocessing):
+/// the one rule of what "cuSPARSE declines this case" means, for the bench and the tests
+/// alike. `NOT_SUPPORTED`, and `INVALID_VALUE` (our own checks of shapes, lengths and
+/// emptiness ran before, so it can only be the combination of dtype, layout, operation and
+/// algorithm that this cuSPARSE refuses), are [`Error::Unsupported`]; any other status is
+/// a failure ([`Error::Cuda`]).
+fn check_setup(call: &'static str, status: cusparseStatus_t) -> Result<()> {
+    match status {
+        cusparseStatus_t::CUSPARSE_STATUS_NOT_SUPPORTED
+        | cusparseStatus_t::CUSPARSE_STATUS_INVALID_VALUE => Err(Error::Unsupported(format!(
+            "{call}: cuSPARSE declines this case ({status:?})"
         ))),
-        other => {
-            // SAFETY: cusparseGetErrorString returns a static NUL-terminated string for
-            // every status value (NULL is checked anyway).
-            let text = unsafe { cs::cusparseGetErrorString(other) };
-            let message = if text.is_null() {
-                format!("{other:?}")
-            } else {
-                // SAFETY: non-null, static and NUL-terminated, as above.
-                unsafe { CStr::from_ptr(text) }
-                    .to_string_lossy()
-                    .into_owned()
-            };
-            Err(Error::Cuda {
-                call,
-                code: other as i32,
-                message,
-            })
-        }
+        other => check(call, other),
+    }
+}
+
+fn status_error(call: &'static str, status: cusparseStatus_t) -> Error {
+    // SAFETY: cusparseGetErrorString returns a static NUL-terminated string for every
+    // status value (NULL is checked anyway).
+    let text = unsafe { cs::cusparseGetErrorString(status) };
+    let message = if text.is_null() {
+        format!("{status:?}")
+    } else {
+        // SAFETY: non-null, static and NUL-terminated, as above.
+        unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Error::Cuda {
+        call,
+        code: status as i32,
+        message,
     }
 }
 
@@ -99,6 +114,17 @@ impl Handle {
         })?;
         Ok(handle)
     }
+
+    /// `cusparseGetVersion`: 1000 major + 100 minor + patch.
+    pub(crate) fn version(&self) -> Result<i32> {
+        bind(&self.stream)?;
+        let mut v: std::ffi::c_int = 0;
+        // SAFETY: a live handle and a valid out-pointer.
+        check("cusparseGetVersion", unsafe {
+            cs::cusparseGetVersion(self.raw, &mut v)
+        })?;
+        Ok(v)
+    }
 }
 
 impl Drop for Handle {
@@ -122,7 +148,7 @@ impl SpMat {
         let mut raw = std::ptr::null_mut();
         // SAFETY: the pointers are live device buffers whose lengths the caller checked
         // against rows + 1 offsets and nnz columns and values; 32-bit indices as stored.
-        check("cusparseCreateCsr", unsafe {
+        check_setup("cusparseCreateCsr", unsafe {
             cs::cusparseCreateCsr(
                 &mut raw,
                 i64_of(s.rows),
@@ -156,7 +182,7 @@ impl DnMat {
         let mut raw = std::ptr::null_mut();
         // SAFETY: `ptr` is a live device buffer the caller checked to hold rows * cols
         // elements; the leading dimension is the row length (packed).
-        check("cusparseCreateDnMat", unsafe {
+        check_setup("cusparseCreateDnMat", unsafe {
             cs::cusparseCreateDnMat(
                 &mut raw,
                 i64_of(rows),
@@ -248,7 +274,7 @@ impl<'a, T: crate::Scalar> SpmmPlan<'a, T> {
         let mut bytes = 0usize;
         // SAFETY: live handle and descriptors; alpha and beta are host f32 scalars of the
         // f32 compute type; `bytes` is a valid out-pointer.
-        check("cusparseSpMM_bufferSize", unsafe {
+        check_setup("cusparseSpMM_bufferSize", unsafe {
             cs::cusparseSpMM_bufferSize(
                 handle.raw,
                 operation(args.transpose),
@@ -296,6 +322,7 @@ impl<'a, T: crate::Scalar> SpmmPlan<'a, T> {
         } else {
             cs::cusparseSpMM
         };
+        let check = if preprocess { check_setup } else { check };
         // SAFETY: the descriptors point at the buffers this plan borrows (lengths checked
         // in `new`), the workspace has the size cuSPARSE asked for, alpha and beta are host
         // f32 scalars of the f32 compute type; cuSPARSE queues on the handle's stream.
@@ -365,7 +392,7 @@ impl<'a, T: crate::Scalar> SddmmPlan<'a, T> {
         };
         let mut bytes = 0usize;
         // SAFETY: as in SpmmPlan::new; op(B) = R^T (k x n) reads R as stored.
-        check("cusparseSDDMM_bufferSize", unsafe {
+        check_setup("cusparseSDDMM_bufferSize", unsafe {
             cs::cusparseSDDMM_bufferSize(
                 handle.raw,
                 operation(false),
@@ -412,6 +439,7 @@ impl<'a, T: crate::Scalar> SddmmPlan<'a, T> {
         } else {
             cs::cusparseSDDMM
         };
+        let check = if preprocess { check_setup } else { check };
         // SAFETY: as in SpmmPlan::call.
         check(
             if preprocess {
@@ -435,5 +463,27 @@ impl<'a, T: crate::Scalar> SddmmPlan<'a, T> {
                 )
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule's two "declined" statuses need no library; every other status is a
+    /// failure, whose message would need cuSPARSE loaded (not asked here).
+    #[test]
+    fn setup_declines_only_not_supported_and_invalid_value() {
+        assert!(check_setup("x", cusparseStatus_t::CUSPARSE_STATUS_SUCCESS).is_ok());
+        for status in [
+            cusparseStatus_t::CUSPARSE_STATUS_NOT_SUPPORTED,
+            cusparseStatus_t::CUSPARSE_STATUS_INVALID_VALUE,
+        ] {
+            let err = check_setup("cusparseSpMM_bufferSize", status).unwrap_err();
+            assert!(
+                matches!(&err, Error::Unsupported(why) if why.contains(&format!("{status:?}"))),
+                "{err}"
+            );
+        }
     }
 }
