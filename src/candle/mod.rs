@@ -94,6 +94,7 @@ mod error;
 mod linear;
 mod mask;
 mod methods;
+mod op;
 mod sddmm;
 mod spmm;
 mod storage;
