@@ -2,9 +2,12 @@
 //! saved and loaded bit-exact, set up for every method, and refusing bad input.
 #![cfg(feature = "candle")]
 
+mod common;
+
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{AdamW as CandleAdamW, Optimizer, ParamsAdamW};
+use common::candle::{tensor, vec_f32};
 use rosa::candle::{load_adapters, rosa_error, save_adapters, RosaLinear};
 use rosa::random::{self, Rng};
 use rosa::train::{
@@ -14,19 +17,6 @@ use rosa::train::{
 use rosa::{Csr, CsrShape, Dense, Error};
 
 const CPU: Device = Device::Cpu;
-
-fn tensor(d: &Dense<f32>) -> Tensor {
-    Tensor::from_slice(d.as_slice(), (d.rows(), d.cols()), &CPU).unwrap()
-}
-
-fn vec_f32(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     vec_f32(a)

@@ -2,84 +2,64 @@
 //! autograd), a finite-difference check of their gradients, and their errors.
 #![cfg(feature = "candle")]
 
-use candle_core::{DType, Device, Tensor, Var};
+mod common;
+
+use candle_core::{DType, Device, Tensor, Var, WithDType};
+use common::candle::{random_tensor as dense, vec_f32};
+use common::{row_lengths, Expected};
 use rosa::candle::{rosa_error, SparseMask};
-use rosa::{random, Csr, CsrShape, Error};
+use rosa::{bf16, f16, random, Csr, CsrShape, Error, Scalar};
 
 const CPU: Device = Device::Cpu;
 
-/// A `rows x cols` mask with empty rows (the first and the last), one full row (the
-/// middle one, far longer than the rest) and short random rows elsewhere.
+/// A `rows x cols` mask with the kernel tests' row lengths: empty rows scattered
+/// through, one full row (the middle one, far longer than the rest), short rows
+/// elsewhere.
 fn skewed_mask(rows: usize, cols: usize, seed: u64) -> Csr<f32> {
-    let mut rng = random::Rng::new(seed);
-    let lens: Vec<usize> = (0..rows)
-        .map(|i| match i {
-            0 => 0,
-            i if i + 1 == rows => 0,
-            i if i == rows / 2 => cols,
-            _ => rng.below(cols / 4 + 2),
-        })
-        .collect();
+    let lens = row_lengths(rows, cols, cols / 4, Some(rows / 2));
     random::csr_with_row_lengths(rows, cols, &lens, seed).unwrap()
-}
-
-/// A random `rows x cols` f32 tensor, entries uniform in [-1, 1).
-fn dense(rows: usize, cols: usize, seed: u64) -> Tensor {
-    let d = random::dense::<f32>(rows, cols, seed);
-    Tensor::from_vec(d.into_vec(), (rows, cols), &CPU).unwrap()
-}
-
-fn vec_f32(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 fn var(t: &Tensor) -> Var {
     Var::from_tensor(&t.detach()).unwrap()
 }
 
-/// The unit roundoff of `dtype` (half its machine epsilon).
-fn unit_roundoff(dtype: DType) -> f32 {
-    match dtype {
-        DType::F32 => f32::EPSILON / 2.0,
-        DType::F16 => rosa::f16::EPSILON.to_f32() / 2.0,
-        DType::BF16 => rosa::bf16::EPSILON.to_f32() / 2.0,
-        _ => unreachable!(),
-    }
-}
-
-/// Each element of `got` (computed in `dtype`, summed in f32 and rounded once) against
-/// the f32 reference `want`: within `u(dtype) |want|` for the final rounding plus twice
-/// the classic bound on an f32 sum of `inner` terms, `inner u(f32) sum |terms|`, for the
-/// kernel's and the reference's accumulation; `bound` holds `sum |terms|`.
-fn assert_close(
+/// Each element of `got` (computed in `T`, summed in f32 and rounded once) against the
+/// f32 reference `want`, by the kernel tests' rule (`common::tolerance`) with the f32
+/// sums of both sides counted: `bound` holds each element's sum of |terms|, `inner` the
+/// most terms any sum has.
+fn assert_close<T: Scalar + WithDType>(
     what: &str,
-    dtype: DType,
     got: &Tensor,
     want: &Tensor,
     bound: &Tensor,
     inner: usize,
 ) {
-    let (g, w, b) = (vec_f32(got), vec_f32(want), vec_f32(bound));
     assert_eq!(got.dims(), want.dims(), "{what}: shapes");
-    assert_eq!(got.dtype(), dtype, "{what}: dtype");
-    let u32_ = f32::EPSILON / 2.0;
-    for (i, ((&g, &w), &b)) in g.iter().zip(&w).zip(&b).enumerate() {
-        let tol = unit_roundoff(dtype) * w.abs() + 2.0 * (inner as f32 + 1.0) * u32_ * b + 1e-30;
-        assert!(
-            (g - w).abs() <= tol,
-            "{what} ({dtype:?}) element {i}: got {g}, want {w} (tolerance {tol})"
-        );
-    }
+    assert_eq!(got.dtype(), <T as WithDType>::DTYPE, "{what}: dtype");
+    let got: Vec<T> = got.flatten_all().unwrap().to_vec1().unwrap();
+    let want: Vec<Expected> = vec_f32(want)
+        .iter()
+        .zip(vec_f32(bound))
+        .map(|(&value, scale)| Expected {
+            value: value as f64,
+            scale: scale as f64,
+            terms: 2 * inner,
+        })
+        .collect();
+    common::assert_close(what, &got, &want);
 }
 
 /// Checks one product against candle's dense reference, values and gradients:
 /// `C = op(S) X` with `op(S) = S` or `S^T`, loss `sum(C * G)` for a random `G`.
-fn check_spmm(dtype: DType, rows: usize, cols: usize, n: usize, transposed: bool, seed: u64) {
+fn check_spmm<T: Scalar + WithDType>(
+    rows: usize,
+    cols: usize,
+    n: usize,
+    transposed: bool,
+    seed: u64,
+) {
+    let dtype = <T as WithDType>::DTYPE;
     let csr = skewed_mask(rows, cols, seed);
     let mask = SparseMask::from_csr(&csr);
     let (inner_rows, out_rows) = if transposed {
@@ -152,16 +132,9 @@ fn check_spmm(dtype: DType, rows: usize, cols: usize, n: usize, transposed: bool
         "{} {rows}x{cols} N={n}",
         if transposed { "spmm_t" } else { "spmm" }
     );
-    assert_close(&format!("{what} C"), dtype, &c, &c_ref, &c_bound, inner);
-    assert_close(
-        &format!("{what} dValues"),
-        dtype,
-        dv,
-        dv_ref,
-        &dv_bound,
-        inner,
-    );
-    assert_close(&format!("{what} dX"), dtype, dx, dx_ref, &dx_bound, inner);
+    assert_close::<T>(&format!("{what} C"), &c, &c_ref, &c_bound, inner);
+    assert_close::<T>(&format!("{what} dValues"), dv, dv_ref, &dv_bound, inner);
+    assert_close::<T>(&format!("{what} dX"), dx, dx_ref, &dx_bound, inner);
 }
 
 /// The entries of a dense `rows x cols` tensor at `mask`'s stored positions, in order.
@@ -181,7 +154,8 @@ fn at_mask(mask: &Csr<f32>, dense: &Tensor) -> Tensor {
 
 /// SDDMM `out = (L R^T)` at the mask against the dense product sampled there, values and
 /// gradients, for the loss `sum(out * G)`.
-fn check_sddmm(dtype: DType, rows: usize, cols: usize, k: usize, seed: u64) {
+fn check_sddmm<T: Scalar + WithDType>(rows: usize, cols: usize, k: usize, seed: u64) {
+    let dtype = <T as WithDType>::DTYPE;
     let csr = skewed_mask(rows, cols, seed);
     let mask = SparseMask::from_csr(&csr);
     let round = |t: Tensor| t.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
@@ -223,18 +197,11 @@ fn check_sddmm(dtype: DType, rows: usize, cols: usize, k: usize, seed: u64) {
 
     let inner = rows.max(cols).max(k);
     let what = format!("sddmm {rows}x{cols} k={k}");
-    assert_close(
-        &format!("{what} out"),
-        dtype,
-        &out,
-        &out_ref,
-        &out_bound,
-        inner,
-    );
+    assert_close::<T>(&format!("{what} out"), &out, &out_ref, &out_bound, inner);
     let (dl, dr) = (grads.get(&l).unwrap(), grads.get(&r).unwrap());
     let (dl_ref, dr_ref) = (ref_grads.get(&rl).unwrap(), ref_grads.get(&rr).unwrap());
-    assert_close(&format!("{what} dL"), dtype, dl, dl_ref, &dl_bound, inner);
-    assert_close(&format!("{what} dR"), dtype, dr, dr_ref, &dr_bound, inner);
+    assert_close::<T>(&format!("{what} dL"), dl, dl_ref, &dl_bound, inner);
+    assert_close::<T>(&format!("{what} dR"), dr, dr_ref, &dr_bound, inner);
 }
 
 /// Ragged shapes, a single element, and matrices with no rows, columns or right-hand
@@ -250,28 +217,31 @@ const SHAPES: [(usize, usize, usize); 6] = [
 
 #[test]
 fn spmm_matches_dense_reference() {
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
-        for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
-            check_spmm(dtype, m, k, n, false, 10 + i as u64);
-        }
+    for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+        let seed = 10 + i as u64;
+        check_spmm::<f32>(m, k, n, false, seed);
+        check_spmm::<f16>(m, k, n, false, seed);
+        check_spmm::<bf16>(m, k, n, false, seed);
     }
 }
 
 #[test]
 fn spmm_t_matches_dense_reference() {
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
-        for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
-            check_spmm(dtype, m, k, n, true, 20 + i as u64);
-        }
+    for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+        let seed = 20 + i as u64;
+        check_spmm::<f32>(m, k, n, true, seed);
+        check_spmm::<f16>(m, k, n, true, seed);
+        check_spmm::<bf16>(m, k, n, true, seed);
     }
 }
 
 #[test]
 fn sddmm_matches_dense_reference() {
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
-        for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
-            check_sddmm(dtype, m, n, k, 30 + i as u64);
-        }
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        let seed = 30 + i as u64;
+        check_sddmm::<f32>(m, n, k, seed);
+        check_sddmm::<f16>(m, n, k, seed);
+        check_sddmm::<bf16>(m, n, k, seed);
     }
 }
 
@@ -327,7 +297,7 @@ fn check_fd(
 
 #[test]
 fn gradients_match_finite_differences() {
-    let (rows, cols, n) = (7, 12, 4);
+    let (rows, cols, n) = (9, 12, 4);
     let csr = skewed_mask(rows, cols, 41);
     let mask = SparseMask::from_csr(&csr);
     let long_row = csr.row_ptr()[rows / 2] as usize; // an entry of the full row
@@ -385,8 +355,8 @@ fn gradients_match_finite_differences() {
         .backward()
         .unwrap();
     let inputs = [l.as_tensor().clone(), r.as_tensor().clone()];
-    // Row `rows / 2` of L meets every column of the mask; row 0 of L meets none.
-    let l_coords = [(rows / 2) * n, (rows / 2) * n + n - 1, 0];
+    // Row `rows / 2` of L meets every column of the mask, row 3 none (an empty row).
+    let l_coords = [(rows / 2) * n, (rows / 2) * n + n - 1, 3 * n];
     let (dl, dr) = (grads.get(&l).unwrap(), grads.get(&r).unwrap());
     check_fd("sddmm", &inputs, dl, 0, &l_coords, &apply, scale, n);
     check_fd(
