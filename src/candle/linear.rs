@@ -343,6 +343,16 @@ impl RosaLinear {
 
     /// Full fine-tuning on (`true`): the weight and bias become [`Var`]s of the adapter
     /// dtype; off (`false`): they are frozen again, as they are.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use rosa::candle::RosaLinear;
+    /// let w = Tensor::zeros((3, 4), DType::BF16, &Device::Cpu).unwrap();
+    /// let mut layer = RosaLinear::new(w, Some(Tensor::zeros(3, DType::BF16, &Device::Cpu).unwrap())).unwrap();
+    /// layer.set_train_weight(true).unwrap();
+    /// assert_eq!(layer.weight().dtype(), DType::F32); // trained in the adapter dtype
+    /// assert_eq!((layer.vars().len(), layer.trainable_params()), (2, 3 * 4 + 3));
+    /// ```
     pub fn set_train_weight(&mut self, on: bool) -> Result<()> {
         let dtype = self.adapter_dtype;
         let convert = |p: &Param| -> Result<Param> {
@@ -380,6 +390,23 @@ impl RosaLinear {
     /// masks are chosen from, whatever the weight's dtype and even though it is frozen.
     /// Costs one dense GEMM per forward and two per backward until
     /// [`RosaLinear::stop_probe`] or [`RosaLinear::set_mask`].
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Module, Tensor};
+    /// use rosa::candle::RosaLinear;
+    /// use rosa::train::{Accumulation, GradAccumulator};
+    /// let w = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+    /// let mut layer = RosaLinear::new(w, None).unwrap();
+    /// layer.start_probe().unwrap();
+    /// let x = Tensor::new(&[[1.0f32, 2.0, 3.0]], &Device::Cpu).unwrap();
+    /// let grads = layer.forward(&x).unwrap().sum_all().unwrap().backward().unwrap();
+    /// let g = layer.probe_gradient(&grads).unwrap(); // dL/dW = dY^T X
+    /// assert_eq!(g.as_slice(), &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    /// let mut acc = GradAccumulator::new(Accumulation::MeanSquared, 1);
+    /// acc.add(0, &g).unwrap();
+    /// layer.set_mask(&acc.masks(&[0.5]).unwrap()[0]).unwrap(); // the 3 largest
+    /// assert_eq!(layer.sparse().unwrap().mask().col_idx(), &[1, 2, 2]);
+    /// ```
     pub fn start_probe(&mut self) -> Result<()> {
         self.probe = Some(Var::zeros(self.shape(), DType::F32, self.device())?);
         Ok(())
@@ -548,6 +575,20 @@ impl RosaLinear {
     /// Folds the adapters into the weight ([`RosaLinear::merged_weight`]) and drops them:
     /// the layer then costs what a plain linear layer costs. Export the adapters first
     /// ([`save_adapters`](super::save_adapters)) if they are wanted apart.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use rosa::candle::RosaLinear;
+    /// use rosa::Csr;
+    /// let w = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
+    /// let mut layer = RosaLinear::new(w, None).unwrap();
+    /// let s = Csr::from_triplets(2, 2, &[(1, 0, 5.0f32)]).unwrap();
+    /// let mask = rosa::candle::SparseMask::from_csr(&s);
+    /// layer.set_sparse(mask.clone(), &mask.values(&s, &Device::Cpu).unwrap()).unwrap();
+    /// layer.merge().unwrap();
+    /// assert_eq!(layer.weight().to_vec2::<f32>().unwrap(), [[0.0, 0.0], [5.0, 0.0]]);
+    /// assert!(layer.sparse().is_none());
+    /// ```
     pub fn merge(&mut self) -> Result<()> {
         let merged = self.merged_weight()?;
         self.weight = match &self.weight {
