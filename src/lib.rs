@@ -16,6 +16,8 @@
 //! ```
 
 pub mod bench;
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod cpu;
 pub mod csr;
 #[cfg(feature = "cuda")]

@@ -51,6 +51,32 @@ pub struct Lora {
     pub dropout: f32,
 }
 
+impl Lora {
+    /// A fresh pair for an `out x in` weight: A Kaiming-uniform (bound `1/sqrt(in)`, as
+    /// PyTorch's LoRA), B zero, so the adapted layer starts as the frozen one. Shared by
+    /// [`RosaLinear::add_lora`] and `rosa::candle`, so both start from the same A for a seed.
+    ///
+    /// ```
+    /// use rosa::train::{Lora, LoraConfig, Scaling};
+    /// let cfg = LoraConfig { rank: 2, alpha: 8.0, scaling: Scaling::Standard, dropout: 0.0 };
+    /// let l = Lora::init(cfg, 3, 16, &mut rosa::random::Rng::new(1));
+    /// assert_eq!((l.a.rows(), l.a.cols(), l.b.rows(), l.b.cols()), (2, 16, 3, 2));
+    /// assert!(l.a.as_slice().iter().all(|v| v.abs() <= 0.25));
+    /// assert!(l.b.as_slice().iter().all(|&v| v == 0.0));
+    /// assert_eq!(l.scale, 4.0);
+    /// ```
+    pub fn init(cfg: LoraConfig, out_features: usize, in_features: usize, rng: &mut Rng) -> Lora {
+        let bound = 1.0 / (in_features as f32).sqrt();
+        let a = Dense::from_fn(cfg.rank, in_features, |_, _| rng.uniform(-bound, bound));
+        Lora {
+            a,
+            b: Dense::zeros(out_features, cfg.rank),
+            scale: cfg.scale(),
+            dropout: cfg.dropout,
+        }
+    }
+}
+
 /// The frozen weight's storage. bf16 halves its memory; it is widened to f32 for each
 /// product (the same dequantize-on-the-fly idea QRoSA uses with 4 bits).
 #[derive(Debug, Clone)]
@@ -330,20 +356,15 @@ impl RosaLinear {
         Ok(())
     }
 
-    /// Adds a low-rank adapter: A Kaiming-uniform (bound `1/sqrt(in)`, as PyTorch's
-    /// LoRA), B zero, so the layer's output does not change.
+    /// Adds a low-rank adapter ([`Lora::init`]: A Kaiming-uniform, B zero), so the layer's
+    /// output does not change.
     pub fn add_lora(&mut self, cfg: LoraConfig, rng: &mut Rng) {
-        let bound = 1.0 / (self.in_features() as f32).sqrt();
-        let a = Dense::from_fn(cfg.rank, self.in_features(), |_, _| {
-            rng.uniform(-bound, bound)
-        });
-        let b = Dense::zeros(self.out_features(), cfg.rank);
-        self.lora = Some(Lora {
-            a,
-            b,
-            scale: cfg.scale(),
-            dropout: cfg.dropout,
-        });
+        self.lora = Some(Lora::init(
+            cfg,
+            self.out_features(),
+            self.in_features(),
+            rng,
+        ));
     }
 
     /// Sets (or, with `None`, removes) the low-rank pair directly.

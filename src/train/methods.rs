@@ -78,34 +78,31 @@ impl std::str::FromStr for Method {
     }
 }
 
-/// Splits `layer`'s weight for random subspace adaptation: `W = U Σ V^T`, a random
-/// contiguous block of `rank` singular components becomes the trainable pair
-/// `B = U_k Σ_k^½`, `A = Σ_k^½ V_k^T` (scale 1), and W keeps the rest. Any existing
-/// pair is merged first, so calling this again is the periodic re-split.
+/// Random subspace adaptation's split of a weight `W` (out x in): `W = rest + B A`.
+#[derive(Debug, Clone)]
+pub struct SubspaceSplit {
+    /// What stays frozen: `W` minus the drawn block of singular components.
+    pub rest: Dense<f32>,
+    /// `U_k Σ_k^½` (out x rank).
+    pub b: Dense<f32>,
+    /// `Σ_k^½ V_k^T` (rank x in).
+    pub a: Dense<f32>,
+}
+
+/// Splits `w` (out x in): `W = U Σ V^T`, a random contiguous block (in the spectrum,
+/// largest first) of `rank` singular components becomes the trainable pair
+/// `B = U_k Σ_k^½`, `A = Σ_k^½ V_k^T`, and `rest` keeps the others. The SVD runs in f64.
+/// Shared by [`subspace_split`] and `rosa::candle`'s layer.
 ///
 /// ```
-/// use rosa::train::{subspace_split, Cpu, RosaLinear};
+/// use rosa::train::subspace_factors;
 /// use rosa::{random, random::Rng};
-/// let w = random::dense::<f32>(6, 5, 1);
-/// let mut layer = RosaLinear::new(w.clone(), None);
-/// subspace_split(&mut layer, &Cpu, 2, &mut Rng::new(3)).unwrap();
-/// layer.merge(&Cpu).unwrap(); // W_rest + B A is the original W again
-/// let merged = layer.weight().to_f32();
-/// assert!(merged.as_slice().iter().zip(w.as_slice()).all(|(a, b)| (a - b).abs() < 1e-5));
+/// let w = random::dense::<f32>(4, 3, 1);
+/// let s = subspace_factors(&w, 2, &mut Rng::new(5)).unwrap();
+/// assert_eq!((s.b.cols(), s.a.rows()), (2, 2));
+/// assert!(subspace_factors(&w, 4, &mut Rng::new(5)).is_err()); // rank > min(out, in)
 /// ```
-pub fn subspace_split(
-    layer: &mut RosaLinear,
-    be: &dyn Backend,
-    rank: usize,
-    rng: &mut Rng,
-) -> Result<()> {
-    if layer.sparse().is_some() {
-        return Err(Error::InvalidArgument(
-            "random subspace adaptation on a layer with a sparse adapter".into(),
-        ));
-    }
-    layer.fold_adapters(be)?;
-    let w = layer.weight().to_f32();
+pub fn subspace_factors(w: &Dense<f32>, rank: usize, rng: &mut Rng) -> Result<SubspaceSplit> {
     let (m, n) = (w.rows(), w.cols());
     let full = m.min(n);
     if rank == 0 || rank > full {
@@ -145,10 +142,40 @@ pub fn subspace_split(
             .sum();
         (w.as_slice()[i * n + j] as f64 - part) as f32
     });
-    layer.set_weight(rest)?;
+    Ok(SubspaceSplit { rest, b, a })
+}
+
+/// Splits `layer`'s weight for random subspace adaptation ([`subspace_factors`]): the
+/// drawn block becomes the trainable pair (scale 1) and W keeps the rest. Any existing
+/// pair is merged first, so calling this again is the periodic re-split.
+///
+/// ```
+/// use rosa::train::{subspace_split, Cpu, RosaLinear};
+/// use rosa::{random, random::Rng};
+/// let w = random::dense::<f32>(6, 5, 1);
+/// let mut layer = RosaLinear::new(w.clone(), None);
+/// subspace_split(&mut layer, &Cpu, 2, &mut Rng::new(3)).unwrap();
+/// layer.merge(&Cpu).unwrap(); // W_rest + B A is the original W again
+/// let merged = layer.weight().to_f32();
+/// assert!(merged.as_slice().iter().zip(w.as_slice()).all(|(a, b)| (a - b).abs() < 1e-5));
+/// ```
+pub fn subspace_split(
+    layer: &mut RosaLinear,
+    be: &dyn Backend,
+    rank: usize,
+    rng: &mut Rng,
+) -> Result<()> {
+    if layer.sparse().is_some() {
+        return Err(Error::InvalidArgument(
+            "random subspace adaptation on a layer with a sparse adapter".into(),
+        ));
+    }
+    layer.fold_adapters(be)?;
+    let split = subspace_factors(&layer.weight().to_f32(), rank, rng)?;
+    layer.set_weight(split.rest)?;
     layer.set_lora(Some(Lora {
-        a,
-        b,
+        a: split.a,
+        b: split.b,
         scale: 1.0,
         dropout: 0.0,
     }))

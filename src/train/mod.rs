@@ -61,7 +61,7 @@ pub use mask::{
     entries_for_density, load_masks, save_masks, top_k_mask, Accumulation, GradAccumulator,
 };
 pub use memory::{CountingAlloc, PeakSource};
-pub use methods::{subspace_split, Method};
+pub use methods::{subspace_factors, subspace_split, Method, SubspaceSplit};
 pub use model::{loss, LossValue, Mlp, MlpConfig, Targets};
 pub use optim::{AdamConfig, AdamW, LrSchedule};
 pub use schedule::Schedule;

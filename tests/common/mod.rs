@@ -3,6 +3,8 @@
 
 use rosa::{Csr, Dense, Scalar};
 
+#[cfg(feature = "candle")]
+pub mod candle;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod kernels;
