@@ -52,6 +52,13 @@ impl BlockSize {
         self.0 as usize
     }
 
+    /// The block holding element `index`: `index / self`, as a shift (a division by a
+    /// run-time divisor costs tens of cycles, once per block in the kernels).
+    #[inline]
+    pub(crate) const fn block_of(self, index: usize) -> usize {
+        index >> self.0.trailing_zeros()
+    }
+
     /// The number of blocks `len` elements fill: `ceil(len / self)`.
     pub const fn blocks(self, len: usize) -> usize {
         len.div_ceil(self.get())

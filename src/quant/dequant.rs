@@ -86,45 +86,57 @@ impl Nf4Matrix {
     }
 
     /// Dequantizes elements `start..start + out.len()` (row-major) into `out`, a block at
-    /// a time.
+    /// a time: a partial first block, whole blocks (the hot loop: one scale, one table,
+    /// `block / 2` bytes), a partial last block.
     fn dequantize_span<T: Scalar>(&self, start: usize, out: &mut [T]) {
-        let b = self.block_size().get();
-        let (head, rest) = out.split_at_mut((b - start % b).min(out.len()));
-        self.dequantize_block(start, head);
-        let next = start + head.len();
-        for (k, chunk) in rest.chunks_mut(b).enumerate() {
-            self.dequantize_block(next + k * b, chunk);
+        let size = self.block_size();
+        let b = size.get();
+        let end = start + out.len();
+        let (head, rest) = out.split_at_mut((b.wrapping_sub(start) & (b - 1)).min(out.len()));
+        self.dequantize_part(start, head);
+        let at = start + head.len(); // on a block boundary, unless `out` ended first
+        let first = size.block_of(at);
+        let mut blocks = rest.chunks_exact_mut(b);
+        let codes = self.codes()[at / 2..].chunks_exact(b / 2);
+        for (k, (out, bytes)) in (&mut blocks).zip(codes).enumerate() {
+            decode_pairs(bytes, &self.table(first + k), out);
         }
+        let tail = blocks.into_remainder();
+        self.dequantize_part(end - tail.len(), tail);
     }
 
-    /// Dequantizes elements `start..start + out.len()`, all in one block.
-    #[inline]
-    fn dequantize_block<T: Scalar>(&self, start: usize, out: &mut [T]) {
+    /// Dequantizes elements `start..start + out.len()`, all in one block, starting
+    /// anywhere (mid-byte included).
+    fn dequantize_part<T: Scalar>(&self, start: usize, out: &mut [T]) {
         if out.is_empty() {
             return;
         }
+        let table = self.table(self.block_size().block_of(start));
+        let codes = self.codes();
+        let (head, body) = out.split_at_mut(start % 2);
+        if let [first] = head {
+            *first = table[(codes[start / 2] & 0x0f) as usize];
+        }
+        // `body` starts on a byte boundary.
+        decode_pairs(&codes[start.div_ceil(2)..], &table, body);
+    }
+
+    /// Block `block`'s 16 values, scaled and rounded to `T`.
+    #[inline(always)]
+    fn table<T: Scalar>(&self, block: usize) -> [T; 16] {
         // Every block has a scale: the matrix was checked when built.
-        let scale = self
-            .scales()
-            .get(start / self.block_size().get())
-            .unwrap_or(0.0);
-        let table: [T; 16] = std::array::from_fn(|k| T::from_f32(NF4[k] * scale));
-        decode(self.codes(), start, &table, out);
+        let scale = self.scales().get(block).unwrap_or(0.0);
+        std::array::from_fn(|k| T::from_f32(NF4[k] * scale))
     }
 }
 
-/// Writes `table[code]` for the codes of elements `start..start + out.len()`: the high
-/// nibble of `codes[i / 2]` for even `i`, the low one for odd `i`.
+/// Writes `table[code]` for `out.len()` codes read from `bytes`: element `2j` is the high
+/// nibble of `bytes[j]`, element `2j + 1` the low one (an odd last element takes a high
+/// nibble alone).
 #[inline]
-fn decode<T: Copy>(codes: &[u8], start: usize, table: &[T; 16], out: &mut [T]) {
-    let (head, body) = out.split_at_mut((start % 2).min(out.len()));
-    if let [first] = head {
-        *first = table[(codes[start / 2] & 0x0f) as usize];
-    }
-    // `body` starts on a byte: its element 2j is the high nibble of bytes[j].
-    let bytes = &codes[start.div_ceil(2)..];
-    let pairs = body.len() / 2;
-    let mut chunks = body.chunks_exact_mut(2);
+fn decode_pairs<T: Copy>(bytes: &[u8], table: &[T; 16], out: &mut [T]) {
+    let pairs = out.len() / 2;
+    let mut chunks = out.chunks_exact_mut(2);
     for (pair, &byte) in (&mut chunks).zip(bytes) {
         pair[0] = table[(byte >> 4) as usize];
         pair[1] = table[(byte & 0x0f) as usize];

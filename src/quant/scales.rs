@@ -206,7 +206,7 @@ impl DoubleQuant {
     #[inline]
     pub fn get(&self, block: usize) -> Option<f32> {
         let q = *self.codes.get(block)?;
-        let a = self.absmax[block / self.block_size.get()];
+        let a = self.absmax[self.block_size.block_of(block)];
         Some(DYNAMIC.values()[q as usize] * a + self.offset)
     }
 }
