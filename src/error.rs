@@ -110,6 +110,16 @@ pub enum Error {
     /// A buffer sized from input that the allocator refused (the process is not aborted).
     #[error("{what}: cannot allocate {bytes} bytes ({})", human_bytes(*bytes))]
     Alloc { what: String, bytes: u128 },
+    /// A NaN or an infinity where only finite numbers are allowed: an element of a
+    /// matrix handed to quantization ([`crate::quant::Nf4Matrix::quantize`]), whose
+    /// block scale it would poison.
+    #[error("{what}: element ({row}, {col}) is {value}; only finite values are accepted")]
+    NonFinite {
+        what: &'static str,
+        row: usize,
+        col: usize,
+        value: f32,
+    },
     /// A finite number in a file that the compute dtype cannot hold: beyond its finite
     /// range (it would round to ±inf), or an integer it would round to another value.
     #[error("{}: {at}: {value} {}", path.display(), unrepresentable(*dtype, *rounded))]

@@ -28,6 +28,7 @@ pub mod dtype;
 pub mod error;
 pub mod io;
 pub mod op;
+pub mod quant;
 pub mod random;
 pub mod train;
 pub mod tune;
