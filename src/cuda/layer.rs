@@ -203,6 +203,14 @@ impl DeviceRosaLinear {
         let w = match layer.weight() {
             Weight::F32(w) => DeviceWeight::F32(DeviceDense::from_host(dev, w.as_ref())?),
             Weight::Bf16(w) => DeviceWeight::Bf16(DeviceDense::from_host(dev, w.as_ref())?),
+            // No CUDA NF4 dequantization kernel yet (issue 18): refuse rather than widen W
+            // to f32 on the device, which would undo the memory saving.
+            Weight::Nf4(_) => {
+                return Err(Error::Unsupported(
+                    "an NF4 weight on the CUDA layer (DeviceRosaLinear); train it on the CPU"
+                        .into(),
+                ))
+            }
         };
         let bias = layer.bias().map(|b| column(dev, b)).transpose()?;
         let lora = layer

@@ -26,6 +26,7 @@ use super::methods::Method;
 use super::schedule::Schedule;
 use super::tasks::TaskKind;
 use super::trainer::TrainConfig;
+use crate::quant::Nf4Config;
 use crate::{Error, Result};
 
 /// Pretrain a small residual MLP on a built-in task, fine-tune it with FFT, LoRA, SpA,
@@ -116,6 +117,10 @@ pub struct TrainArgs {
     /// Keep frozen weights in bf16 (every method but FFT).
     #[arg(long)]
     pub bf16_weights: bool,
+    /// Store frozen weights in 4-bit NF4 (QLoRA blocks of 64, double-quantized scales):
+    /// lora becomes QLoRA, rosa QRoSA. Refused for fft and random_subspace.
+    #[arg(long, value_parser = ["nf4"])]
+    pub quant: Option<String>,
     /// Print the rows as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -186,6 +191,12 @@ impl TrainArgs {
             } else {
                 Scaling::Standard
             },
+            // These four were parsed but never passed on (no-op flags) before.
+            lora_alpha: self.lora_alpha,
+            lora_dropout: self.lora_dropout,
+            resplit_every: self.resplit_every,
+            bf16_weights: self.bf16_weights,
+            quant: self.quant.as_ref().map(|_| Nf4Config::qlora()),
             progress: !self.quiet,
             ..TrainConfig::default()
         };

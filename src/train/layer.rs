@@ -1,8 +1,10 @@
 //! [`RosaLinear`]: a frozen linear layer with a low-rank and a sparse adapter.
 
 use super::backend::{Backend, Trans};
+use crate::quant::{Nf4Config, Nf4Matrix};
 use crate::random::Rng;
-use crate::{bf16, Csr, CsrShape, Dense, Error, MatRef, Result, TransposePlan};
+use crate::{bf16, Csr, CsrShape, Dense, Error, MatMut, MatRef, Result, TransposePlan};
+use std::cell::RefCell;
 
 /// How the low-rank branch is scaled: `alpha / r`, or `alpha / sqrt(r)` ("rsLoRA"), which
 /// keeps the update's size steady as the rank grows.
@@ -77,14 +79,24 @@ impl Lora {
     }
 }
 
-/// The frozen weight's storage. bf16 halves its memory; it is widened to f32 for each
-/// product (the same dequantize-on-the-fly idea QRoSA uses with 4 bits).
+/// The frozen weight's storage. bf16 halves its memory and NF4 (QRoSA, QLoRA) cuts it to
+/// about 4.1-4.5 bits a weight; both are widened to f32 in a workspace for each product.
 #[derive(Debug, Clone)]
 pub enum Weight {
     /// Full precision.
     F32(Dense<f32>),
     /// bf16, widened per product.
     Bf16(Dense<bf16>),
+    /// 4-bit NormalFloat ([`Nf4Matrix`]), dequantized per product. Frozen: it cannot be
+    /// trained, merged into, or rewritten.
+    Nf4(Nf4Matrix),
+}
+
+thread_local! {
+    /// The f32 workspace a bf16 or NF4 W is widened into before its GEMM: one per thread,
+    /// shared by every layer in turn and grown to the largest W, so nothing is kept per
+    /// layer (the point of 4-bit storage).
+    static WORKSPACE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Weight {
@@ -92,28 +104,70 @@ impl Weight {
         match self {
             Weight::F32(w) => w.rows(),
             Weight::Bf16(w) => w.rows(),
+            Weight::Nf4(w) => w.rows(),
         }
     }
     fn cols(&self) -> usize {
         match self {
             Weight::F32(w) => w.cols(),
             Weight::Bf16(w) => w.cols(),
+            Weight::Nf4(w) => w.cols(),
         }
     }
-    /// The weight as f32, widened if it is stored in bf16.
+    /// The bytes W's storage holds: 4 per weight in f32, 2 in bf16, and for NF4 the codes
+    /// and scales ([`Nf4Matrix::stored_bytes`]).
+    pub fn stored_bytes(&self) -> usize {
+        match self {
+            Weight::F32(w) => 4 * w.as_slice().len(),
+            Weight::Bf16(w) => 2 * w.as_slice().len(),
+            Weight::Nf4(w) => w.stored_bytes(),
+        }
+    }
+    /// The weight as f32, widened or dequantized if it is stored in bf16 or NF4.
     pub fn to_f32(&self) -> Dense<f32> {
         match self {
             Weight::F32(w) => w.clone(),
             Weight::Bf16(w) => widen(w),
+            Weight::Nf4(_) => {
+                let mut out = Dense::zeros(self.rows(), self.cols());
+                // Cannot fail: the range is every row and `out` is rows x cols.
+                self.widen_into(out.as_mut()).ok();
+                out
+            }
         }
     }
-    fn with_f32<R>(&self, f: impl FnOnce(MatRef<'_, f32>) -> R) -> R {
+    /// Widens a bf16 or NF4 W into `out` (rows x cols); a no-op copy for f32.
+    fn widen_into(&self, mut out: MatMut<'_, f32>) -> Result<()> {
         match self {
-            Weight::F32(w) => f(w.as_ref()),
-            Weight::Bf16(w) => f(widen(w).as_ref()),
+            Weight::F32(w) => out.as_mut_slice().copy_from_slice(w.as_slice()),
+            Weight::Bf16(w) => {
+                for (o, v) in out.as_mut_slice().iter_mut().zip(w.as_slice()) {
+                    *o = v.to_f32();
+                }
+            }
+            Weight::Nf4(q) => q.dequantize_into(0..q.rows(), out)?,
         }
+        Ok(())
     }
-    /// Applies `f` to an f32 copy and stores it back (rounding once for bf16).
+    /// Runs `f` on W as f32: directly for f32, else through the shared [`WORKSPACE`], so
+    /// every storage takes the one GEMM path.
+    fn with_f32(&self, f: impl FnOnce(MatRef<'_, f32>) -> Result<()>) -> Result<()> {
+        if let Weight::F32(w) = self {
+            return f(w.as_ref());
+        }
+        let (rows, cols) = (self.rows(), self.cols());
+        WORKSPACE.with(|ws| {
+            let mut ws = ws.borrow_mut();
+            if ws.len() < rows * cols {
+                ws.resize(rows * cols, 0.0);
+            }
+            let buf = &mut ws[..rows * cols];
+            self.widen_into(MatMut::new(buf, rows, cols)?)?;
+            f(MatRef::new(buf, rows, cols)?)
+        })
+    }
+    /// Applies `f` to an f32 copy and stores it back (rounding once for bf16). A 4-bit W
+    /// is refused: rounding an update into NF4 would lose it.
     fn update(&mut self, f: impl FnOnce(&mut Dense<f32>) -> Result<()>) -> Result<()> {
         match self {
             Weight::F32(w) => f(w),
@@ -125,6 +179,9 @@ impl Weight {
                 }
                 Ok(())
             }
+            Weight::Nf4(_) => Err(Error::Unsupported(
+                "rewriting a 4-bit NF4 weight: it is frozen; export the adapters instead".into(),
+            )),
         }
     }
 }
@@ -327,9 +384,9 @@ impl RosaLinear {
 
     /// Full fine-tuning: W (and the bias) become trainable.
     pub fn set_train_weight(&mut self, on: bool) -> Result<()> {
-        if on && matches!(self.w, Weight::Bf16(_)) {
+        if on && !matches!(self.w, Weight::F32(_)) {
             return Err(Error::Unsupported(
-                "training a bf16-stored weight (full fine-tuning needs f32 storage)".into(),
+                "training a bf16- or NF4-stored weight (full fine-tuning needs f32 storage)".into(),
             ));
         }
         self.train_w = on;
@@ -352,6 +409,26 @@ impl RosaLinear {
         if let Weight::F32(w) = &self.w {
             let narrow = w.as_slice().iter().map(|&v| bf16::from_f32(v)).collect();
             self.w = Weight::Bf16(Dense::from_vec(w.rows(), w.cols(), narrow)?);
+        }
+        Ok(())
+    }
+
+    /// Stores the frozen W in 4-bit NF4 from now on (QLoRA / QRoSA): about 4.1-4.5 bits a
+    /// weight; products dequantize it into a workspace shared by all layers. From then on
+    /// the forward pass adds `S x` by SpMM and the backward pass `S^T dY` by SpMM^T, as
+    /// a 4-bit W cannot absorb S; [`RosaLinear::merge`] is refused.
+    ///
+    /// Errors: [`Error::Unsupported`] under full fine-tuning or on a merged layer; the
+    /// quantizer's errors ([`Nf4Matrix::quantize`], a non-finite weight say).
+    pub fn quantize_weight_nf4(&mut self, config: Nf4Config) -> Result<()> {
+        if self.train_w || self.merged {
+            return Err(Error::Unsupported(
+                "NF4 storage of a weight that is trained or has adapters merged into it".into(),
+            ));
+        }
+        if !matches!(self.w, Weight::Nf4(_)) {
+            let w = self.w.to_f32();
+            self.w = Weight::Nf4(Nf4Matrix::quantize(w.as_ref(), config)?);
         }
         Ok(())
     }
@@ -697,7 +774,14 @@ impl RosaLinear {
 
     /// Folds the adapters into W (`W += s B A + S`) for adapter-free inference; the
     /// forward pass then skips them until [`RosaLinear::unmerge`].
+    ///
+    /// Errors: [`Error::Unsupported`] for an NF4 W, which cannot hold the update.
     pub fn merge(&mut self, be: &dyn Backend) -> Result<()> {
+        if matches!(self.w, Weight::Nf4(_)) {
+            return Err(Error::Unsupported(
+                "merging adapters into a 4-bit NF4 weight: export the adapters instead".into(),
+            ));
+        }
         if !self.merged {
             self.fold(be, 1.0)?;
             self.merged = true;

@@ -14,6 +14,7 @@ use super::model::{loss, Mlp, MlpConfig, Targets};
 use super::optim::{AdamConfig, AdamW, LrSchedule};
 use super::schedule::Schedule;
 use super::tasks::{Source, Stream, Task, TaskKind};
+use crate::quant::Nf4Config;
 use crate::random::Rng;
 use crate::{Csr, CsrShape, Dense, Error, Result};
 
@@ -77,6 +78,9 @@ pub struct TrainConfig {
     pub resplit_every: usize,
     /// Frozen weights in bf16 for every method but FFT (which trains them in f32).
     pub bf16_weights: bool,
+    /// Frozen weights in 4-bit NF4 (QLoRA, QRoSA: rows are named `q` + the method) for
+    /// the adapter methods; FFT and random subspace, which rewrite W, are refused.
+    pub quant: Option<Nf4Config>,
     /// Progress lines on stderr.
     pub progress: bool,
 }
@@ -117,6 +121,7 @@ impl Default for TrainConfig {
             spa_num_grads: 8,
             resplit_every: 100,
             bf16_weights: false,
+            quant: None,
             progress: false,
         }
     }
@@ -207,6 +212,8 @@ pub struct Row {
     pub ms_per_step: f64,
     /// Peak memory in bytes; see [`Report::memory`].
     pub peak_bytes: usize,
+    /// Bytes the frozen weights W of all layers are stored in (f32, bf16 or NF4).
+    pub w_bytes: usize,
 }
 
 /// The result of [`run`].
@@ -226,7 +233,7 @@ impl Report {
     /// The table `rosa train` prints.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{:<15} {:<16} {:<10} {:>4} {:>8} {:>9} {:>10} {:>8} {:>9} {:>9}\n",
+            "{:<15} {:<16} {:<10} {:>4} {:>8} {:>9} {:>10} {:>8} {:>9} {:>9} {:>9}\n",
             "task",
             "method",
             "schedule",
@@ -236,7 +243,8 @@ impl Report {
             "eval_loss",
             "acc%",
             "ms/step",
-            "peak_MiB"
+            "peak_MiB",
+            "W_KiB"
         );
         for r in &self.rows {
             // The base model was not trained here: no step time or peak to show.
@@ -249,7 +257,7 @@ impl Report {
                 )
             };
             s += &format!(
-                "{:<15} {:<16} {:<10} {:>4} {:>8.3} {:>9} {:>10.5} {:>8.2} {:>9} {:>9}\n",
+                "{:<15} {:<16} {:<10} {:>4} {:>8.3} {:>9} {:>10.5} {:>8.2} {:>9} {:>9} {:>9.1}\n",
                 r.task,
                 r.method,
                 r.schedule,
@@ -259,7 +267,8 @@ impl Report {
                 r.eval_loss,
                 100.0 * r.accuracy,
                 ms,
-                peak
+                peak,
+                r.w_bytes as f64 / 1024.0
             );
         }
         s += "acc: held-out tokens whose largest output is the right class (regression: the target's largest)\n";
@@ -387,6 +396,19 @@ fn train(
             .layers_mut()
             .iter_mut()
             .try_for_each(RosaLinear::store_weight_bf16)?;
+    }
+    if let Some(q) = cfg.quant {
+        if matches!(plan.method, Method::Fft | Method::RandomSubspace) {
+            return Err(Error::Unsupported(format!(
+                "--quant nf4 with {}: it rewrites W, which a 4-bit W cannot take; \
+                 use lora, spa or rosa",
+                plan.method
+            )));
+        }
+        model
+            .layers_mut()
+            .iter_mut()
+            .try_for_each(|l| l.quantize_weight_nf4(q))?;
     }
     match plan.method {
         Method::Fft => model
@@ -559,6 +581,11 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
             accuracy: base_acc,
             ms_per_step: 0.0,
             peak_bytes: 0,
+            w_bytes: base
+                .layers()
+                .iter()
+                .map(|l| l.weight().stored_bytes())
+                .sum(),
         });
         let shapes = base.shapes();
         for &method in &cfg.methods {
@@ -603,7 +630,11 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
             }
             rows.push(Row {
                 task: name.clone(),
-                method: method.to_string(),
+                method: if cfg.quant.is_some() {
+                    format!("q{method}")
+                } else {
+                    method.to_string()
+                },
                 schedule: plan.schedule.map_or("-".into(), |s| s.to_string()),
                 rank,
                 density: sparse_density(&model),
@@ -612,6 +643,11 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
                 accuracy,
                 ms_per_step: 1e3 * trained.secs_per_step,
                 peak_bytes: peak,
+                w_bytes: model
+                    .layers()
+                    .iter()
+                    .map(|l| l.weight().stored_bytes())
+                    .sum(),
             });
         }
     }
