@@ -31,6 +31,12 @@ pub enum Method {
 }
 
 impl Method {
+    /// Whether the method writes W (FFT trains it, random subspace re-splits it), so a
+    /// frozen 4-bit W cannot serve it.
+    pub fn rewrites_w(self) -> bool {
+        matches!(self, Method::Fft | Method::RandomSubspace)
+    }
+
     /// Every method, in the report's order.
     pub const ALL: [Method; 5] = [
         Method::Fft,

@@ -397,14 +397,9 @@ fn train(
             .iter_mut()
             .try_for_each(RosaLinear::store_weight_bf16)?;
     }
-    if let Some(q) = cfg.quant {
-        if matches!(plan.method, Method::Fft | Method::RandomSubspace) {
-            return Err(Error::Unsupported(format!(
-                "--quant nf4 with {}: it rewrites W, which a 4-bit W cannot take; \
-                 use lora, spa or rosa",
-                plan.method
-            )));
-        }
+    // Pretraining (an FFT plan) keeps f32; the refusal for FFT and random subspace as
+    // fine-tuning methods is in `run`.
+    if let Some(q) = cfg.quant.filter(|_| !plan.method.rewrites_w()) {
         model
             .layers_mut()
             .iter_mut()
@@ -589,6 +584,12 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
         });
         let shapes = base.shapes();
         for &method in &cfg.methods {
+            if cfg.quant.is_some() && method.rewrites_w() {
+                return Err(Error::Unsupported(format!(
+                    "--quant nf4 with {method}: it rewrites W, which a 4-bit W cannot take; \
+                     use lora, spa or rosa"
+                )));
+            }
             let (rank, density) = cfg.rank_density(method, &shapes)?;
             let plan = Plan {
                 method,
