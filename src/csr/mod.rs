@@ -10,8 +10,6 @@ mod transpose;
 mod validate;
 
 pub(crate) use build::Entry;
-#[cfg(feature = "cuda")]
-pub(crate) use stats::row_swizzle;
 pub(crate) use validate::check_index;
 
 pub use stats::RowStats;

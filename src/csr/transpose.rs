@@ -101,6 +101,20 @@ impl TransposePlan {
         &self.perm
     }
 
+    /// The rows of `A^T` ordered longest first (ties by index): the load-balancing order
+    /// the GPU kernels walk the transposed product in, as [`super::CsrShape::row_swizzle`]
+    /// is for `A`.
+    ///
+    /// ```
+    /// use rosa::{Csr, CsrShape};
+    /// // A^T has rows of lengths 1, 0, 2.
+    /// let a = Csr::from_triplets(2, 3, &[(0, 2, 1.0f32), (1, 0, 2.0), (1, 2, 3.0)]).unwrap();
+    /// assert_eq!(a.transpose_plan().row_swizzle(), [2, 0, 1]);
+    /// ```
+    pub fn row_swizzle(&self) -> Vec<i32> {
+        super::stats::row_swizzle(self.row_ptr())
+    }
+
     /// Errors unless this plan was built from a matrix with structure `id`.
     pub fn check(&self, id: StructureId) -> Result<()> {
         if self.source == id {

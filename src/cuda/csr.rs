@@ -4,10 +4,9 @@ use cudarc::driver::CudaSlice;
 
 use super::mem;
 use super::result::{driver, Structure};
-use super::{CudaScalar, Device};
-use crate::csr::row_swizzle;
+use super::{CudaScalar, Device, DeviceMask};
 use crate::tune::ProblemKey;
-use crate::{Csr, CsrRef, CsrShape, Error, Op, Result, StructureId};
+use crate::{Csr, CsrRef, Error, Op, Result, StructureId};
 
 /// A validated CSR matrix on a GPU, with everything the three kernels walk uploaded once:
 /// `row_ptr`, `col_idx`, values, the longest-first row swizzle, and the transpose plan
@@ -30,52 +29,25 @@ use crate::{Csr, CsrRef, CsrShape, Error, Op, Result, StructureId};
 /// ```
 #[derive(Debug)]
 pub struct DeviceCsr<T> {
-    id: StructureId,
-    rows: usize,
-    cols: usize,
-    nnz: usize,
-    /// Coefficient of variation of the row lengths: part of the tuning key, computed once
-    /// here so that a launch need not read the structure back.
-    row_cv: f64,
-    row_ptr: CudaSlice<i32>,
-    col_idx: CudaSlice<i32>,
-    swizzle: CudaSlice<i32>,
-    t_row_ptr: CudaSlice<i32>,
-    t_col_idx: CudaSlice<i32>,
-    t_perm: CudaSlice<i32>,
-    t_swizzle: CudaSlice<i32>,
+    mask: DeviceMask,
     pub(crate) values: CudaSlice<T>,
 }
 
 impl<T: CudaScalar> DeviceCsr<T> {
     /// Uploads `a` with its swizzle and transpose plan (built here, O(nnz), once).
     pub fn from_host(dev: &Device, a: CsrRef<'_, T>) -> Result<Self> {
-        let s = dev.stream();
-        let up = |v: &[i32]| mem::upload(s, v);
-        let plan = a.transpose_plan();
         Ok(DeviceCsr {
-            id: a.structure_id(),
-            rows: a.rows(),
-            cols: a.cols(),
-            nnz: a.nnz(),
-            row_cv: a.row_stats().cv,
-            row_ptr: up(a.row_ptr())?,
-            col_idx: up(a.col_idx())?,
-            swizzle: up(&a.row_swizzle())?,
-            t_row_ptr: up(plan.row_ptr())?,
-            t_col_idx: up(plan.col_idx())?,
-            t_perm: up(plan.perm())?,
-            t_swizzle: up(&row_swizzle(plan.row_ptr()))?,
-            values: mem::upload(s, a.values())?,
+            mask: DeviceMask::from_host(dev, &a)?,
+            values: mem::upload(dev.stream(), a.values())?,
         })
     }
 
     /// Replaces the values (same structure), e.g. after an optimizer step on the host.
     pub fn set_values(&mut self, values: &[T]) -> Result<()> {
-        if values.len() != self.nnz {
+        if values.len() != self.nnz() {
             return Err(Error::ValuesLength {
                 got: values.len(),
-                nnz: self.nnz,
+                nnz: self.nnz(),
             });
         }
         if values.is_empty() {
@@ -88,38 +60,45 @@ impl<T: CudaScalar> DeviceCsr<T> {
 
     /// Copies the values back; waits for the work queued before it.
     pub fn values_to_host(&self) -> Result<Vec<T>> {
-        mem::download(&self.values, self.nnz)
+        mem::download(&self.values, self.nnz())
     }
 
     /// The whole matrix back on the host.
     pub fn to_host(&self) -> Result<Csr<T>> {
+        let (row_ptr, col_idx) = self.mask.download()?;
         Csr::from_parts(
-            self.rows,
-            self.cols,
-            mem::download(&self.row_ptr, self.rows + 1)?,
-            mem::download(&self.col_idx, self.nnz)?,
+            self.rows(),
+            self.cols(),
+            row_ptr,
+            col_idx,
             self.values_to_host()?,
         )
     }
 
     /// Rows.
     pub fn rows(&self) -> usize {
-        self.rows
+        self.mask.rows()
     }
 
     /// Columns.
     pub fn cols(&self) -> usize {
-        self.cols
+        self.mask.cols()
     }
 
     /// Stored entries.
     pub fn nnz(&self) -> usize {
-        self.nnz
+        self.mask.nnz()
     }
 
     /// The structure fingerprint of the host matrix this was built from.
     pub fn structure_id(&self) -> StructureId {
-        self.id
+        self.mask.structure_id()
+    }
+
+    /// The structure alone, for launches over other values of the same mask (see
+    /// [`super::SparseView`]).
+    pub fn mask(&self) -> &DeviceMask {
+        &self.mask
     }
 
     /// The values buffer, for interop: `nnz` elements, or one unused padding element when
@@ -141,63 +120,25 @@ impl<T: CudaScalar> DeviceCsr<T> {
     /// # Ok::<(), rosa::Error>(())
     /// ```
     pub fn problem_key(&self, op: Op, n: usize) -> ProblemKey {
-        let cells = self.rows as f64 * self.cols as f64;
-        let density = if cells > 0.0 {
-            self.nnz as f64 / cells
-        } else {
-            0.0
-        };
-        ProblemKey::new(op, T::DTYPE, self.rows, self.cols, n, density, self.row_cv)
-    }
-
-    pub(crate) fn stream_of(&self) -> &cudarc::driver::CudaStream {
-        self.values.stream()
+        self.mask.problem_key(op, T::DTYPE, n)
     }
 
     /// The structure of `A` as the kernels walk it.
     pub(crate) fn structure(&self) -> Structure<'_> {
-        Structure {
-            rows: self.rows,
-            cols: self.cols,
-            nnz: self.nnz,
-            row_ptr: &self.row_ptr,
-            col_idx: &self.col_idx,
-            swizzle: &self.swizzle,
-            perm: None,
-        }
+        self.mask.structure()
     }
 
-    /// The structure of `A^T` (from the plan), with the gather into `A`'s values.
-    pub(crate) fn transposed(&self) -> Structure<'_> {
-        Structure {
-            rows: self.cols,
-            cols: self.rows,
-            nnz: self.nnz,
-            row_ptr: &self.t_row_ptr,
-            col_idx: &self.t_col_idx,
-            swizzle: &self.t_swizzle,
-            perm: Some(&self.t_perm),
-        }
+    pub(crate) fn stream_of(&self) -> &cudarc::driver::CudaStream {
+        self.mask.stream_of()
+    }
+
+    pub(crate) fn shape(&self) -> String {
+        self.mask.shape()
     }
 
     /// The mask structure and the values as separate borrows, for SDDMM writing into
     /// `values` while the kernel reads the structure.
-    pub(crate) fn split_mut(&mut self) -> (Structure<'_>, &mut CudaSlice<T>) {
-        (
-            Structure {
-                rows: self.rows,
-                cols: self.cols,
-                nnz: self.nnz,
-                row_ptr: &self.row_ptr,
-                col_idx: &self.col_idx,
-                swizzle: &self.swizzle,
-                perm: None,
-            },
-            &mut self.values,
-        )
-    }
-
-    pub(crate) fn shape(&self) -> String {
-        crate::error::shape(self.rows, self.cols)
+    pub(crate) fn split_mut(&mut self) -> (&DeviceMask, &mut CudaSlice<T>) {
+        (&self.mask, &mut self.values)
     }
 }

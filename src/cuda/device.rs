@@ -95,6 +95,21 @@ pub fn device_count() -> Result<usize> {
     }
 }
 
+fn check_capability(ctx: &CudaContext) -> Result<()> {
+    let cap = ctx
+        .compute_capability()
+        .map_err(driver("cuDeviceGetAttribute"))?;
+    if cap < MIN_CAPABILITY {
+        return Err(Error::NoDevice(format!(
+            "device {} is sm_{}{}; the kernels are built for sm_80 and newer",
+            ctx.ordinal(),
+            cap.0,
+            cap.1
+        )));
+    }
+    Ok(())
+}
+
 impl Device {
     /// Opens GPU `ordinal` and creates a stream on it.
     ///
@@ -114,16 +129,35 @@ impl Device {
             )));
         }
         let ctx = CudaContext::new(ordinal).map_err(driver("cuDevicePrimaryCtxRetain"))?;
-        let cap = ctx
-            .compute_capability()
-            .map_err(driver("cuDeviceGetAttribute"))?;
-        if cap < MIN_CAPABILITY {
-            return Err(Error::NoDevice(format!(
-                "device {ordinal} is sm_{}{}; the kernels are built for sm_80 and newer",
-                cap.0, cap.1
-            )));
-        }
-        let stream = ctx.new_stream().map_err(driver("cuStreamCreate"))?;
+        // Checked before the stream is made: an old GPU gets no stream of ours.
+        check_capability(&ctx)?;
+        Self::from_stream(ctx.new_stream().map_err(driver("cuStreamCreate"))?)
+    }
+
+    /// A device that launches on the caller's cudarc `stream` (and its context): rosa's
+    /// work is then ordered with the caller's on that one stream, and no second context or
+    /// stream is created. Buffers the caller made on other streams of the same context
+    /// can be passed to the launchers too (cudarc orders them by its events).
+    ///
+    /// A stack that holds a raw `CUcontext` / `CUstream` instead can wrap them with
+    /// cudarc's `CudaContext::from_raw_context` and `CudaContext::wrap_borrowed_stream`,
+    /// or use [`super::raw`].
+    ///
+    /// # Errors
+    /// [`Error::NoDevice`] when the context's GPU is older than sm_80, [`Error::Cuda`]
+    /// when the driver cannot be asked.
+    ///
+    /// ```no_run
+    /// use rosa::cuda::Device;
+    /// let ctx = cudarc::driver::CudaContext::new(0).unwrap(); // the caller's
+    /// let stream = ctx.new_stream().unwrap();
+    /// let dev = Device::from_stream(stream.clone())?;
+    /// assert!(std::sync::Arc::ptr_eq(dev.stream(), &stream));
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn from_stream(stream: Arc<CudaStream>) -> Result<Self> {
+        let ctx = stream.context().clone();
+        check_capability(&ctx)?;
         Ok(Device {
             ctx,
             stream,

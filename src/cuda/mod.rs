@@ -48,8 +48,10 @@ mod dense;
 mod device;
 mod elementwise;
 mod layer;
+mod mask;
 mod mem;
 mod optim;
+pub mod raw;
 #[cfg(test)]
 mod raw_tests;
 mod result;
@@ -57,6 +59,7 @@ mod sddmm;
 mod sparse;
 mod spmm;
 mod sys;
+mod view;
 
 pub use crate::Op;
 pub use backend::CudaBackend;
@@ -68,10 +71,15 @@ pub use dense::DeviceDense;
 pub use device::{device_count, Device, DeviceInfo};
 pub use elementwise::{axpby, bias_add, cast, csr_add, row_sum, sum_squares};
 pub use layer::{DeviceParam, DeviceRosaLinear};
+pub use mask::DeviceMask;
 pub use optim::DeviceAdamW;
 pub use sddmm::{sddmm, sddmm_with};
 pub use sparse::{Sparse, SparseSddmm, SparseSpmm, SpmmAlg};
 pub use spmm::{spmm, spmm_t, spmm_t_with, spmm_with};
+pub use view::{
+    DenseOperand, DenseOperandMut, DenseView, DenseViewMut, SparseOperand, SparseOperandMut,
+    SparseView, SparseViewMut,
+};
 
 /// An element type the CUDA kernels take: [`f32`], [`f16`](crate::f16) or
 /// [`bf16`](crate::bf16), the [`Scalar`](crate::Scalar)s that cudarc can also copy.

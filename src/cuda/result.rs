@@ -10,7 +10,9 @@
 use std::ffi::{c_void, CStr};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
+use cudarc::driver::{
+    CudaContext, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DriverError,
+};
 
 use super::sys;
 use crate::{DType, Error, Result};
@@ -156,32 +158,111 @@ impl Structure<'_> {
 }
 
 /// Launch arguments of SpMM / transposed SpMM, `c = alpha * s * b + beta * c`, with `s` the
-/// walked structure (rows x cols), `b` (cols x n), `c` (rows x n), all row-major, packed.
+/// walked structure (rows x cols), `b` (cols x n, row stride `ldb`), `c` (rows x n, row
+/// stride `ldc`), row-major.
 pub(crate) struct Spmm<'a, T> {
     pub s: Structure<'a>,
-    pub values: &'a CudaSlice<T>,
-    pub b: &'a CudaSlice<T>,
-    pub c: &'a mut CudaSlice<T>,
+    pub values: CudaView<'a, T>,
+    pub b: CudaView<'a, T>,
+    pub ldb: usize,
+    pub c: CudaViewMut<'a, T>,
+    pub ldc: usize,
     pub n: usize,
     pub alpha: f32,
     pub beta: f32,
+}
+
+/// Elements a row-major `rows x n` operand of row stride `ld` spans.
+fn span(rows: usize, n: usize, ld: usize) -> usize {
+    if rows == 0 || n == 0 {
+        0
+    } else {
+        (rows - 1).saturating_mul(ld).saturating_add(n)
+    }
+}
+
+fn check_ld(what: &'static str, ld: usize, n: usize) -> Result<()> {
+    if ld >= n {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{what}: leading dimension {ld} is below its {n} columns"
+        )))
+    }
+}
+
+/// The C parameters of an SpMM over `s` with every shape, stride and length checked; the
+/// pointers are filled in by the caller.
+pub(crate) fn spmm_params(
+    dtype: DType,
+    s: &RawStructure,
+    n: usize,
+    ldb: usize,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) -> Result<sys::rosa_spmm_params> {
+    check_ld("b", ldb, n)?;
+    check_ld("c", ldc, n)?;
+    Ok(sys::rosa_spmm_params {
+        dtype: dtype_code(dtype),
+        rows: i32_of("rows", s.rows)?,
+        n: i32_of("n", n)?,
+        b_rows: i32_of("cols", s.cols)?,
+        row_ptr: std::ptr::null(),
+        col_idx: std::ptr::null(),
+        perm: std::ptr::null(),
+        row_swizzle: std::ptr::null(),
+        values: std::ptr::null(),
+        b: std::ptr::null(),
+        c: std::ptr::null_mut(),
+        ldb: i64_of(ldb),
+        ldc: i64_of(ldc),
+        alpha,
+        beta,
+    })
+}
+
+/// The shape of a walked structure, for the checks shared by the cudarc and raw paths.
+pub(crate) struct RawStructure {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Runs `rosa_spmm` (`transposed == false`) or `rosa_spmm_t` with filled-in parameters.
+///
+/// # Safety
+/// Every pointer in `params` is valid device memory of the context current on this thread
+/// (and of `stream`'s), holding what `rosa_kernels.h` says the kernel indexes, with valid
+/// index contents; `stream` is a live stream of that context or null.
+pub(crate) unsafe fn launch_spmm(
+    params: &sys::rosa_spmm_params,
+    transposed: bool,
+    config: usize,
+    stream: *mut c_void,
+) -> Result<()> {
+    let config = i32_of("config", config)?;
+    if transposed {
+        check("rosa_spmm_t", sys::rosa_spmm_t(params, config, stream))
+    } else {
+        check("rosa_spmm", sys::rosa_spmm(params, config, stream))
+    }
 }
 
 /// Launches `rosa_spmm` (no perm) or `rosa_spmm_t` (perm) on `stream`.
 pub(crate) fn spmm<T: crate::Scalar>(
     stream: &CudaStream,
     config: usize,
-    a: Spmm<'_, T>,
+    mut a: Spmm<'_, T>,
 ) -> Result<()> {
     a.s.check(a.values.len())?;
-    need("b", a.b.len(), a.s.cols * a.n)?;
-    need("c", a.c.len(), a.s.rows * a.n)?;
-    let (rows, b_rows, n) = (
-        i32_of("rows", a.s.rows)?,
-        i32_of("cols", a.s.cols)?,
-        i32_of("n", a.n)?,
-    );
-    let config = i32_of("config", config)?;
+    let shape = RawStructure {
+        rows: a.s.rows,
+        cols: a.s.cols,
+    };
+    let mut params = spmm_params(T::DTYPE, &shape, a.n, a.ldb, a.ldc, a.alpha, a.beta)?;
+    need("b", a.b.len(), span(a.s.cols, a.n, a.ldb))?;
+    need("c", a.c.len(), span(a.s.rows, a.n, a.ldc))?;
     let (row_ptr, _g1) = a.s.row_ptr.device_ptr(stream);
     let (col_idx, _g2) = a.s.col_idx.device_ptr(stream);
     let (swizzle, _g3) = a.s.swizzle.device_ptr(stream);
@@ -189,65 +270,85 @@ pub(crate) fn spmm<T: crate::Scalar>(
     let (values, _g5) = a.values.device_ptr(stream);
     let (b, _g6) = a.b.device_ptr(stream);
     let (c, _g7) = a.c.device_ptr_mut(stream);
-    let params = sys::rosa_spmm_params {
-        dtype: dtype_code(T::DTYPE),
-        rows,
-        n,
-        b_rows,
-        row_ptr: row_ptr as usize as *const i32,
-        col_idx: col_idx as usize as *const i32,
-        perm: perm
-            .as_ref()
-            .map_or(std::ptr::null(), |(p, _)| *p as usize as *const i32),
-        row_swizzle: swizzle as usize as *const i32,
-        values: values as usize as *const c_void,
-        b: b as usize as *const c_void,
-        c: c as usize as *mut c_void,
-        ldb: i64_of(a.n),
-        ldc: i64_of(a.n),
-        alpha: a.alpha,
-        beta: a.beta,
-    };
+    params.row_ptr = ptr(row_ptr);
+    params.col_idx = ptr(col_idx);
+    params.perm = perm.as_ref().map_or(std::ptr::null(), |(p, _)| ptr(*p));
+    params.row_swizzle = ptr(swizzle);
+    params.values = ptr(values);
+    params.b = ptr(b);
+    params.c = ptr_mut(c);
     let s = runtime_stream(stream)?;
     // SAFETY: every pointer comes from a live device buffer of the stream's context whose
     // length was checked above against what the kernel indexes (rows + 1 offsets, nnz
-    // columns/values/perm entries, rows swizzle entries, cols * n of B, rows * n of C); the
-    // index contents are valid by construction of DeviceCsr. `params` outlives the call,
-    // which copies it into the launch. The guards (_g*) keep cudarc's stream ordering.
-    let code = unsafe {
-        if a.s.perm.is_some() {
-            sys::rosa_spmm_t(&params, config, s)
-        } else {
-            sys::rosa_spmm(&params, config, s)
-        }
-    };
-    check(
-        if a.s.perm.is_some() {
-            "rosa_spmm_t"
-        } else {
-            "rosa_spmm"
-        },
-        code,
-    )
+    // columns/values/perm entries, rows swizzle entries, the spans of B and C at their
+    // strides); the index contents are valid by construction of DeviceMask. `params`
+    // outlives the call, which copies it into the launch. The guards (_g*) keep cudarc's
+    // stream ordering.
+    unsafe { launch_spmm(&params, a.s.perm.is_some(), config, s) }
 }
 
 /// Launch arguments of SDDMM: `out = alpha * (l r^T) at the structure + beta * out`, with
-/// `l` (rows x k) and `r` (cols x k) row-major, packed.
+/// `l` (rows x k, row stride `ldl`) and `r` (cols x k, row stride `ldr`) row-major.
 pub(crate) struct Sddmm<'a, T> {
     pub s: Structure<'a>,
-    pub l: &'a CudaSlice<T>,
-    pub r: &'a CudaSlice<T>,
-    pub out: &'a mut CudaSlice<T>,
+    pub l: CudaView<'a, T>,
+    pub ldl: usize,
+    pub r: CudaView<'a, T>,
+    pub ldr: usize,
+    pub out: CudaViewMut<'a, T>,
     pub k: usize,
     pub alpha: f32,
     pub beta: f32,
+}
+
+/// The C parameters of an SDDMM over `s`, checked as [`spmm_params`].
+pub(crate) fn sddmm_params(
+    dtype: DType,
+    s: &RawStructure,
+    k: usize,
+    ldl: usize,
+    ldr: usize,
+    alpha: f32,
+    beta: f32,
+) -> Result<sys::rosa_sddmm_params> {
+    check_ld("l", ldl, k)?;
+    check_ld("r", ldr, k)?;
+    Ok(sys::rosa_sddmm_params {
+        dtype: dtype_code(dtype),
+        rows: i32_of("rows", s.rows)?,
+        cols: i32_of("cols", s.cols)?,
+        k: i32_of("k", k)?,
+        row_ptr: std::ptr::null(),
+        col_idx: std::ptr::null(),
+        row_swizzle: std::ptr::null(),
+        l: std::ptr::null(),
+        r: std::ptr::null(),
+        out: std::ptr::null_mut(),
+        ldl: i64_of(ldl),
+        ldr: i64_of(ldr),
+        alpha,
+        beta,
+    })
+}
+
+/// Runs `rosa_sddmm` with filled-in parameters.
+///
+/// # Safety
+/// As [`launch_spmm`].
+pub(crate) unsafe fn launch_sddmm(
+    params: &sys::rosa_sddmm_params,
+    config: usize,
+    stream: *mut c_void,
+) -> Result<()> {
+    let config = i32_of("config", config)?;
+    check("rosa_sddmm", sys::rosa_sddmm(params, config, stream))
 }
 
 /// Launches `rosa_sddmm` on `stream`.
 pub(crate) fn sddmm<T: crate::Scalar>(
     stream: &CudaStream,
     config: usize,
-    a: Sddmm<'_, T>,
+    mut a: Sddmm<'_, T>,
 ) -> Result<()> {
     if a.s.perm.is_some() {
         return Err(Error::InvalidArgument(
@@ -255,41 +356,31 @@ pub(crate) fn sddmm<T: crate::Scalar>(
         ));
     }
     a.s.check(a.out.len())?;
-    need("l", a.l.len(), a.s.rows * a.k)?;
-    need("r", a.r.len(), a.s.cols * a.k)?;
-    let (rows, cols, k) = (
-        i32_of("rows", a.s.rows)?,
-        i32_of("cols", a.s.cols)?,
-        i32_of("k", a.k)?,
-    );
-    let config = i32_of("config", config)?;
+    let shape = RawStructure {
+        rows: a.s.rows,
+        cols: a.s.cols,
+    };
+    let mut params = sddmm_params(T::DTYPE, &shape, a.k, a.ldl, a.ldr, a.alpha, a.beta)?;
+    need("l", a.l.len(), span(a.s.rows, a.k, a.ldl))?;
+    need("r", a.r.len(), span(a.s.cols, a.k, a.ldr))?;
     let (row_ptr, _g1) = a.s.row_ptr.device_ptr(stream);
     let (col_idx, _g2) = a.s.col_idx.device_ptr(stream);
     let (swizzle, _g3) = a.s.swizzle.device_ptr(stream);
     let (l, _g4) = a.l.device_ptr(stream);
     let (r, _g5) = a.r.device_ptr(stream);
     let (out, _g6) = a.out.device_ptr_mut(stream);
-    let params = sys::rosa_sddmm_params {
-        dtype: dtype_code(T::DTYPE),
-        rows,
-        cols,
-        k,
-        row_ptr: row_ptr as usize as *const i32,
-        col_idx: col_idx as usize as *const i32,
-        row_swizzle: swizzle as usize as *const i32,
-        l: l as usize as *const c_void,
-        r: r as usize as *const c_void,
-        out: out as usize as *mut c_void,
-        ldl: i64_of(a.k),
-        ldr: i64_of(a.k),
-        alpha: a.alpha,
-        beta: a.beta,
-    };
+    params.row_ptr = ptr(row_ptr);
+    params.col_idx = ptr(col_idx);
+    params.row_swizzle = ptr(swizzle);
+    params.l = ptr(l);
+    params.r = ptr(r);
+    params.out = ptr_mut(out);
     let s = runtime_stream(stream)?;
     // SAFETY: as in `spmm`: lengths checked above (rows + 1 offsets, nnz columns and
-    // outputs, rows * k of L, cols * k of R), index contents valid by construction,
-    // `params` outlives the call, guards keep stream ordering.
-    check("rosa_sddmm", unsafe { sys::rosa_sddmm(&params, config, s) })
+    // outputs, rows swizzle entries, the spans of L and R at their strides), index
+    // contents valid by construction, `params` outlives the call, guards keep stream
+    // ordering.
+    unsafe { launch_sddmm(&params, config, s) }
 }
 
 /// Whether the cuBLAS library can be loaded: cudarc panics on first use when it cannot.

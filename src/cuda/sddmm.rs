@@ -2,7 +2,7 @@
 
 use super::config::KernelConfig;
 use super::result::{self, Sddmm};
-use super::{CudaScalar, Device, DeviceCsr, DeviceDense};
+use super::{CudaScalar, DenseOperand, Device, SparseOperandMut};
 use crate::cpu::check_scalars;
 use crate::Op;
 use crate::{Error, Result};
@@ -26,12 +26,17 @@ use crate::{Error, Result};
 pub fn sddmm<T: CudaScalar>(
     dev: &Device,
     alpha: f32,
-    l: &DeviceDense<T>,
-    r: &DeviceDense<T>,
+    l: &impl DenseOperand<T>,
+    r: &impl DenseOperand<T>,
     beta: f32,
-    out: &mut DeviceCsr<T>,
+    out: &mut impl SparseOperandMut<T>,
 ) -> Result<()> {
-    let (config, _) = dev.choose_config(out.problem_key(Op::Sddmm, l.cols()), l.cols());
+    let k = l.dense_view().cols();
+    let key = out
+        .sparse_view_mut()
+        .mask
+        .problem_key(Op::Sddmm, T::DTYPE, k);
+    let (config, _) = dev.choose_config(key, k);
     sddmm_with(dev, &config, alpha, l, r, beta, out)
 }
 
@@ -53,10 +58,10 @@ pub fn sddmm_with<T: CudaScalar>(
     dev: &Device,
     config: &KernelConfig,
     alpha: f32,
-    l: &DeviceDense<T>,
-    r: &DeviceDense<T>,
+    l: &impl DenseOperand<T>,
+    r: &impl DenseOperand<T>,
     beta: f32,
-    out: &mut DeviceCsr<T>,
+    out: &mut impl SparseOperandMut<T>,
 ) -> Result<()> {
     if config.op != Op::Sddmm {
         return Err(Error::InvalidArgument(format!(
@@ -64,30 +69,34 @@ pub fn sddmm_with<T: CudaScalar>(
         )));
     }
     check_scalars("sddmm", alpha, beta)?;
-    if l.rows() != out.rows() || r.rows() != out.cols() || l.cols() != r.cols() {
+    let (l, r, out) = (l.dense_view(), r.dense_view(), out.sparse_view_mut());
+    let mask = out.mask;
+    if l.rows() != mask.rows() || r.rows() != mask.cols() || l.cols() != r.cols() {
         return Err(Error::ShapeMismatch {
             op: "sddmm",
             detail: format!(
                 "L {} x R^T of R {} sampled at a {} mask",
                 l.shape(),
                 r.shape(),
-                out.shape()
+                mask.shape()
             ),
         });
     }
-    dev.check_same(l.data.stream(), "L")?;
-    dev.check_same(r.data.stream(), "R")?;
-    dev.check_same(out.stream_of(), "out")?;
-    let k = l.cols();
-    let (s, values) = out.split_mut();
+    dev.check_same(l.stream(), "L")?;
+    dev.check_same(r.stream(), "R")?;
+    dev.check_same(mask.stream_of(), "out")?;
+    dev.check_same(out.stream(), "out's values")?;
+    let (k, ldl, ldr) = (l.cols(), l.ld(), r.ld());
     result::sddmm(
         dev.stream(),
         config.index,
         Sddmm {
-            s,
-            l: &l.data,
-            r: &r.data,
-            out: values,
+            s: mask.structure(),
+            l: l.data,
+            ldl,
+            r: r.data,
+            ldr,
+            out: out.values,
             k,
             alpha,
             beta,

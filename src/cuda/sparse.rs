@@ -236,9 +236,9 @@ impl Sparse {
         self.dev.check_same(r.data.stream(), "R")?;
         self.dev.check_same(out.stream_of(), "out")?;
         let k = l.cols();
-        let (s, values) = out.split_mut();
+        let (mask, values) = out.split_mut();
         let args = SddmmArgs {
-            s,
+            s: mask.structure(),
             out: values,
             l: &l.data,
             r: &r.data,

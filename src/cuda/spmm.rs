@@ -3,7 +3,7 @@
 
 use super::config::KernelConfig;
 use super::result::{self, Spmm};
-use super::{CudaScalar, Device, DeviceCsr, DeviceDense};
+use super::{CudaScalar, DenseOperand, DenseOperandMut, Device, SparseOperand};
 use crate::cpu::check_scalars;
 use crate::Op;
 use crate::{Error, Result};
@@ -37,12 +37,12 @@ fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
 pub fn spmm<T: CudaScalar>(
     dev: &Device,
     alpha: f32,
-    a: &DeviceCsr<T>,
-    b: &DeviceDense<T>,
+    a: &impl SparseOperand<T>,
+    b: &impl DenseOperand<T>,
     beta: f32,
-    c: &mut DeviceDense<T>,
+    c: &mut impl DenseOperandMut<T>,
 ) -> Result<()> {
-    let (config, _) = dev.choose_config(a.problem_key(Op::Spmm, b.cols()), b.cols());
+    let (config, _) = choose(dev, Op::Spmm, a, b);
     spmm_with(dev, &config, alpha, a, b, beta, c)
 }
 
@@ -63,10 +63,10 @@ pub fn spmm_with<T: CudaScalar>(
     dev: &Device,
     config: &KernelConfig,
     alpha: f32,
-    a: &DeviceCsr<T>,
-    b: &DeviceDense<T>,
+    a: &impl SparseOperand<T>,
+    b: &impl DenseOperand<T>,
     beta: f32,
-    c: &mut DeviceDense<T>,
+    c: &mut impl DenseOperandMut<T>,
 ) -> Result<()> {
     launch(dev, config, alpha, a, false, b, beta, c)
 }
@@ -87,12 +87,12 @@ pub fn spmm_with<T: CudaScalar>(
 pub fn spmm_t<T: CudaScalar>(
     dev: &Device,
     alpha: f32,
-    a: &DeviceCsr<T>,
-    b: &DeviceDense<T>,
+    a: &impl SparseOperand<T>,
+    b: &impl DenseOperand<T>,
     beta: f32,
-    c: &mut DeviceDense<T>,
+    c: &mut impl DenseOperandMut<T>,
 ) -> Result<()> {
-    let (config, _) = dev.choose_config(a.problem_key(Op::SpmmT, b.cols()), b.cols());
+    let (config, _) = choose(dev, Op::SpmmT, a, b);
     spmm_t_with(dev, &config, alpha, a, b, beta, c)
 }
 
@@ -112,12 +112,22 @@ pub fn spmm_t_with<T: CudaScalar>(
     dev: &Device,
     config: &KernelConfig,
     alpha: f32,
-    a: &DeviceCsr<T>,
-    b: &DeviceDense<T>,
+    a: &impl SparseOperand<T>,
+    b: &impl DenseOperand<T>,
     beta: f32,
-    c: &mut DeviceDense<T>,
+    c: &mut impl DenseOperandMut<T>,
 ) -> Result<()> {
     launch(dev, config, alpha, a, true, b, beta, c)
+}
+
+fn choose<T: CudaScalar>(
+    dev: &Device,
+    op: Op,
+    a: &impl SparseOperand<T>,
+    b: &impl DenseOperand<T>,
+) -> (KernelConfig, crate::tune::Source) {
+    let n = b.dense_view().cols();
+    dev.choose_config(a.sparse_view().mask.problem_key(op, T::DTYPE, n), n)
 }
 
 /// Checks the configuration, the scaling factors and the shapes of `C = op(A) B`, then
@@ -127,20 +137,22 @@ fn launch<T: CudaScalar>(
     dev: &Device,
     config: &KernelConfig,
     alpha: f32,
-    a: &DeviceCsr<T>,
+    a: &impl SparseOperand<T>,
     transposed: bool,
-    b: &DeviceDense<T>,
+    b: &impl DenseOperand<T>,
     beta: f32,
-    c: &mut DeviceDense<T>,
+    c: &mut impl DenseOperandMut<T>,
 ) -> Result<()> {
     let op = if transposed { Op::SpmmT } else { Op::Spmm };
     check_config(config, op)?;
     check_scalars(op.name(), alpha, beta)?;
+    let (a, b, c) = (a.sparse_view(), b.dense_view(), c.dense_view_mut());
+    let mask = a.mask;
     // op(A) is rows x inner.
     let (rows, inner) = if transposed {
-        (a.cols(), a.rows())
+        (mask.cols(), mask.rows())
     } else {
-        (a.rows(), a.cols())
+        (mask.rows(), mask.cols())
     };
     if inner != b.rows() || c.rows() != rows || c.cols() != b.cols() {
         let a_name = if transposed { "A^T of A" } else { "A" };
@@ -148,29 +160,32 @@ fn launch<T: CudaScalar>(
             op: op.name(),
             detail: format!(
                 "{a_name} {} x B {} -> C {}",
-                a.shape(),
+                mask.shape(),
                 b.shape(),
                 c.shape()
             ),
         });
     }
-    dev.check_same(a.stream_of(), "A")?;
-    dev.check_same(b.data.stream(), "B")?;
-    dev.check_same(c.data.stream(), "C")?;
-    let n = c.cols();
+    dev.check_same(mask.stream_of(), "A")?;
+    dev.check_same(a.stream(), "A's values")?;
+    dev.check_same(b.stream(), "B")?;
+    dev.check_same(c.stream(), "C")?;
     let s = if transposed {
-        a.transposed()
+        mask.transposed()
     } else {
-        a.structure()
+        mask.structure()
     };
+    let (n, ldb, ldc) = (c.cols(), b.ld(), c.ld());
     result::spmm(
         dev.stream(),
         config.index,
         Spmm {
             s,
-            values: &a.values,
-            b: &b.data,
-            c: &mut c.data,
+            values: a.values,
+            b: b.data,
+            ldb,
+            c: c.data,
+            ldc,
             n,
             alpha,
             beta,

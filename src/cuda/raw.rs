@@ -1,0 +1,236 @@
+//! The kernels on raw device pointers and a raw stream, for stacks that do not use cudarc.
+//!
+//! Everything here is `unsafe`: rosa cannot see the lengths behind a pointer, nor check
+//! that index arrays are sorted and in range, so the caller promises both. What rosa can
+//! check it still checks before anything is launched, with the same errors as the safe
+//! launchers: the configuration's op, finite `alpha` / `beta`, shapes that fit together,
+//! leading dimensions at least the row width, 32-bit index limits, and no null pointer
+//! where the launch would read or write one.
+//!
+//! The index arrays are the host structure's, uploaded by the caller: `row_ptr` and
+//! `col_idx` of a validated [`crate::Csr`], [`crate::CsrShape::row_swizzle`], and for the
+//! transposed product the [`crate::TransposePlan`]'s `row_ptr`, `col_idx`, `perm` and
+//! [`crate::TransposePlan::row_swizzle`]. Stacks that do use cudarc get the same kernels
+//! without `unsafe` from [`super::DeviceMask`] and the view launchers.
+
+use std::ffi::c_void;
+
+use super::result::{self, RawStructure};
+use super::KernelConfig;
+use crate::cpu::check_scalars;
+use crate::{DType, Error, Op, Result};
+
+/// A CSR structure in device memory, as the kernels walk it: `rows + 1` offsets,
+/// `nnz` column indices in `0..cols` (sorted and unique within a row), `rows` swizzle
+/// entries (a permutation of `0..rows`), and for a transposed product (`perm != 0`) the
+/// `nnz` indices into the values of the matrix the plan was built from. Addresses are
+/// `CUdeviceptr`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawCsr {
+    /// Rows of the walked structure (of `A^T` for a transposed product).
+    pub rows: usize,
+    /// Columns of the walked structure.
+    pub cols: usize,
+    /// Stored entries.
+    pub nnz: usize,
+    /// `i32[rows + 1]`.
+    pub row_ptr: u64,
+    /// `i32[nnz]`.
+    pub col_idx: u64,
+    /// `i32[rows]`.
+    pub row_swizzle: u64,
+    /// `i32[nnz]`, or 0 for a plain (not transposed) product.
+    pub perm: u64,
+}
+
+/// A row-major `rows x cols` matrix at device address `ptr`, row `i` at element `i * ld`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawDense {
+    /// Device address of element (0, 0).
+    pub ptr: u64,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Row stride in elements, at least `cols`.
+    pub ld: usize,
+}
+
+fn nonnull(what: &str, addr: u64, needed: bool) -> Result<()> {
+    if addr == 0 && needed {
+        Err(Error::InvalidArgument(format!(
+            "{what} is a null device pointer"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_structure(s: &RawCsr) -> Result<()> {
+    nonnull("row_ptr", s.row_ptr, true)?;
+    nonnull("col_idx", s.col_idx, s.nnz > 0)?;
+    nonnull("row_swizzle", s.row_swizzle, s.rows > 0)
+}
+
+fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
+    if config.op == op {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "configuration {config} is not a {op} configuration"
+        )))
+    }
+}
+
+/// `C = alpha S B + beta C` with values of `dtype` (f32 accumulation), where `S` is the
+/// walked structure `s` over `values` (`nnz` elements): `A` itself, or `A^T` through a
+/// transpose plan when `s.perm != 0` (then `config` must be an [`Op::SpmmT`]
+/// configuration, else an [`Op::Spmm`] one). `B` is `s.cols x N`, `C` is `s.rows x N`;
+/// `beta == 0` leaves the old `C` unread. Queued on `stream` (a `CUstream` /
+/// `cudaStream_t`; null is the legacy default stream); returns once it is queued.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] / [`Error::ShapeMismatch`] / [`Error::IndexOverflow`] for
+/// what is checked before the launch (see the module docs), [`Error::Cuda`] for a failed
+/// launch.
+///
+/// # Safety
+/// Every address is device memory of the context current on the calling thread (the one
+/// `stream` belongs to), holding what [`RawCsr`] describes, `values` with `nnz` elements
+/// and `b` / `c` the spans their shapes and strides give, all of `dtype`; the index arrays
+/// are those of a validated structure (see the module docs); nothing else writes `c`
+/// until the launch completes on `stream`.
+///
+/// ```no_run
+/// use rosa::cuda::{raw, KernelConfig, Op};
+/// # fn upload(_: &[u8]) -> u64 { 0 }
+/// let a = rosa::random::csr::<f32>(64, 32, 0.1, 1)?;
+/// let b = rosa::random::dense::<f32>(32, 16, 2);
+/// let bytes = |v: &[i32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+/// // Upload with your own stack's allocator and copy (here a stand-in `upload`).
+/// let s = raw::RawCsr {
+///     rows: 64, cols: 32, nnz: a.nnz(),
+///     row_ptr: upload(&bytes(a.row_ptr())),
+///     col_idx: upload(&bytes(a.col_idx())),
+///     row_swizzle: upload(&bytes(&rosa::CsrShape::row_swizzle(&a))),
+///     perm: 0,
+/// };
+/// # let (values, b_ptr, c_ptr) = (0u64, 0u64, 0u64);
+/// let config = KernelConfig::heuristic(Op::Spmm, rosa::DType::F32, 16);
+/// unsafe {
+///     raw::spmm(
+///         rosa::DType::F32, &config, 1.0, &s, values,
+///         &raw::RawDense { ptr: b_ptr, rows: 32, cols: 16, ld: 16 },
+///         0.0,
+///         &raw::RawDense { ptr: c_ptr, rows: 64, cols: 16, ld: 16 },
+///         std::ptr::null_mut(),
+///     )?;
+/// }
+/// # Ok::<(), rosa::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn spmm(
+    dtype: DType,
+    config: &KernelConfig,
+    alpha: f32,
+    s: &RawCsr,
+    values: u64,
+    b: &RawDense,
+    beta: f32,
+    c: &RawDense,
+    stream: *mut c_void,
+) -> Result<()> {
+    let transposed = s.perm != 0;
+    let op = if transposed { Op::SpmmT } else { Op::Spmm };
+    check_config(config, op)?;
+    check_scalars(op.name(), alpha, beta)?;
+    if b.rows != s.cols || c.rows != s.rows || c.cols != b.cols {
+        return Err(Error::ShapeMismatch {
+            op: op.name(),
+            detail: format!(
+                "walked structure {} x B {} -> C {}",
+                crate::error::shape(s.rows, s.cols),
+                crate::error::shape(b.rows, b.cols),
+                crate::error::shape(c.rows, c.cols)
+            ),
+        });
+    }
+    check_structure(s)?;
+    let n = c.cols;
+    nonnull("values", values, s.nnz > 0)?;
+    nonnull("b", b.ptr, s.nnz > 0 && n > 0)?;
+    nonnull("c", c.ptr, s.rows > 0 && n > 0)?;
+    let shape = RawStructure {
+        rows: s.rows,
+        cols: s.cols,
+    };
+    let mut p = result::spmm_params(dtype, &shape, n, b.ld, c.ld, alpha, beta)?;
+    p.row_ptr = s.row_ptr as usize as *const i32;
+    p.col_idx = s.col_idx as usize as *const i32;
+    p.row_swizzle = s.row_swizzle as usize as *const i32;
+    p.perm = s.perm as usize as *const i32;
+    p.values = values as usize as *const c_void;
+    p.b = b.ptr as usize as *const c_void;
+    p.c = c.ptr as usize as *mut c_void;
+    // SAFETY: the caller's contract above is the launcher's.
+    unsafe { result::launch_spmm(&p, transposed, config.index, stream) }
+}
+
+/// `out[p] = alpha (L R^T)[i, j] + beta out[p]` for every stored entry `p = (i, j)` of the
+/// structure `s` (`s.perm` must be 0), with `L` (`s.rows x k`), `R` (`s.cols x k`) and
+/// `out` (`nnz` elements) of `dtype`; `beta == 0` leaves the old values unread. Queued on
+/// `stream` as [`spmm`].
+///
+/// # Errors
+/// As [`spmm`].
+///
+/// # Safety
+/// As [`spmm`], with `out` in place of `c`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sddmm(
+    dtype: DType,
+    config: &KernelConfig,
+    alpha: f32,
+    l: &RawDense,
+    r: &RawDense,
+    beta: f32,
+    s: &RawCsr,
+    out: u64,
+    stream: *mut c_void,
+) -> Result<()> {
+    check_config(config, Op::Sddmm)?;
+    check_scalars("sddmm", alpha, beta)?;
+    if s.perm != 0 {
+        return Err(Error::InvalidArgument(
+            "sddmm walks a CSR structure, not a plan: perm must be 0".into(),
+        ));
+    }
+    if l.rows != s.rows || r.rows != s.cols || l.cols != r.cols {
+        return Err(Error::ShapeMismatch {
+            op: "sddmm",
+            detail: format!(
+                "L {} x R^T of R {} sampled at a {} mask",
+                crate::error::shape(l.rows, l.cols),
+                crate::error::shape(r.rows, r.cols),
+                crate::error::shape(s.rows, s.cols)
+            ),
+        });
+    }
+    check_structure(s)?;
+    nonnull("out", out, s.nnz > 0)?;
+    nonnull("l", l.ptr, s.nnz > 0 && l.cols > 0)?;
+    nonnull("r", r.ptr, s.nnz > 0 && l.cols > 0)?;
+    let shape = RawStructure {
+        rows: s.rows,
+        cols: s.cols,
+    };
+    let mut p = result::sddmm_params(dtype, &shape, l.cols, l.ld, r.ld, alpha, beta)?;
+    p.row_ptr = s.row_ptr as usize as *const i32;
+    p.col_idx = s.col_idx as usize as *const i32;
+    p.row_swizzle = s.row_swizzle as usize as *const i32;
+    p.l = l.ptr as usize as *const c_void;
+    p.r = r.ptr as usize as *const c_void;
+    p.out = out as usize as *mut c_void;
+    // SAFETY: the caller's contract above is the launcher's.
+    unsafe { result::launch_sddmm(&p, config.index, stream) }
+}
