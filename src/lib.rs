@@ -23,6 +23,8 @@ pub mod csr;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod dense;
+#[cfg(feature = "cuda-emu")]
+pub mod emu;
 mod dispatch;
 pub mod dtype;
 pub mod error;
