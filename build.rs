@@ -273,6 +273,9 @@ mod emu {
             .opt_level(2)
             // `#pragma unroll` is nvcc's; g++ warns about each one.
             .flag("-Wno-unknown-pragmas")
+            // Elementwise grids capped at 4 blocks: n > 1024 already takes a second
+            // grid-stride pass (tests/emu_kernels.rs relies on it).
+            .define("ROSA_MAX_BLOCKS", "4")
             .flag("-include")
             .flag("csrc/emu/cuda_emu.h")
             .include("csrc")

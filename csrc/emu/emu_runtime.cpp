@@ -281,6 +281,10 @@ void run(const dim3 &grid, const dim3 &block, const std::function<void()> &body)
     set_error(cudaErrorInvalidConfiguration);
     return;
   }
+  // One launch at a time (a single stream, and a single block state): Rust's test harness
+  // launches from several threads.
+  static std::mutex launch_m;
+  std::lock_guard<std::mutex> one(launch_m);
   Pool &p = pool();
   const int n = static_cast<int>(threads);
   for (unsigned z = 0; z < grid.z; ++z)
