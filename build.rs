@@ -262,7 +262,10 @@ mod emu {
         );
         let include = home.join("include");
         if !include.join("cuda_fp16.h").is_file() || !include.join("cccl/nv/target").is_file() {
-            panic!("no cuda_fp16.h or cccl/nv/target under {}; {SETUP}", include.display());
+            panic!(
+                "no cuda_fp16.h or cccl/nv/target under {}; {SETUP}",
+                include.display()
+            );
         }
         let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("emu");
         std::fs::create_dir_all(&out).expect("cannot create OUT_DIR/emu");
@@ -273,6 +276,10 @@ mod emu {
             .opt_level(2)
             // `#pragma unroll` is nvcc's; g++ warns about each one.
             .flag("-Wno-unknown-pragmas")
+            // The kernels read a uint4's bytes as T (common.cuh, load_vec/unpack_shifted),
+            // which nvcc's device code allows and host C++ calls an aliasing violation:
+            // at -O2 g++ reorders those reads and SDDMM/SpMM return garbage.
+            .flag("-fno-strict-aliasing")
             // Elementwise grids capped at 4 blocks: n > 1024 already takes a second
             // grid-stride pass (tests/emu_kernels.rs relies on it).
             .define("ROSA_MAX_BLOCKS", "4")

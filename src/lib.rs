@@ -23,10 +23,10 @@ pub mod csr;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod dense;
-#[cfg(feature = "cuda-emu")]
-pub mod emu;
 mod dispatch;
 pub mod dtype;
+#[cfg(feature = "cuda-emu")]
+pub mod emu;
 pub mod error;
 pub mod io;
 pub mod op;
