@@ -488,3 +488,250 @@ fn report() {
         CHECKS.load(Ordering::Relaxed)
     );
 }
+
+/// Lengths around the emulated build's block cap of 4 x 256 threads (ROSA_MAX_BLOCKS=4 in
+/// build.rs): one partial block, exactly the cap, and past it (a second grid-stride pass).
+const LENGTHS: [usize; 4] = [1, 300, 1024, 2500];
+
+fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.unit() * 4.0).collect()
+}
+
+#[test]
+fn axpby_bias_add_row_sum_sum_squares() {
+    let mut rng = Rng(0x5eed_0003);
+    let null = std::ptr::null_mut();
+    for n in LENGTHS {
+        let x = values(&mut rng, n);
+        for beta in [0.0f32, 0.5] {
+            let mut y = if beta == 0.0 {
+                vec![f32::NAN; n]
+            } else {
+                values(&mut rng, n)
+            };
+            let y0 = y.clone();
+            // SAFETY: x and y hold n elements.
+            launched(unsafe {
+                sys::rosa_axpby(n as i64, 1.5, x.as_ptr(), beta, y.as_mut_ptr(), null)
+            });
+            for i in 0..n {
+                let want = 1.5 * x[i] as f64
+                    + if beta == 0.0 {
+                        0.0
+                    } else {
+                        beta as f64 * y0[i] as f64
+                    };
+                assert_close(y[i], want, want.abs() + 1.0, Dt::F32, "axpby");
+            }
+        }
+        let mut acc = 0.25f64;
+        // SAFETY: x holds n elements, acc is one f64.
+        launched(unsafe { sys::rosa_sum_squares(n as i64, x.as_ptr(), &mut acc, null) });
+        let want: f64 = 0.25 + x.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
+        assert!(
+            (acc - want).abs() <= 1e-12 * want,
+            "sum_squares {acc} {want}"
+        );
+        CHECKS.fetch_add(1, Ordering::Relaxed);
+    }
+    for (rows, cols) in [(1, 1), (3, 700), (1100, 3), (5, 0)] {
+        let x = values(&mut rng, rows * cols);
+        let bias = values(&mut rng, rows);
+        let mut y = x.clone();
+        if cols > 0 {
+            // SAFETY: bias holds rows, y rows * cols elements.
+            launched(unsafe {
+                sys::rosa_bias_add(
+                    rows as i64,
+                    cols as i64,
+                    bias.as_ptr(),
+                    y.as_mut_ptr(),
+                    null,
+                )
+            });
+            for i in 0..rows * cols {
+                let want = x[i] as f64 + bias[i / cols] as f64;
+                assert_close(y[i], want, want.abs(), Dt::F32, "bias_add");
+            }
+        }
+        let mut out = vec![f32::NAN; rows];
+        // SAFETY: x holds rows * cols elements, out rows.
+        launched(unsafe {
+            sys::rosa_row_sum(rows as i64, cols as i64, x.as_ptr(), out.as_mut_ptr(), null)
+        });
+        for r in 0..rows {
+            let row = &x[r * cols..(r + 1) * cols];
+            let want: f64 = row.iter().map(|&v| v as f64).sum();
+            let scale: f64 = row.iter().map(|&v| v.abs() as f64).sum();
+            assert_close(out[r], want, scale, Dt::F32, "row_sum");
+        }
+    }
+    report();
+}
+
+#[test]
+fn csr_add_keeps_padding() {
+    let mut rng = Rng(0x5eed_0004);
+    for (rows, cols) in [(1, 5), (40, 80), (70, 75)] {
+        let a = random_csr(&mut rng, rows, cols);
+        let ld = cols + 1 + rng.below(9);
+        let mut dense = Buf::new(Dt::F32, rows, cols, ld, 0);
+        let mut d0 = vec![0f32; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                d0[r * cols + c] = rng.unit();
+                dense.set(r, c, d0[r * cols + c]);
+            }
+        }
+        let p = sys::rosa_csr_add_params {
+            rows: rows as i32,
+            cols: cols as i32,
+            row_ptr: a.row_ptr.as_ptr(),
+            col_idx: a.col_idx.as_ptr(),
+            values: a.values.as_ptr(),
+            dense: dense.ptr().cast(),
+            ld: ld as i64,
+            alpha: -0.5,
+        };
+        // SAFETY: the CSR arrays and the dense buffer match the params.
+        launched(unsafe { sys::rosa_csr_add(&p, std::ptr::null_mut()) });
+        let mut want: Vec<f64> = d0.iter().map(|&v| v as f64).collect();
+        for r in 0..rows {
+            for q in a.row_ptr[r] as usize..a.row_ptr[r + 1] as usize {
+                want[r * cols + a.col_idx[q] as usize] += -0.5 * a.values[q] as f64;
+            }
+        }
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_close(dense.get(r, c), want[r * cols + c], 2.0, Dt::F32, "csr_add");
+            }
+        }
+        dense.assert_padding("csr_add");
+    }
+    report();
+}
+
+#[test]
+fn adamw_matches_f64() {
+    let mut rng = Rng(0x5eed_0005);
+    for n in LENGTHS {
+        let (mut w, g, mut m, mut v) = (
+            values(&mut rng, n),
+            values(&mut rng, n),
+            values(&mut rng, n),
+            values(&mut rng, n),
+        );
+        v.iter_mut().for_each(|x| *x = x.abs());
+        let (w0, m0, v0) = (w.clone(), m.clone(), v.clone());
+        let p = sys::rosa_adamw_params {
+            n: n as i64,
+            param: w.as_mut_ptr(),
+            grad: g.as_ptr(),
+            m: m.as_mut_ptr(),
+            v: v.as_mut_ptr(),
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            bias_correction1: 1.0 - 0.9f32.powi(3),
+            bias_correction2: 1.0 - 0.999f32.powi(3),
+            grad_scale: 0.5,
+        };
+        // SAFETY: four buffers of n elements.
+        launched(unsafe { sys::rosa_adamw(&p, std::ptr::null_mut()) });
+        for i in 0..n {
+            let gi = g[i] as f64 * 0.5;
+            let mi = 0.9 * m0[i] as f64 + 0.1 * gi;
+            let vi = 0.999 * v0[i] as f64 + 0.001 * gi * gi;
+            let upd =
+                (mi / p.bias_correction1 as f64) / ((vi / p.bias_correction2 as f64).sqrt() + 1e-8);
+            let wi = w0[i] as f64 - 1e-2 * (upd + 0.01 * w0[i] as f64);
+            assert_close(m[i], mi, mi.abs() + 1.0, Dt::F32, "adamw m");
+            assert_close(v[i], vi, vi.abs() + 1.0, Dt::F32, "adamw v");
+            assert_close(w[i], wi, wi.abs() + 1.0, Dt::F32, "adamw param");
+        }
+    }
+    report();
+}
+
+/// Every cast pair, bit for bit against the `half` crate's round-to-nearest-even, on
+/// NaN, +-inf, +-0, ties, subnormals, and values that overflow the narrower type.
+#[test]
+fn casts_bit_for_bit() {
+    let mut special: Vec<f32> = vec![
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        65504.0,
+        65520.0,
+        65519.99,
+        1e5,
+        -1e5,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1e-8,
+        5.960_464_5e-8,
+        2.980_232_2e-8,
+        1.0 + 2f32.powi(-11),
+        1.0 + 3.0 * 2f32.powi(-11),
+        1.0 + 2f32.powi(-8),
+        1.0 + 3.0 * 2f32.powi(-8),
+        3.389_531_4e38,
+        -3.4e38,
+    ];
+    let mut rng = Rng(0x5eed_0006);
+    special.extend((0..2000).map(|_| f32::from_bits(rng.next() as u32)));
+    let n = special.len();
+    for src in DTYPES {
+        let mut sbuf = vec![0u8; n * src.size()];
+        for (i, &x) in special.iter().enumerate() {
+            src.encode(x, &mut sbuf[i * src.size()..(i + 1) * src.size()]);
+        }
+        for dst in DTYPES {
+            let mut dbuf = vec![0xA5u8; n * dst.size()];
+            // SAFETY: both buffers hold n elements of their dtype.
+            launched(unsafe {
+                sys::rosa_cast(
+                    n as i64,
+                    src.code(),
+                    sbuf.as_ptr().cast(),
+                    dst.code(),
+                    dbuf.as_mut_ptr().cast(),
+                    std::ptr::null_mut(),
+                )
+            });
+            for i in 0..n {
+                let x = src.decode(&sbuf[i * src.size()..(i + 1) * src.size()]);
+                let mut want = vec![0u8; dst.size()];
+                dst.encode(x, &mut want);
+                let got = &dbuf[i * dst.size()..(i + 1) * dst.size()];
+                if x.is_nan() {
+                    assert!(dst.decode(got).is_nan(), "cast {src:?}->{dst:?} of NaN");
+                } else {
+                    assert_eq!(
+                        got,
+                        &want[..],
+                        "cast {src:?}->{dst:?} of {x:e} ({:#x})",
+                        x.to_bits()
+                    );
+                }
+                CHECKS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    report();
+}
+
+/// Status texts come from the emulated runtime's cudaGetErrorString, as the launchers'
+/// positive codes would from cudart.
+#[test]
+fn status_strings() {
+    check(0).unwrap();
+    let (code, text) = check(9).unwrap_err();
+    assert_eq!((code, text.as_str()), (9, "invalid configuration argument"));
+    let (code, _) = check(-4).unwrap_err();
+    assert_eq!(code, -4);
+}
