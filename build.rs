@@ -253,7 +253,7 @@ mod emu {
                          the CUDA 13.0 headers and libclang and prints CUDA_HOME and LIBCLANG_PATH";
 
     pub fn build() {
-        for var in ["CUDA_HOME", "LIBCLANG_PATH"] {
+        for var in ["CUDA_HOME", "LIBCLANG_PATH", "ROSA_EMU_SANITIZE"] {
             println!("cargo:rerun-if-env-changed={var}");
         }
         println!("cargo:rerun-if-changed=csrc/emu");
@@ -297,6 +297,21 @@ mod emu {
                 std::fs::write(&dst, rewrite(&src, &text))
                     .unwrap_or_else(|e| panic!("cannot write {}: {e}", dst.display()));
                 build.file(dst);
+            }
+        }
+        // scripts/emu-check.sh: ROSA_EMU_SANITIZE=address,undefined or thread instruments
+        // the C++ (kernels and emulator) and links the gcc sanitizer runtimes, which the
+        // script preloads, so the Rust side needs no nightly -Zsanitizer.
+        if let Ok(list) = env::var("ROSA_EMU_SANITIZE") {
+            build
+                .flag(format!("-fsanitize={list}"))
+                .flag("-fno-sanitize-recover=all")
+                .flag("-fno-omit-frame-pointer")
+                .debug(true);
+            for (name, lib) in [("address", "asan"), ("undefined", "ubsan"), ("thread", "tsan")] {
+                if list.split(',').any(|s| s == name) {
+                    println!("cargo:rustc-link-lib=dylib={lib}");
+                }
             }
         }
         build.compile("rosa_kernels_emu");

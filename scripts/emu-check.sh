@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # The emulated kernel suite (tests/emu_kernels.rs, feature cuda-emu) under AddressSanitizer
 # + UndefinedBehaviorSanitizer, then under ThreadSanitizer. Stable Rust only: the C++ side
-# (the csrc/ kernels and the csrc/emu runtime) is built with -fsanitize through CXXFLAGS,
-# which the cc crate passes on, and the sanitizer runtime is preloaded into the Rust test
-# binary. Any report makes the run fail (halt_on_error / exitcode), so the script exits
-# non-zero. CXXFLAGS is a rerun trigger of the build script, so only rosa itself is rebuilt.
+# (the csrc/ kernels and the csrc/emu runtime) is built with -fsanitize when build.rs sees
+# ROSA_EMU_SANITIZE, and the sanitizer runtime is preloaded into the Rust test binary. Any report makes the run fail (halt_on_error / exitcode), so the script exits
+# non-zero. ROSA_EMU_SANITIZE is a rerun trigger of the build script, so only rosa is rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup-cuda-headers.sh)"
@@ -15,14 +14,14 @@ run() {
   local rt
   rt="$(g++ -print-file-name="$lib")"
   [[ -f "$rt" ]] || { echo "emu-check: $lib not found (install the gcc sanitizer runtimes)" >&2; exit 1; }
-  CXXFLAGS="$flags" \
+  ROSA_EMU_SANITIZE="$flags" \
     cargo test -q --features cuda-emu --test emu_kernels --no-run
-  CXXFLAGS="$flags" LD_PRELOAD="$rt" env "$opts_var=$opts" \
+  ROSA_EMU_SANITIZE="$flags" LD_PRELOAD="$rt" env "$opts_var=$opts" \
     cargo test -q --features cuda-emu --test emu_kernels -- --nocapture --test-threads=1 2>&1 | tail -n 5
 }
 
 # detect_leaks=0: the Rust test harness and the emulator's detached pool are not leaks.
-run asan "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g" \
+run asan "address,undefined" \
   libasan.so ASAN_OPTIONS "detect_leaks=0:abort_on_error=1"
-run tsan "-fsanitize=thread -g" libtsan.so TSAN_OPTIONS "halt_on_error=1:exitcode=66"
+run tsan "thread" libtsan.so TSAN_OPTIONS "halt_on_error=1:exitcode=66"
 echo "emu-check: clean"
