@@ -308,7 +308,11 @@ mod emu {
                 .flag("-fno-sanitize-recover=all")
                 .flag("-fno-omit-frame-pointer")
                 .debug(true);
-            for (name, lib) in [("address", "asan"), ("undefined", "ubsan"), ("thread", "tsan")] {
+            for (name, lib) in [
+                ("address", "asan"),
+                ("undefined", "ubsan"),
+                ("thread", "tsan"),
+            ] {
                 if list.split(',').any(|s| s == name) {
                     println!("cargo:rustc-link-lib=dylib={lib}");
                 }

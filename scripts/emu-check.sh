@@ -17,11 +17,11 @@ run() {
   ROSA_EMU_SANITIZE="$flags" \
     cargo test -q --features cuda-emu --test emu_kernels --no-run
   ROSA_EMU_SANITIZE="$flags" LD_PRELOAD="$rt" env "$opts_var=$opts" \
-    cargo test -q --features cuda-emu --test emu_kernels -- --nocapture --test-threads=1 2>&1 | tail -n 5
+    cargo test -q --features cuda-emu --test emu_kernels -- --nocapture --test-threads=1
 }
 
 # detect_leaks=0: the Rust test harness and the emulator's detached pool are not leaks.
 run asan "address,undefined" \
   libasan.so ASAN_OPTIONS "detect_leaks=0:abort_on_error=1"
-run tsan "thread" libtsan.so TSAN_OPTIONS "halt_on_error=1:exitcode=66"
+run tsan "thread" libtsan.so TSAN_OPTIONS "halt_on_error=1:exitcode=66:suppressions=$PWD/scripts/tsan.supp"
 echo "emu-check: clean"
