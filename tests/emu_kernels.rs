@@ -3,6 +3,8 @@
 //! configuration, odd shapes, misaligned bases, padded leading dimensions whose padding
 //! must survive, NaN-poisoned outputs with beta = 0, and sorted and shuffled row orders.
 #![cfg(feature = "cuda-emu")]
+// Index loops read clearer where the same index addresses several parallel arrays.
+#![allow(clippy::needless_range_loop)]
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -343,7 +345,7 @@ fn spmm_case(
                 want += v * x;
                 scale += (v * x).abs();
             }
-            want = alpha as f64 * want;
+            want *= alpha as f64;
             if beta != 0.0 {
                 want += beta as f64 * ch[r * n + j] as f64;
                 scale += (beta * ch[r * n + j]).abs() as f64;
