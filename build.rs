@@ -14,6 +14,8 @@ fn main() {
     embed_shipped_caches();
     #[cfg(feature = "cuda")]
     cuda::build();
+    #[cfg(feature = "cuda-emu")]
+    emu::build();
 }
 
 /// The regular files directly in `dir`, sorted by name; none when `dir` is missing.
@@ -75,10 +77,13 @@ fn embed_shipped_caches() {
     std::fs::write(&out, list).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 mod cuda {
     use std::env;
-    use std::path::{Path, PathBuf};
+    #[cfg(feature = "cuda")]
+    use std::path::Path;
+    use std::path::PathBuf;
+    #[cfg(feature = "cuda")]
     use std::process::Command;
 
     const SETUP: &str = "run `eval \"$(scripts/setup-cuda.sh)\"` first: it installs the pinned \
@@ -86,12 +91,14 @@ mod cuda {
                          LIBCLANG_PATH and PATH";
 
     // Device code: sm_80 and sm_90 machine code, plus compute_90 PTX for newer GPUs.
+    #[cfg(feature = "cuda")]
     const GENCODE: [&str; 3] = [
         "-gencode=arch=compute_80,code=sm_80",
         "-gencode=arch=compute_90,code=sm_90",
         "-gencode=arch=compute_90,code=compute_90",
     ];
 
+    #[cfg(feature = "cuda")]
     pub fn build() {
         for var in ["NVCC", "CUDA_HOME", "CUDA_PATH", "LIBCLANG_PATH", "PATH"] {
             println!("cargo:rerun-if-env-changed={var}");
@@ -104,6 +111,7 @@ mod cuda {
         generate_bindings();
     }
 
+    #[cfg(feature = "cuda")]
     fn works(nvcc: &Path) -> bool {
         Command::new(nvcc)
             .arg("--version")
@@ -112,6 +120,7 @@ mod cuda {
             .unwrap_or(false)
     }
 
+    #[cfg(feature = "cuda")]
     fn find_nvcc() -> PathBuf {
         let candidates = env::var_os("NVCC")
             .map(PathBuf::from)
@@ -131,6 +140,7 @@ mod cuda {
         panic!("the `cuda` feature needs nvcc (CUDA 13.0), found none via NVCC, CUDA_HOME or PATH; {SETUP}");
     }
 
+    #[cfg(feature = "cuda")]
     fn cuda_home(nvcc: &Path) -> PathBuf {
         if let Some(home) = env::var_os("CUDA_HOME").or_else(|| env::var_os("CUDA_PATH")) {
             return PathBuf::from(home);
@@ -151,6 +161,7 @@ mod cuda {
             .unwrap_or_else(|| panic!("cannot tell CUDA_HOME from {}; {SETUP}", nvcc.display()))
     }
 
+    #[cfg(feature = "cuda")]
     fn compile_kernels(nvcc: &Path) {
         let sources: Vec<PathBuf> = std::fs::read_dir("csrc")
             .expect("csrc/ is missing")
@@ -181,6 +192,7 @@ mod cuda {
         build.compile("rosa_kernels");
     }
 
+    #[cfg(feature = "cuda")]
     fn link_cudart(cuda_home: &Path) {
         // The pip wheels put libraries in lib/, a system toolkit in lib64/.
         for dir in ["lib", "lib64", "lib/x64"] {
@@ -195,7 +207,7 @@ mod cuda {
         }
     }
 
-    fn generate_bindings() {
+    pub fn generate_bindings() {
         let header = "csrc/rosa_kernels.h";
         // bindgen panics (not errs) when it cannot load libclang: turn that into a message
         // that says how to get one.
@@ -223,5 +235,137 @@ mod cuda {
         bindings
             .write_to_file(&out)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
+    }
+}
+
+/// `cuda-emu`: csrc/*.cu compiled by the host C++ compiler. The one thing no host compiler
+/// parses, `k<<<grid, block, shared, stream>>>(args)`, is rewritten into OUT_DIR as
+/// `k % ::emu::Launch(::emu::Config(grid, block, shared, stream), args)`, keeping every
+/// newline and starting with `#line 1 "csrc/x.cu"`, so each diagnostic and each emulator
+/// abort names the real csrc/ line. Rewriting here, rather than a launch macro in csrc/,
+/// leaves the nvcc build's source exactly as it is.
+#[cfg(feature = "cuda-emu")]
+mod emu {
+    use std::env;
+    use std::path::{Path, PathBuf};
+
+    const SETUP: &str = "run `eval \"$(scripts/setup-cuda-headers.sh)\"` first: it installs \
+                         the CUDA 13.0 headers and libclang and prints CUDA_HOME and LIBCLANG_PATH";
+
+    pub fn build() {
+        for var in ["CUDA_HOME", "LIBCLANG_PATH", "ROSA_EMU_SANITIZE"] {
+            println!("cargo:rerun-if-env-changed={var}");
+        }
+        println!("cargo:rerun-if-changed=csrc/emu");
+        let home = PathBuf::from(
+            env::var_os("CUDA_HOME").unwrap_or_else(|| panic!("cuda-emu needs CUDA_HOME; {SETUP}")),
+        );
+        let include = home.join("include");
+        if !include.join("cuda_fp16.h").is_file() || !include.join("cccl/nv/target").is_file() {
+            panic!(
+                "no cuda_fp16.h or cccl/nv/target under {}; {SETUP}",
+                include.display()
+            );
+        }
+        let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("emu");
+        std::fs::create_dir_all(&out).expect("cannot create OUT_DIR/emu");
+        let mut build = cc::Build::new();
+        build
+            .cpp(true)
+            .std("c++20")
+            .opt_level(2)
+            // `#pragma unroll` is nvcc's; g++ warns about each one.
+            .flag("-Wno-unknown-pragmas")
+            // The kernels read a uint4's bytes as T (common.cuh, load_vec/unpack_shifted),
+            // which nvcc's device code allows and host C++ calls an aliasing violation:
+            // at -O2 g++ reorders those reads and SDDMM/SpMM return garbage.
+            .flag("-fno-strict-aliasing")
+            // Elementwise grids capped at 4 blocks: n > 1024 already takes a second
+            // grid-stride pass (tests/emu_kernels.rs relies on it).
+            .define("ROSA_MAX_BLOCKS", "4")
+            .flag("-include")
+            .flag("csrc/emu/cuda_emu.h")
+            .include("csrc")
+            .include(&include)
+            .include(include.join("cccl"))
+            .file("csrc/emu/emu_runtime.cpp");
+        for src in super::files_in("csrc") {
+            if src.extension().is_some_and(|x| x == "cu") {
+                let text = std::fs::read_to_string(&src)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", src.display()));
+                let dst = out.join(format!("{}.cpp", super::file_name(&src)));
+                std::fs::write(&dst, rewrite(&src, &text))
+                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", dst.display()));
+                build.file(dst);
+            }
+        }
+        // scripts/emu-check.sh: ROSA_EMU_SANITIZE=address,undefined or thread instruments
+        // the C++ (kernels and emulator) and links the gcc sanitizer runtimes, which the
+        // script preloads, so the Rust side needs no nightly -Zsanitizer.
+        if let Ok(list) = env::var("ROSA_EMU_SANITIZE") {
+            build
+                .flag(format!("-fsanitize={list}"))
+                .flag("-fno-sanitize-recover=all")
+                .flag("-fno-omit-frame-pointer")
+                .debug(true);
+            for (name, lib) in [
+                ("address", "asan"),
+                ("undefined", "ubsan"),
+                ("thread", "tsan"),
+            ] {
+                if list.split(',').any(|s| s == name) {
+                    println!("cargo:rustc-link-lib=dylib={lib}");
+                }
+            }
+        }
+        build.compile("rosa_kernels_emu");
+        println!("cargo:rustc-link-lib=dylib=stdc++");
+        println!("cargo:rustc-link-lib=dylib=pthread");
+        super::cuda::generate_bindings();
+    }
+
+    /// The source with each launch rewritten (see the module doc); newlines are kept.
+    pub fn rewrite(path: &Path, text: &str) -> String {
+        let mut out = format!("#line 1 \"{}\"\n", path.display());
+        let mut rest = text;
+        while let Some(open) = rest.find("<<<") {
+            let close = open
+                + rest[open..]
+                    .find(">>>")
+                    .unwrap_or_else(|| panic!("{}: `<<<` without `>>>`", path.display()));
+            let paren = close
+                + rest[close..]
+                    .find('(')
+                    .unwrap_or_else(|| panic!("{}: launch without arguments", path.display()));
+            let mut depth = 0usize;
+            let mut end = paren;
+            for (i, ch) in rest[paren..].char_indices() {
+                match ch {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = paren + i;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let args = &rest[paren + 1..end];
+            out += &rest[..open];
+            out += " % ::emu::Launch(::emu::Config(";
+            out += &rest[open + 3..close];
+            out += ")";
+            out += &rest[close + 3..paren]; // whitespace and newlines between `>>>` and `(`
+            if !args.trim().is_empty() {
+                out += ", ";
+            }
+            out += args;
+            out += ")";
+            rest = &rest[end + 1..];
+        }
+        out += rest;
+        out
     }
 }

@@ -152,8 +152,13 @@ inline unsigned ceil_div(int64_t a, int64_t b) { return static_cast<unsigned>((a
 // Block size and grid of the elementwise kernels: grid-stride loops over a grid capped at
 // kMaxBlocks (enough to fill any current GPU several times over), so an n of any size
 // stays inside the launch limits and each thread's index math is plain int64.
+// ROSA_MAX_BLOCKS: the cuda-emu build sets a tiny cap so that its tests reach the
+// grid-stride loops' second pass with small n.
+#ifndef ROSA_MAX_BLOCKS
+#define ROSA_MAX_BLOCKS 4096
+#endif
 constexpr int kElemThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;
+constexpr int64_t kMaxBlocks = ROSA_MAX_BLOCKS;
 inline unsigned elem_blocks(int64_t n) {
   return static_cast<unsigned>(std::min<int64_t>((n + kElemThreads - 1) / kElemThreads, kMaxBlocks));
 }

@@ -25,6 +25,8 @@ pub mod cuda;
 pub mod dense;
 mod dispatch;
 pub mod dtype;
+#[cfg(feature = "cuda-emu")]
+pub mod emu;
 pub mod error;
 pub mod io;
 pub mod op;

@@ -1,0 +1,739 @@
+//! The real csrc/ kernels, run by the CUDA emulator (feature `cuda-emu`), through the C ABI
+//! of csrc/rosa_kernels.h, against a float64 dense reference: every dtype, every tile
+//! configuration, odd shapes, misaligned bases, padded leading dimensions whose padding
+//! must survive, NaN-poisoned outputs with beta = 0, and sorted and shuffled row orders.
+#![cfg(feature = "cuda-emu")]
+// Index loops read clearer where the same index addresses several parallel arrays.
+#![allow(clippy::needless_range_loop)]
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use half::{bf16, f16};
+use rosa::emu::{check, sys};
+
+static LAUNCHES: AtomicUsize = AtomicUsize::new(0);
+static CHECKS: AtomicUsize = AtomicUsize::new(0);
+
+fn launched(code: i32) {
+    LAUNCHES.fetch_add(1, Ordering::Relaxed);
+    check(code).unwrap_or_else(|(c, m)| panic!("launch failed: {c} {m}"));
+}
+
+/// xorshift64*: deterministic, dependency-free inputs.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Dt {
+    F32,
+    F16,
+    Bf16,
+}
+const DTYPES: [Dt; 3] = [Dt::F32, Dt::F16, Dt::Bf16];
+const SENTINEL: u8 = 0xA5;
+
+impl Dt {
+    fn code(self) -> i32 {
+        self as i32
+    }
+    fn size(self) -> usize {
+        match self {
+            Dt::F32 => 4,
+            _ => 2,
+        }
+    }
+    /// Unit roundoff of a stored value.
+    fn unit(self) -> f64 {
+        match self {
+            Dt::F32 => 2f64.powi(-23),
+            Dt::F16 => 2f64.powi(-10),
+            Dt::Bf16 => 2f64.powi(-7),
+        }
+    }
+    fn round(self, x: f32) -> f32 {
+        match self {
+            Dt::F32 => x,
+            Dt::F16 => f16::from_f32(x).to_f32(),
+            Dt::Bf16 => bf16::from_f32(x).to_f32(),
+        }
+    }
+    fn encode(self, x: f32, out: &mut [u8]) {
+        match self {
+            Dt::F32 => out.copy_from_slice(&x.to_le_bytes()),
+            Dt::F16 => out.copy_from_slice(&f16::from_f32(x).to_le_bytes()),
+            Dt::Bf16 => out.copy_from_slice(&bf16::from_f32(x).to_le_bytes()),
+        }
+    }
+    fn decode(self, b: &[u8]) -> f32 {
+        match self {
+            Dt::F32 => f32::from_le_bytes(b.try_into().unwrap()),
+            Dt::F16 => f16::from_le_bytes(b.try_into().unwrap()).to_f32(),
+            Dt::Bf16 => bf16::from_le_bytes(b.try_into().unwrap()).to_f32(),
+        }
+    }
+}
+
+/// A "device" buffer: `len` elements at `offset` bytes past a 16-byte-aligned allocation,
+/// rows of `cols` elements `ld` apart, everything else (guards, row padding) SENTINEL.
+struct Buf {
+    mem: Vec<u128>,
+    offset: usize,
+    dt: Dt,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+}
+
+impl Buf {
+    fn new(dt: Dt, rows: usize, cols: usize, ld: usize, offset: usize) -> Buf {
+        let bytes = offset + rows.max(1) * ld * dt.size() + 64;
+        let mut mem = vec![0u128; bytes.div_ceil(16)];
+        bytemuck_fill(&mut mem, SENTINEL);
+        Buf {
+            mem,
+            offset,
+            dt,
+            rows,
+            cols,
+            ld,
+        }
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: u128 has no invalid bit patterns and u8 no alignment.
+        unsafe { std::slice::from_raw_parts(self.mem.as_ptr().cast(), self.mem.len() * 16) }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts_mut(self.mem.as_mut_ptr().cast(), self.mem.len() * 16) }
+    }
+    fn at(&self, r: usize, c: usize) -> usize {
+        self.offset + (r * self.ld + c) * self.dt.size()
+    }
+    fn set(&mut self, r: usize, c: usize, x: f32) {
+        let (i, s, dt) = (self.at(r, c), self.dt.size(), self.dt);
+        dt.encode(x, &mut self.bytes_mut()[i..i + s]);
+    }
+    fn get(&self, r: usize, c: usize) -> f32 {
+        let (i, s) = (self.at(r, c), self.dt.size());
+        self.dt.decode(&self.bytes()[i..i + s])
+    }
+    fn ptr(&mut self) -> *mut c_void {
+        let off = self.offset;
+        self.bytes_mut()[off..].as_mut_ptr().cast()
+    }
+    /// Every byte outside the rows' `cols` elements still holds SENTINEL.
+    fn assert_padding(&self, what: &str) {
+        let s = self.dt.size();
+        let mut inside = vec![false; self.mem.len() * 16];
+        for r in 0..self.rows {
+            let i = self.at(r, 0);
+            inside[i..i + self.cols * s]
+                .iter_mut()
+                .for_each(|x| *x = true);
+        }
+        for (i, (&b, &ins)) in self.bytes().iter().zip(&inside).enumerate() {
+            assert!(ins || b == SENTINEL, "{what}: padding byte {i} overwritten");
+        }
+        CHECKS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn bytemuck_fill(mem: &mut [u128], b: u8) {
+    let w = u128::from_le_bytes([b; 16]);
+    mem.iter_mut().for_each(|x| *x = w);
+}
+
+/// A random CSR matrix with empty rows and one row longer than any sub-warp batch (> 32).
+struct Csr {
+    rows: usize,
+    cols: usize,
+    row_ptr: Vec<i32>,
+    col_idx: Vec<i32>,
+    values: Vec<f32>,
+}
+
+fn random_csr(rng: &mut Rng, rows: usize, cols: usize) -> Csr {
+    let mut row_ptr = vec![0i32];
+    let mut col_idx = Vec::new();
+    for r in 0..rows {
+        let len = match r % 5 {
+            0 => 0,
+            1 if r == 1 => cols.min(70),
+            _ => rng.below(cols.min(12) + 1),
+        };
+        let mut cs: Vec<i32> = (0..cols as i32).collect();
+        for i in 0..len {
+            let j = i + rng.below(cols - i);
+            cs.swap(i, j);
+        }
+        let mut chosen = cs[..len].to_vec();
+        chosen.sort_unstable();
+        col_idx.extend(chosen);
+        row_ptr.push(col_idx.len() as i32);
+    }
+    let values = (0..col_idx.len()).map(|_| rng.unit()).collect();
+    Csr {
+        rows,
+        cols,
+        row_ptr,
+        col_idx,
+        values,
+    }
+}
+
+/// Row order: longest first (as the library builds it), or shuffled.
+fn swizzle(rng: &mut Rng, row_ptr: &[i32], shuffled: bool) -> Vec<i32> {
+    let rows = row_ptr.len() - 1;
+    let mut order: Vec<i32> = (0..rows as i32).collect();
+    if shuffled {
+        for i in (1..rows).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+    } else {
+        order.sort_by_key(|&r| -(row_ptr[r as usize + 1] - row_ptr[r as usize]));
+    }
+    order
+}
+
+fn config_count(op: i32) -> i32 {
+    // SAFETY: a table lookup with no pointer argument.
+    unsafe { sys::rosa_config_count(op) }
+}
+
+/// The transpose plan of `a`: row_ptr/col_idx of A^T and, per entry, its index in A.
+fn transpose(a: &Csr) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
+    let mut count = vec![0i32; a.cols + 1];
+    for &c in &a.col_idx {
+        count[c as usize + 1] += 1;
+    }
+    for i in 0..a.cols {
+        count[i + 1] += count[i];
+    }
+    let row_ptr = count.clone();
+    let mut next = count;
+    let nnz = a.col_idx.len();
+    let (mut col_idx, mut perm) = (vec![0i32; nnz], vec![0i32; nnz]);
+    for r in 0..a.rows {
+        for q in a.row_ptr[r] as usize..a.row_ptr[r + 1] as usize {
+            let c = a.col_idx[q] as usize;
+            let dst = next[c] as usize;
+            next[c] += 1;
+            col_idx[dst] = r as i32;
+            perm[dst] = q as i32;
+        }
+    }
+    (row_ptr, col_idx, perm)
+}
+
+fn assert_close(got: f32, want: f64, scale: f64, dt: Dt, what: &str) {
+    // f16 results below 2^-14 are subnormal: their spacing is 2^-24 whatever their size.
+    let subnormal = if matches!(dt, Dt::F16) {
+        2f64.powi(-24)
+    } else {
+        0.0
+    };
+    let tol = dt.unit() * want.abs() + 1e-5 * scale + subnormal + 1e-30;
+    assert!(
+        (got as f64 - want).abs() <= tol,
+        "{what}: got {got}, want {want} (tol {tol})"
+    );
+    CHECKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One SpMM (transposed when `t`) per case, checked element by element against f64.
+#[allow(clippy::too_many_arguments)]
+fn spmm_case(
+    rng: &mut Rng,
+    dt: Dt,
+    t: bool,
+    config: i32,
+    m: usize,
+    k: usize,
+    n: usize,
+    beta: f32,
+    shuffled: bool,
+) {
+    let a = random_csr(rng, m, k);
+    let vals: Vec<f32> = a.values.iter().map(|&v| dt.round(v)).collect();
+    let (walk_rows, b_rows, row_ptr, col_idx, perm) = if t {
+        let (rp, ci, p) = transpose(&a);
+        (k, m, rp, ci, Some(p))
+    } else {
+        (m, k, a.row_ptr.clone(), a.col_idx.clone(), None)
+    };
+    let es = dt.size();
+    let pad_b = 1 + rng.below(9);
+    let pad_c = 1 + rng.below(9);
+    let off_b = es * (1 + rng.below(14 / es));
+    let off_c = es * (1 + rng.below(14 / es));
+    let mut b = Buf::new(dt, b_rows, n, n + pad_b, off_b);
+    let mut bh = vec![0f32; b_rows * n];
+    for r in 0..b_rows {
+        for c in 0..n {
+            let x = dt.round(rng.unit());
+            b.set(r, c, x);
+            bh[r * n + c] = x;
+        }
+    }
+    let mut c = Buf::new(dt, walk_rows, n, n + pad_c, off_c);
+    let mut ch = vec![0f32; walk_rows * n];
+    for r in 0..walk_rows {
+        for j in 0..n {
+            let x = if beta == 0.0 {
+                f32::NAN
+            } else {
+                dt.round(rng.unit())
+            };
+            c.set(r, j, x);
+            ch[r * n + j] = x;
+        }
+    }
+    let mut values = vec![0u8; vals.len() * es + 16];
+    for (i, &v) in vals.iter().enumerate() {
+        dt.encode(v, &mut values[i * es..(i + 1) * es]);
+    }
+    let sw = swizzle(rng, &row_ptr, shuffled);
+    let alpha = 0.75f32;
+    let p = sys::rosa_spmm_params {
+        dtype: dt.code(),
+        rows: walk_rows as i32,
+        n: n as i32,
+        b_rows: b_rows as i32,
+        row_ptr: row_ptr.as_ptr(),
+        col_idx: col_idx.as_ptr(),
+        perm: perm.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
+        row_swizzle: sw.as_ptr(),
+        values: values.as_ptr().cast(),
+        b: b.ptr(),
+        c: c.ptr(),
+        ldb: b.ld as i64,
+        ldc: c.ld as i64,
+        alpha,
+        beta,
+    };
+    // SAFETY: every pointer covers what the header says the kernel reads or writes.
+    let code = unsafe {
+        if t {
+            sys::rosa_spmm_t(&p, config, std::ptr::null_mut())
+        } else {
+            sys::rosa_spmm(&p, config, std::ptr::null_mut())
+        }
+    };
+    launched(code);
+    let what = format!("spmm t={t} {dt:?} config {config} m={m} k={k} n={n} beta={beta}");
+    for r in 0..walk_rows {
+        for j in 0..n {
+            let (mut want, mut scale) = (0f64, 0f64);
+            for q in row_ptr[r] as usize..row_ptr[r + 1] as usize {
+                let v = vals[perm.as_ref().map_or(q, |p| p[q] as usize)] as f64;
+                let x = bh[col_idx[q] as usize * n + j] as f64;
+                want += v * x;
+                scale += (v * x).abs();
+            }
+            want *= alpha as f64;
+            if beta != 0.0 {
+                want += beta as f64 * ch[r * n + j] as f64;
+                scale += (beta * ch[r * n + j]).abs() as f64;
+            }
+            assert_close(c.get(r, j), want, scale, dt, &format!("{what} C[{r},{j}]"));
+        }
+    }
+    c.assert_padding(&what);
+    b.assert_padding(&what);
+}
+
+#[test]
+fn spmm_and_spmm_t_every_dtype_and_tile() {
+    let mut rng = Rng(0x5eed_0001);
+    for op in [0, 1] {
+        for config in 0..config_count(op) {
+            for dt in DTYPES {
+                // N = 37 (not a multiple of any vector width), 1, and wide enough for
+                // several column tiles (grid.y > 1).
+                spmm_case(&mut rng, dt, op == 1, config, 40, 80, 37, 0.0, false);
+                spmm_case(&mut rng, dt, op == 1, config, 23, 75, 1, 0.5, true);
+                spmm_case(&mut rng, dt, op == 1, config, 9, 71, 300, 0.0, true);
+                spmm_case(&mut rng, dt, op == 1, config, 12, 72, 64, -1.0, false);
+            }
+        }
+    }
+    report();
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sddmm_case(
+    rng: &mut Rng,
+    dt: Dt,
+    config: i32,
+    m: usize,
+    cols: usize,
+    k: usize,
+    beta: f32,
+    shuffled: bool,
+) {
+    let a = random_csr(rng, m, cols);
+    let es = dt.size();
+    let mut l = Buf::new(
+        dt,
+        m,
+        k,
+        k + 1 + rng.below(9),
+        es * (1 + rng.below(14 / es)),
+    );
+    let mut r = Buf::new(
+        dt,
+        cols,
+        k,
+        k + 1 + rng.below(9),
+        es * (1 + rng.below(14 / es)),
+    );
+    let mut lh = vec![0f32; m * k];
+    let mut rh = vec![0f32; cols * k];
+    for i in 0..m {
+        for j in 0..k {
+            lh[i * k + j] = dt.round(rng.unit());
+            l.set(i, j, lh[i * k + j]);
+        }
+    }
+    for i in 0..cols {
+        for j in 0..k {
+            rh[i * k + j] = dt.round(rng.unit());
+            r.set(i, j, rh[i * k + j]);
+        }
+    }
+    let nnz = a.col_idx.len();
+    let mut out = Buf::new(dt, 1, nnz, nnz, es * (1 + rng.below(14 / es)));
+    let mut old = vec![0f32; nnz];
+    for q in 0..nnz {
+        old[q] = if beta == 0.0 {
+            f32::NAN
+        } else {
+            dt.round(rng.unit())
+        };
+        out.set(0, q, old[q]);
+    }
+    let sw = swizzle(rng, &a.row_ptr, shuffled);
+    let alpha = 1.25f32;
+    let p = sys::rosa_sddmm_params {
+        dtype: dt.code(),
+        rows: m as i32,
+        cols: cols as i32,
+        k: k as i32,
+        row_ptr: a.row_ptr.as_ptr(),
+        col_idx: a.col_idx.as_ptr(),
+        row_swizzle: sw.as_ptr(),
+        l: l.ptr(),
+        r: r.ptr(),
+        out: out.ptr(),
+        ldl: l.ld as i64,
+        ldr: r.ld as i64,
+        alpha,
+        beta,
+    };
+    // SAFETY: every pointer covers what the header says the kernel reads or writes.
+    launched(unsafe { sys::rosa_sddmm(&p, config, std::ptr::null_mut()) });
+    let what = format!("sddmm {dt:?} config {config} m={m} cols={cols} k={k} beta={beta}");
+    for i in 0..m {
+        for q in a.row_ptr[i] as usize..a.row_ptr[i + 1] as usize {
+            let j = a.col_idx[q] as usize;
+            let (mut want, mut scale) = (0f64, 0f64);
+            for t in 0..k {
+                let x = lh[i * k + t] as f64 * rh[j * k + t] as f64;
+                want += x;
+                scale += x.abs();
+            }
+            want *= alpha as f64;
+            if beta != 0.0 {
+                want += beta as f64 * old[q] as f64;
+                scale += (beta * old[q]).abs() as f64;
+            }
+            assert_close(out.get(0, q), want, scale, dt, &format!("{what} out[{q}]"));
+        }
+    }
+    out.assert_padding(&what);
+}
+
+#[test]
+fn sddmm_every_dtype_and_tile() {
+    let mut rng = Rng(0x5eed_0002);
+    for config in 0..config_count(2) {
+        for dt in DTYPES {
+            sddmm_case(&mut rng, dt, config, 30, 75, 37, 0.0, false);
+            sddmm_case(&mut rng, dt, config, 11, 71, 1, 0.5, true);
+            sddmm_case(&mut rng, dt, config, 7, 72, 600, 0.0, true);
+        }
+    }
+    report();
+}
+
+/// Counts are process-wide and tests run in parallel: each prints the total so far, and
+/// the last line printed is the suite's.
+fn report() {
+    eprintln!(
+        "emu_kernels: {} launches, {} checks so far",
+        LAUNCHES.load(Ordering::Relaxed),
+        CHECKS.load(Ordering::Relaxed)
+    );
+}
+
+/// Lengths around the emulated build's block cap of 4 x 256 threads (ROSA_MAX_BLOCKS=4 in
+/// build.rs): one partial block, exactly the cap, and past it (a second grid-stride pass).
+const LENGTHS: [usize; 4] = [1, 300, 1024, 2500];
+
+fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.unit() * 4.0).collect()
+}
+
+#[test]
+fn axpby_bias_add_row_sum_sum_squares() {
+    let mut rng = Rng(0x5eed_0003);
+    let null = std::ptr::null_mut();
+    for n in LENGTHS {
+        let x = values(&mut rng, n);
+        for beta in [0.0f32, 0.5] {
+            let mut y = if beta == 0.0 {
+                vec![f32::NAN; n]
+            } else {
+                values(&mut rng, n)
+            };
+            let y0 = y.clone();
+            // SAFETY: x and y hold n elements.
+            launched(unsafe {
+                sys::rosa_axpby(n as i64, 1.5, x.as_ptr(), beta, y.as_mut_ptr(), null)
+            });
+            for i in 0..n {
+                let want = 1.5 * x[i] as f64
+                    + if beta == 0.0 {
+                        0.0
+                    } else {
+                        beta as f64 * y0[i] as f64
+                    };
+                assert_close(y[i], want, want.abs() + 1.0, Dt::F32, "axpby");
+            }
+        }
+        let mut acc = 0.25f64;
+        // SAFETY: x holds n elements, acc is one f64.
+        launched(unsafe { sys::rosa_sum_squares(n as i64, x.as_ptr(), &mut acc, null) });
+        let want: f64 = 0.25 + x.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
+        assert!(
+            (acc - want).abs() <= 1e-12 * want,
+            "sum_squares {acc} {want}"
+        );
+        CHECKS.fetch_add(1, Ordering::Relaxed);
+    }
+    for (rows, cols) in [(1, 1), (3, 700), (1100, 3), (5, 0)] {
+        let x = values(&mut rng, rows * cols);
+        let bias = values(&mut rng, rows);
+        let mut y = x.clone();
+        if cols > 0 {
+            // SAFETY: bias holds rows, y rows * cols elements.
+            launched(unsafe {
+                sys::rosa_bias_add(
+                    rows as i64,
+                    cols as i64,
+                    bias.as_ptr(),
+                    y.as_mut_ptr(),
+                    null,
+                )
+            });
+            for i in 0..rows * cols {
+                let want = x[i] as f64 + bias[i / cols] as f64;
+                assert_close(y[i], want, want.abs(), Dt::F32, "bias_add");
+            }
+        }
+        let mut out = vec![f32::NAN; rows];
+        // SAFETY: x holds rows * cols elements, out rows.
+        launched(unsafe {
+            sys::rosa_row_sum(rows as i64, cols as i64, x.as_ptr(), out.as_mut_ptr(), null)
+        });
+        for r in 0..rows {
+            let row = &x[r * cols..(r + 1) * cols];
+            let want: f64 = row.iter().map(|&v| v as f64).sum();
+            let scale: f64 = row.iter().map(|&v| v.abs() as f64).sum();
+            assert_close(out[r], want, scale, Dt::F32, "row_sum");
+        }
+    }
+    report();
+}
+
+#[test]
+fn csr_add_keeps_padding() {
+    let mut rng = Rng(0x5eed_0004);
+    for (rows, cols) in [(1, 5), (40, 80), (70, 75)] {
+        let a = random_csr(&mut rng, rows, cols);
+        let ld = cols + 1 + rng.below(9);
+        let mut dense = Buf::new(Dt::F32, rows, cols, ld, 0);
+        let mut d0 = vec![0f32; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                d0[r * cols + c] = rng.unit();
+                dense.set(r, c, d0[r * cols + c]);
+            }
+        }
+        let p = sys::rosa_csr_add_params {
+            rows: rows as i32,
+            cols: cols as i32,
+            row_ptr: a.row_ptr.as_ptr(),
+            col_idx: a.col_idx.as_ptr(),
+            values: a.values.as_ptr(),
+            dense: dense.ptr().cast(),
+            ld: ld as i64,
+            alpha: -0.5,
+        };
+        // SAFETY: the CSR arrays and the dense buffer match the params.
+        launched(unsafe { sys::rosa_csr_add(&p, std::ptr::null_mut()) });
+        let mut want: Vec<f64> = d0.iter().map(|&v| v as f64).collect();
+        for r in 0..rows {
+            for q in a.row_ptr[r] as usize..a.row_ptr[r + 1] as usize {
+                want[r * cols + a.col_idx[q] as usize] += -0.5 * a.values[q] as f64;
+            }
+        }
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_close(dense.get(r, c), want[r * cols + c], 2.0, Dt::F32, "csr_add");
+            }
+        }
+        dense.assert_padding("csr_add");
+    }
+    report();
+}
+
+#[test]
+fn adamw_matches_f64() {
+    let mut rng = Rng(0x5eed_0005);
+    for n in LENGTHS {
+        let (mut w, g, mut m, mut v) = (
+            values(&mut rng, n),
+            values(&mut rng, n),
+            values(&mut rng, n),
+            values(&mut rng, n),
+        );
+        v.iter_mut().for_each(|x| *x = x.abs());
+        let (w0, m0, v0) = (w.clone(), m.clone(), v.clone());
+        let p = sys::rosa_adamw_params {
+            n: n as i64,
+            param: w.as_mut_ptr(),
+            grad: g.as_ptr(),
+            m: m.as_mut_ptr(),
+            v: v.as_mut_ptr(),
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            bias_correction1: 1.0 - 0.9f32.powi(3),
+            bias_correction2: 1.0 - 0.999f32.powi(3),
+            grad_scale: 0.5,
+        };
+        // SAFETY: four buffers of n elements.
+        launched(unsafe { sys::rosa_adamw(&p, std::ptr::null_mut()) });
+        for i in 0..n {
+            let gi = g[i] as f64 * 0.5;
+            let mi = 0.9 * m0[i] as f64 + 0.1 * gi;
+            let vi = 0.999 * v0[i] as f64 + 0.001 * gi * gi;
+            let upd =
+                (mi / p.bias_correction1 as f64) / ((vi / p.bias_correction2 as f64).sqrt() + 1e-8);
+            let wi = w0[i] as f64 - 1e-2 * (upd + 0.01 * w0[i] as f64);
+            assert_close(m[i], mi, mi.abs() + 1.0, Dt::F32, "adamw m");
+            assert_close(v[i], vi, vi.abs() + 1.0, Dt::F32, "adamw v");
+            assert_close(w[i], wi, wi.abs() + 1.0, Dt::F32, "adamw param");
+        }
+    }
+    report();
+}
+
+/// Every cast pair, bit for bit against the `half` crate's round-to-nearest-even, on
+/// NaN, +-inf, +-0, ties, subnormals, and values that overflow the narrower type.
+#[test]
+fn casts_bit_for_bit() {
+    let mut special: Vec<f32> = vec![
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        65504.0,
+        65520.0,
+        65519.99,
+        1e5,
+        -1e5,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1e-8,
+        5.960_464_5e-8,
+        2.980_232_2e-8,
+        1.0 + 2f32.powi(-11),
+        1.0 + 3.0 * 2f32.powi(-11),
+        1.0 + 2f32.powi(-8),
+        1.0 + 3.0 * 2f32.powi(-8),
+        3.389_531_4e38,
+        -3.4e38,
+    ];
+    let mut rng = Rng(0x5eed_0006);
+    special.extend((0..2000).map(|_| f32::from_bits(rng.next() as u32)));
+    let n = special.len();
+    for src in DTYPES {
+        let mut sbuf = vec![0u8; n * src.size()];
+        for (i, &x) in special.iter().enumerate() {
+            src.encode(x, &mut sbuf[i * src.size()..(i + 1) * src.size()]);
+        }
+        for dst in DTYPES {
+            let mut dbuf = vec![0xA5u8; n * dst.size()];
+            // SAFETY: both buffers hold n elements of their dtype.
+            launched(unsafe {
+                sys::rosa_cast(
+                    n as i64,
+                    src.code(),
+                    sbuf.as_ptr().cast(),
+                    dst.code(),
+                    dbuf.as_mut_ptr().cast(),
+                    std::ptr::null_mut(),
+                )
+            });
+            for i in 0..n {
+                let x = src.decode(&sbuf[i * src.size()..(i + 1) * src.size()]);
+                let mut want = vec![0u8; dst.size()];
+                dst.encode(x, &mut want);
+                let got = &dbuf[i * dst.size()..(i + 1) * dst.size()];
+                if x.is_nan() {
+                    assert!(dst.decode(got).is_nan(), "cast {src:?}->{dst:?} of NaN");
+                } else {
+                    assert_eq!(
+                        got,
+                        &want[..],
+                        "cast {src:?}->{dst:?} of {x:e} ({:#x})",
+                        x.to_bits()
+                    );
+                }
+                CHECKS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    report();
+}
+
+/// Status texts come from the emulated runtime's cudaGetErrorString, as the launchers'
+/// positive codes would from cudart.
+#[test]
+fn status_strings() {
+    check(0).unwrap();
+    let (code, text) = check(9).unwrap_err();
+    assert_eq!((code, text.as_str()), (9, "invalid configuration argument"));
+    let (code, _) = check(-4).unwrap_err();
+    assert_eq!(code, -4);
+}
