@@ -285,7 +285,7 @@ fn the_raw_entry_refuses_what_it_can_check_before_any_cuda_call() {
     );
     assert!(matches!(e, Error::InvalidArgument(_)), "alpha: {e}");
     let e = spmm(&sddmm_cfg, 1.0, &s, 0x5000, dense(6, 8, 8), dense(4, 8, 8));
-    assert!(e.to_string().contains("not a spmm"), "config op: {e}");
+    assert!(e.to_string().contains("not for spmm"), "config op: {e}");
     // A plan (perm set) needs a transposed-product configuration.
     let plan = RawCsr { perm: 0x6000, ..s };
     let e = spmm(

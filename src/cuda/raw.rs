@@ -16,6 +16,7 @@
 use std::ffi::c_void;
 
 use super::result::{self, RawStructure};
+use super::spmm::check_config;
 use super::KernelConfig;
 use crate::cpu::check_scalars;
 use crate::{DType, Error, Op, Result};
@@ -70,16 +71,6 @@ fn check_structure(s: &RawCsr) -> Result<()> {
     nonnull("row_ptr", s.row_ptr, true)?;
     nonnull("col_idx", s.col_idx, s.nnz > 0)?;
     nonnull("row_swizzle", s.row_swizzle, s.rows > 0)
-}
-
-fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
-    if config.op == op {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "configuration {config} is not a {op} configuration"
-        )))
-    }
 }
 
 /// `C = alpha S B + beta C` with values of `dtype` (f32 accumulation), where `S` is the

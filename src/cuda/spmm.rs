@@ -8,12 +8,13 @@ use crate::cpu::check_scalars;
 use crate::Op;
 use crate::{Error, Result};
 
-fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
+/// Refuses a configuration of another op than the launch's.
+pub(crate) fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
     if config.op == op {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!(
-            "configuration {config} is not a {op} configuration"
+            "configuration {config} is not for {op}"
         )))
     }
 }

@@ -7,44 +7,62 @@ use cudarc::driver::{CudaStream, CudaView, CudaViewMut, DeviceSlice};
 use super::{CudaScalar, DeviceCsr, DeviceDense, DeviceMask};
 use crate::{Error, Result};
 
-/// Elements a row-major `rows x cols` matrix with row stride `ld` spans: the last row
-/// needs only `cols`, so a view may end right after it.
-fn span(what: &str, rows: usize, cols: usize, ld: usize) -> Result<usize> {
+/// Checks that a buffer of `len` elements holds a row-major `rows x cols` matrix of row
+/// stride `ld`: `ld >= cols`, and `(rows - 1) * ld + cols` elements (the last row needs
+/// only `cols`, so a view may end right after it).
+fn check_layout(len: usize, rows: usize, cols: usize, ld: usize) -> Result<()> {
     if ld < cols {
         return Err(Error::InvalidArgument(format!(
-            "{what}: leading dimension {ld} is below its {cols} columns"
+            "dense view: leading dimension {ld} is below its {cols} columns"
         )));
     }
-    if rows == 0 || cols == 0 {
-        return Ok(0);
+    let need = if rows == 0 || cols == 0 {
+        Some(0)
+    } else {
+        (rows - 1).checked_mul(ld).and_then(|x| x.checked_add(cols))
+    };
+    match need {
+        Some(need) if len >= need => Ok(()),
+        Some(need) => Err(Error::InvalidArgument(format!(
+            "dense view: a {rows} x {cols} matrix with leading dimension {ld} spans {need} \
+             elements, the buffer has {len}"
+        ))),
+        None => Err(Error::InvalidArgument(format!(
+            "dense view: {rows} rows of stride {ld} overflow the address space"
+        ))),
     }
-    (rows - 1)
-        .checked_mul(ld)
-        .and_then(|x| x.checked_add(cols))
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "{what}: {rows} rows of stride {ld} overflow the address space"
-            ))
-        })
 }
 
-fn check_len(
-    what: &str,
-    len: usize,
-    need: usize,
-    rows: usize,
-    cols: usize,
-    ld: usize,
-) -> Result<()> {
-    if len >= need {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "{what}: a {rows} x {cols} matrix with leading dimension {ld} spans {need} elements, \
-             the buffer has {len}"
-        )))
-    }
+/// The shape accessors the two dense views share.
+macro_rules! strided_accessors {
+    ($($view:ident),*) => {$(
+        impl<T> $view<'_, T> {
+            /// Rows.
+            pub fn rows(&self) -> usize {
+                self.rows
+            }
+
+            /// Columns.
+            pub fn cols(&self) -> usize {
+                self.cols
+            }
+
+            /// Row stride in elements.
+            pub fn ld(&self) -> usize {
+                self.ld
+            }
+
+            pub(crate) fn stream(&self) -> &CudaStream {
+                DeviceSlice::stream(&self.data)
+            }
+
+            pub(crate) fn shape(&self) -> String {
+                crate::error::shape(self.rows, self.cols)
+            }
+        }
+    )*};
 }
+strided_accessors!(DenseView, DenseViewMut);
 
 /// A row-major `rows x cols` matrix in borrowed device memory, row `i` starting at element
 /// `i * ld` of the view (`ld >= cols`; padding between rows is never read).
@@ -73,43 +91,13 @@ impl<'a, T> DenseView<'a, T> {
     /// [`Error::InvalidArgument`] when `ld < cols` or `data` holds fewer than
     /// `(rows - 1) * ld + cols` elements.
     pub fn new(data: CudaView<'a, T>, rows: usize, cols: usize, ld: usize) -> Result<Self> {
-        check_len(
-            "dense view",
-            data.len(),
-            span("dense view", rows, cols, ld)?,
-            rows,
-            cols,
-            ld,
-        )?;
+        check_layout(data.len(), rows, cols, ld)?;
         Ok(DenseView {
             data,
             rows,
             cols,
             ld,
         })
-    }
-
-    /// Rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Columns.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Row stride in elements.
-    pub fn ld(&self) -> usize {
-        self.ld
-    }
-
-    pub(crate) fn stream(&self) -> &CudaStream {
-        DeviceSlice::stream(&self.data)
-    }
-
-    pub(crate) fn shape(&self) -> String {
-        crate::error::shape(self.rows, self.cols)
     }
 }
 
@@ -138,43 +126,13 @@ impl<'a, T> DenseViewMut<'a, T> {
     /// # Errors
     /// As [`DenseView::new`].
     pub fn new(data: CudaViewMut<'a, T>, rows: usize, cols: usize, ld: usize) -> Result<Self> {
-        check_len(
-            "dense view",
-            data.len(),
-            span("dense view", rows, cols, ld)?,
-            rows,
-            cols,
-            ld,
-        )?;
+        check_layout(data.len(), rows, cols, ld)?;
         Ok(DenseViewMut {
             data,
             rows,
             cols,
             ld,
         })
-    }
-
-    /// Rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Columns.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Row stride in elements.
-    pub fn ld(&self) -> usize {
-        self.ld
-    }
-
-    pub(crate) fn stream(&self) -> &CudaStream {
-        DeviceSlice::stream(&self.data)
-    }
-
-    pub(crate) fn shape(&self) -> String {
-        crate::error::shape(self.rows, self.cols)
     }
 }
 
