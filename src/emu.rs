@@ -4,19 +4,10 @@
 //! pointers. It exists so that tests can run the real kernel code where no GPU is; it is
 //! not a backend (see docs/CUDA.md, "Emulated kernels", for what it does and does not prove).
 
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    dead_code,
-    missing_docs,
-    clippy::all,
-    clippy::pedantic
-)]
-/// Raw bindings to `csrc/rosa_kernels.h` (bindgen output, as in `rosa::cuda`).
-pub mod sys {
-    include!(concat!(env!("OUT_DIR"), "/rosa_kernels.rs"));
-}
+/// Raw bindings to `csrc/rosa_kernels.h`: the same bindgen output and module file as
+/// `rosa::cuda`'s.
+#[path = "cuda/sys.rs"]
+pub mod sys;
 
 /// A launcher's status as a `Result`: `Ok` for `ROSA_OK`, otherwise the code and its text
 /// from `rosa_status_string` (negative: refused arguments; positive: a `cudaError_t`).
