@@ -94,6 +94,7 @@ fn check_structure(s: &RawCsr) -> Result<()> {
 ///
 /// ```no_run
 /// use rosa::cuda::{raw, KernelConfig, Op};
+/// use rosa::CsrShape;
 /// # fn upload(_: &[u8]) -> u64 { 0 }
 /// let a = rosa::random::csr::<f32>(64, 32, 0.1, 1)?;
 /// let b = rosa::random::dense::<f32>(32, 16, 2);
@@ -103,7 +104,7 @@ fn check_structure(s: &RawCsr) -> Result<()> {
 ///     rows: 64, cols: 32, nnz: a.nnz(),
 ///     row_ptr: upload(&bytes(a.row_ptr())),
 ///     col_idx: upload(&bytes(a.col_idx())),
-///     row_swizzle: upload(&bytes(&rosa::CsrShape::row_swizzle(&a))),
+///     row_swizzle: upload(&bytes(&a.row_swizzle())),
 ///     perm: 0,
 /// };
 /// # let (values, b_ptr, c_ptr) = (0u64, 0u64, 0u64);
