@@ -543,16 +543,12 @@ fn coordinate_entries<T: Scalar>(path: &Path, header: &Header<'_>) -> Result<Vec
             )
         };
         let words: Vec<&str> = line.split_ascii_whitespace().collect();
-        let (i, j, value) = match (header.field, &words[..]) {
-            (Field::Pattern, [i, j]) => (i, j, 1.0),
-            (Field::Real, [i, j, v]) => {
-                (i, j, v.parse::<f64>().map_err(|_| bad("bad real value"))?)
-            }
-            (Field::Integer, [i, j, v]) => {
-                let v = integer::<T>(path, n, v, header.values)
-                    .map_err(|e| e.unwrap_or_else(|| bad("bad integer value")))?;
-                (i, j, v as f64)
-            }
+        // The position first, then the value: an entry outside the matrix is refused as
+        // such whatever its value, so every dtype (and the value-free mask read) refuses
+        // the same files for the same reason.
+        let (i, j, word) = match (header.field, &words[..]) {
+            (Field::Pattern, [i, j]) => (i, j, None),
+            (Field::Real | Field::Integer, [i, j, v]) => (i, j, Some(*v)),
             (Field::Pattern, _) => return Err(bad("expected 'row col'")),
             _ => return Err(bad("expected 'row col value'")),
         };
@@ -561,6 +557,13 @@ fn coordinate_entries<T: Scalar>(path: &Path, header: &Header<'_>) -> Result<Vec
             _ => Err(bad(&format!("{what} index '{w}' outside 1..={bound}"))),
         };
         let (i, j) = (index(i, rows, "row")?, index(j, cols, "column")?);
+        let value = match (header.field, word) {
+            (Field::Integer, Some(v)) => integer::<T>(path, n, v, header.values)
+                .map_err(|e| e.unwrap_or_else(|| bad("bad integer value")))?
+                as f64,
+            (_, Some(v)) => v.parse::<f64>().map_err(|_| bad("bad real value"))?,
+            (_, None) => 1.0,
+        };
         if header.symmetry == Symmetry::Skew && i == j {
             return Err(bad(
                 "a diagonal entry (skew-symmetric files store none: their diagonal is zero)",
