@@ -125,16 +125,13 @@ impl Weight {
     }
     /// The weight as f32, widened or dequantized if it is stored in bf16 or NF4.
     pub fn to_f32(&self) -> Dense<f32> {
-        match self {
-            Weight::F32(w) => w.clone(),
-            Weight::Bf16(w) => widen(w),
-            Weight::Nf4(_) => {
-                let mut out = Dense::zeros(self.rows(), self.cols());
-                // Cannot fail: the range is every row and `out` is rows x cols.
-                self.widen_into(out.as_mut()).ok();
-                out
-            }
+        if let Weight::F32(w) = self {
+            return w.clone();
         }
+        let mut out = Dense::zeros(self.rows(), self.cols());
+        // Cannot fail: `out` is rows x cols and an NF4 W is dequantized over all its rows.
+        self.widen_into(out.as_mut()).ok();
+        out
     }
     /// Widens a bf16 or NF4 W into `out` (rows x cols); a no-op copy for f32.
     fn widen_into(&self, mut out: MatMut<'_, f32>) -> Result<()> {
@@ -171,12 +168,13 @@ impl Weight {
     fn update(&mut self, f: impl FnOnce(&mut Dense<f32>) -> Result<()>) -> Result<()> {
         match self {
             Weight::F32(w) => f(w),
-            Weight::Bf16(w) => {
-                let mut wide = widen(w);
+            Weight::Bf16(_) => {
+                let mut wide = self.to_f32();
                 f(&mut wide)?;
-                for (o, &v) in w.as_mut_slice().iter_mut().zip(wide.as_slice()) {
-                    *o = bf16::from_f32(v);
-                }
+                let cols = wide.cols();
+                *self = Weight::Bf16(Dense::from_fn(wide.rows(), cols, |i, j| {
+                    bf16::from_f32(wide.as_slice()[i * cols + j])
+                }));
                 Ok(())
             }
             Weight::Nf4(_) => Err(Error::Unsupported(
@@ -197,12 +195,6 @@ pub(crate) fn check_feature_rows(op: &'static str, rows: usize, expected: usize)
             detail: format!("expected {expected} feature rows, got {rows}"),
         })
     }
-}
-
-fn widen(w: &Dense<bf16>) -> Dense<f32> {
-    Dense::from_fn(w.rows(), w.cols(), |i, j| {
-        w.as_slice()[i * w.cols() + j].to_f32()
-    })
 }
 
 /// The sparse adapter: `S` with a fixed mask, and the transpose plan built once from it.

@@ -154,6 +154,15 @@ impl TrainConfig {
                 ));
             }
         }
+        // Refused here, before any pretraining, not when the method's turn comes.
+        if let Some(method) = self.methods.iter().find(|m| m.rewrites_w()) {
+            if self.quant.is_some() {
+                return Err(Error::Unsupported(format!(
+                    "--quant nf4 with {method}: it rewrites W, which a 4-bit W cannot take; \
+                     use lora, spa or rosa"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -214,6 +223,15 @@ pub struct Row {
     pub peak_bytes: usize,
     /// Bytes the frozen weights W of all layers are stored in (f32, bf16 or NF4).
     pub w_bytes: usize,
+}
+
+/// Bytes the frozen weights of all of `model`'s layers are stored in.
+fn stored_w_bytes(model: &Mlp) -> usize {
+    model
+        .layers()
+        .iter()
+        .map(|l| l.weight().stored_bytes())
+        .sum()
 }
 
 /// The result of [`run`].
@@ -576,20 +594,10 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
             accuracy: base_acc,
             ms_per_step: 0.0,
             peak_bytes: 0,
-            w_bytes: base
-                .layers()
-                .iter()
-                .map(|l| l.weight().stored_bytes())
-                .sum(),
+            w_bytes: stored_w_bytes(&base),
         });
         let shapes = base.shapes();
         for &method in &cfg.methods {
-            if cfg.quant.is_some() && method.rewrites_w() {
-                return Err(Error::Unsupported(format!(
-                    "--quant nf4 with {method}: it rewrites W, which a 4-bit W cannot take; \
-                     use lora, spa or rosa"
-                )));
-            }
             let (rank, density) = cfg.rank_density(method, &shapes)?;
             let plan = Plan {
                 method,
@@ -644,11 +652,7 @@ pub fn run(cfg: &TrainConfig) -> Result<Report> {
                 accuracy,
                 ms_per_step: 1e3 * trained.secs_per_step,
                 peak_bytes: peak,
-                w_bytes: model
-                    .layers()
-                    .iter()
-                    .map(|l| l.weight().stored_bytes())
-                    .sum(),
+                w_bytes: stored_w_bytes(&model),
             });
         }
     }
