@@ -19,4 +19,7 @@ cargo clippy --features cuda --all-targets -- -D warnings
 echo "== cuda: test"
 cargo test --features cuda
 
+echo "== cuda: machine-code report (registers, spills, loads in flight; fails on a spill)"
+scripts/sass-report.sh
+
 echo "== cuda: ok in $((SECONDS - start)) s"
