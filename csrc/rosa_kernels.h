@@ -54,6 +54,9 @@ typedef struct rosa_config {
   int32_t block_rows; /* sub-warps (rows) per block */
   int32_t vectors;    /* 16-byte vectors per thread per step */
   int32_t threads;    /* subwarp * block_rows */
+  int32_t unroll;     /* SpMM: nonzeros whose B vectors are loaded before the first FMA
+                         (1: the general path only; > 1: the aligned fast path where B
+                         allows it); SDDMM: 1 */
 } rosa_config;
 
 /*

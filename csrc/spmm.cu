@@ -25,11 +25,83 @@ struct GatheredValues {
   }
 };
 
-template <typename T, int SW, int BR, int V, typename Values>
+// Code-path policies of the kernel's inner loop over one staged batch of nonzeros.
+// GeneralPath: each B vector through load_vec, which tests alignment and the row's end per
+// access, so any ldb, base offset and n work. FastPath<U>: for B 16-byte aligned with ldb
+// a multiple of the vector width (decided once per launch, on the host) and a column tile
+// that lies wholly inside n, B's vectors of U nonzeros are loaded into registers before
+// the first FMA uses one, with no per-access test: U * V independent 16-byte loads in
+// flight per thread instead of one. The last, partial column tile takes the general path.
+struct GeneralPath {
+  static constexpr int kUnroll = 1;
+};
+template <int U> struct FastPath {
+  static_assert(U > 1, "the fast path batches several nonzeros");
+  static constexpr int kUnroll = U;
+};
+
+template <typename T, int SW, int V>
+__device__ __forceinline__ void general_batch(float (&acc)[V][kVec<T>], const int64_t *s_off,
+                                              const float *s_val, int count, const T *b,
+                                              int64_t tile0, int lane, int64_t n) {
+  constexpr int VEC = kVec<T>;
+#pragma unroll 4
+  for (int e = 0; e < count; ++e) {
+    const float a = s_val[e];
+    const T *brow = b + s_off[e];
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const int64_t j = tile0 + (static_cast<int64_t>(v) * SW + lane) * VEC;
+      float x[VEC];
+      load_vec<T>(brow + j, n - j, b, x);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) acc[v][i] = fmaf(a, x[i], acc[v][i]);
+    }
+  }
+}
+
+// acc += a[k] * B[row k, this lane's vectors] for the K nonzeros at e: every load first.
+template <typename T, int SW, int V, int K>
+__device__ __forceinline__ void fast_round(float (&acc)[V][kVec<T>], const int64_t *s_off,
+                                           const float *s_val, const T *bcol) {
+  constexpr int VEC = kVec<T>;
+  uint4 u[K][V];
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+#pragma unroll
+    for (int v = 0; v < V; ++v)
+      u[k][v] = __ldg(reinterpret_cast<const uint4 *>(bcol + s_off[k] + v * SW * VEC));
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const float a = s_val[k];
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      const T *x = reinterpret_cast<const T *>(&u[k][v]);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) acc[v][i] = fmaf(a, Elem<T>::load(x[i]), acc[v][i]);
+    }
+  }
+}
+
+template <typename T, int SW, int V, int U>
+__device__ __forceinline__ void fast_batch(float (&acc)[V][kVec<T>], const int64_t *s_off,
+                                           const float *s_val, int count, const T *b,
+                                           int64_t tile0, int lane) {
+  const T *bcol = b + tile0 + static_cast<int64_t>(lane) * kVec<T>;
+  int e = 0;
+  for (; e + U <= count; e += U) fast_round<T, SW, V, U>(acc, s_off + e, s_val + e, bcol);
+  // The batch's last count % U nonzeros: still no per-access test, one at a time.
+  for (; e < count; ++e) fast_round<T, SW, V, 1>(acc, s_off + e, s_val + e, bcol);
+}
+
+template <typename T, int SW, int BR, int V, typename Values, typename Path>
 __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) {
   constexpr int VEC = kVec<T>;
+  constexpr int U = Path::kUnroll;
+  static_assert(U <= SW, "a round batches at most one staged batch of SW nonzeros");
   constexpr int64_t TILE = static_cast<int64_t>(SW) * V * VEC; // columns per sub-warp step
-  __shared__ int32_t s_col[BR][SW];
+  // B's row offsets (col * ldb, scaled once when staged) and the values, per sub-warp.
+  __shared__ int64_t s_off[BR][SW];
   __shared__ float s_val[BR][SW];
 
   const int sub = threadIdx.x / SW;
@@ -53,28 +125,25 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
     for (int v = 0; v < V; ++v)
 #pragma unroll
       for (int i = 0; i < VEC; ++i) acc[v][i] = 0.0f;
+    // The same for every lane of the sub-warp, so the branch below never diverges.
+    const bool full_tile = tile0 + TILE <= p.n;
 
     // int64: a row ending within SW of INT32_MAX would overflow an int32 `base += SW`.
     for (int64_t base = start; base < end; base += SW) {
       const int count = static_cast<int>(end - base < SW ? end - base : SW);
       if (lane < count) {
         const int32_t q = static_cast<int32_t>(base + lane); // < end, so it fits
-        s_col[sub][lane] = __ldg(p.col_idx + q);
+        s_off[sub][lane] = static_cast<int64_t>(__ldg(p.col_idx + q)) * p.ldb;
         s_val[sub][lane] = Elem<T>::load(values[Values::index(p.perm, q)]);
       }
       __syncwarp(mask);
-#pragma unroll 4
-      for (int e = 0; e < count; ++e) {
-        const float a = s_val[sub][e];
-        const T *brow = b + static_cast<int64_t>(s_col[sub][e]) * p.ldb;
-#pragma unroll
-        for (int v = 0; v < V; ++v) {
-          const int64_t j = tile0 + (static_cast<int64_t>(v) * SW + lane) * VEC;
-          float x[VEC];
-          load_vec<T>(brow + j, p.n - j, b, x);
-#pragma unroll
-          for (int i = 0; i < VEC; ++i) acc[v][i] = fmaf(a, x[i], acc[v][i]);
-        }
+      if constexpr (U > 1) {
+        if (full_tile)
+          fast_batch<T, SW, V, U>(acc, s_off[sub], s_val[sub], count, b, tile0, lane);
+        else
+          general_batch<T, SW, V>(acc, s_off[sub], s_val[sub], count, b, tile0, lane, p.n);
+      } else {
+        general_batch<T, SW, V>(acc, s_off[sub], s_val[sub], count, b, tile0, lane, p.n);
       }
       // The next batch overwrites the staged pairs: every lane must be done reading them.
       __syncwarp(mask);
@@ -88,12 +157,23 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
   }
 }
 
-template <typename T, int SW, int BR, int V, typename Values>
+// The fast path's precondition, decided once per launch: every B row start 16-byte aligned.
+template <typename T> bool b_rows_aligned(const rosa_spmm_params &p) {
+  return (reinterpret_cast<uintptr_t>(p.b) & 15u) == 0 && p.ldb % kVec<T> == 0;
+}
+
+template <typename T, int SW, int BR, int V, int U, typename Values>
 int32_t launch(const rosa_spmm_params &p, cudaStream_t stream) {
   constexpr int64_t TILE = static_cast<int64_t>(SW) * V * kVec<T>;
   const dim3 grid(ceil_div(p.rows, BR), static_cast<unsigned>(std::min<int64_t>(
                                             (p.n + TILE - 1) / TILE, 65535)));
-  spmm_kernel<T, SW, BR, V, Values><<<grid, SW * BR, 0, stream>>>(p);
+  if constexpr (U > 1) {
+    if (b_rows_aligned<T>(p)) {
+      spmm_kernel<T, SW, BR, V, Values, FastPath<U>><<<grid, SW * BR, 0, stream>>>(p);
+      return static_cast<int32_t>(cudaGetLastError());
+    }
+  }
+  spmm_kernel<T, SW, BR, V, Values, GeneralPath><<<grid, SW * BR, 0, stream>>>(p);
   return static_cast<int32_t>(cudaGetLastError());
 }
 
@@ -114,7 +194,7 @@ int32_t run(const rosa_spmm_params *p, int32_t config, void *stream) {
         config,
         [&](auto ic) {
           constexpr Tile t = kSpmmTiles[decltype(ic)::value];
-          return launch<T, t.subwarp, t.block_rows, t.vectors, Values>(*p, s);
+          return launch<T, t.subwarp, t.block_rows, t.vectors, t.unroll, Values>(*p, s);
         },
         std::make_index_sequence<kSpmmCount>{});
   });

@@ -13,12 +13,16 @@ struct Tile {
   int subwarp;    // threads per sparse row
   int block_rows; // sub-warps per block
   int vectors;    // 16-byte vectors per thread per step along the dense dimension
+  int unroll = 1; // SpMM: nonzeros batched per load round in the fast path (1: none)
 };
 
 // SpMM and transposed SpMM (one kernel template, so one table). Short rows want small
-// sub-warps (fewer idle lanes per nonzero); wide N wants more vectors in flight.
+// sub-warps (fewer idle lanes per nonzero); wide N wants more vectors in flight. The
+// unroll > 1 rows are the aligned fast path (spmm.cu): unroll * vectors 16-byte loads in
+// flight per thread. The unroll-1 rows stay until a GPU run has compared them.
 inline constexpr Tile kSpmmTiles[] = {
-    {4, 32, 1}, {8, 16, 1}, {16, 8, 1}, {32, 4, 1}, {32, 4, 2},
+    {4, 32, 1},    {8, 16, 1},    {16, 8, 1},    {32, 4, 1},    {32, 4, 2},
+    {4, 32, 1, 4}, {8, 16, 1, 8}, {16, 8, 1, 8}, {32, 4, 1, 8}, {32, 4, 2, 4},
 };
 
 // SDDMM: the sub-warp spans k; small k wants small sub-warps.

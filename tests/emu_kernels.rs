@@ -267,6 +267,7 @@ fn spmm_case(
     n: usize,
     beta: f32,
     shuffled: bool,
+    aligned: bool,
 ) {
     let a = random_csr(rng, m, k);
     let vals: Vec<f32> = a.values.iter().map(|&v| dt.round(v)).collect();
@@ -277,10 +278,20 @@ fn spmm_case(
         (m, k, a.row_ptr.clone(), a.col_idx.clone(), None)
     };
     let es = dt.size();
-    let pad_b = 1 + rng.below(9);
-    let pad_c = 1 + rng.below(9);
-    let off_b = es * (1 + rng.below(14 / es));
-    let off_c = es * (1 + rng.below(14 / es));
+    // `aligned`: B and C 16-byte aligned with leading dimensions a multiple of the vector
+    // width, the operands of the fast path; otherwise any padding and base offset.
+    let vec = 16 / es;
+    let (pad_b, pad_c, off_b, off_c) = if aligned {
+        let pad = |rng: &mut Rng| n.next_multiple_of(vec) - n + vec * rng.below(2);
+        (pad(rng), pad(rng), 0, 0)
+    } else {
+        (
+            1 + rng.below(9),
+            1 + rng.below(9),
+            es * (1 + rng.below(14 / es)),
+            es * (1 + rng.below(14 / es)),
+        )
+    };
     let mut b = Buf::new(dt, b_rows, n, n + pad_b, off_b);
     let mut bh = vec![0f32; b_rows * n];
     for r in 0..b_rows {
@@ -365,10 +376,15 @@ fn spmm_and_spmm_t_every_dtype_and_tile() {
             for dt in DTYPES {
                 // N = 37 (not a multiple of any vector width), 1, and wide enough for
                 // several column tiles (grid.y > 1).
-                spmm_case(&mut rng, dt, op == 1, config, 40, 80, 37, 0.0, false);
-                spmm_case(&mut rng, dt, op == 1, config, 23, 75, 1, 0.5, true);
-                spmm_case(&mut rng, dt, op == 1, config, 9, 71, 300, 0.0, true);
-                spmm_case(&mut rng, dt, op == 1, config, 12, 72, 64, -1.0, false);
+                spmm_case(&mut rng, dt, op == 1, config, 40, 80, 37, 0.0, false, false);
+                spmm_case(&mut rng, dt, op == 1, config, 23, 75, 1, 0.5, true, false);
+                spmm_case(&mut rng, dt, op == 1, config, 9, 71, 300, 0.0, true, false);
+                spmm_case(&mut rng, dt, op == 1, config, 12, 72, 64, -1.0, false, false);
+                // Aligned B: the fast path of the unroll > 1 configurations, on whole
+                // column tiles only (N = 256) and with a partial last tile (N = 37, 300).
+                spmm_case(&mut rng, dt, op == 1, config, 40, 80, 256, 0.0, false, true);
+                spmm_case(&mut rng, dt, op == 1, config, 23, 75, 37, 0.5, true, true);
+                spmm_case(&mut rng, dt, op == 1, config, 9, 71, 300, -1.0, true, true);
             }
         }
     }

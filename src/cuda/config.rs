@@ -39,6 +39,11 @@ pub struct KernelConfig {
     pub vectors: u32,
     /// Threads per block.
     pub threads: u32,
+    /// SpMM: nonzeros whose B vectors are loaded before the first FMA uses one. 1 is the
+    /// general path; above 1 is the fast path, taken when B's base is 16-byte aligned and
+    /// its leading dimension a multiple of the vector width (the general path otherwise).
+    /// Always 1 for SDDMM.
+    pub unroll: u32,
 }
 
 impl KernelConfig {
@@ -66,6 +71,7 @@ impl KernelConfig {
             block_rows: u(c.block_rows),
             vectors: u(c.vectors),
             threads: u(c.threads),
+            unroll: u(c.unroll),
         })
     }
 
@@ -112,9 +118,23 @@ impl KernelConfig {
             .expect("csrc/tiles.cuh compiles at least one configuration per op")
     }
 
-    /// A short name such as `sw8_br16_v1`.
+    /// A short name such as `sw8_br16_v1`, or `sw8_br16_v1_u8` for a fast-path
+    /// configuration (the unroll-1 names are those of tuning caches written before the
+    /// fast path existed, so those caches still read).
+    ///
+    /// ```
+    /// use rosa::cuda::{KernelConfig, Op};
+    /// let names: Vec<String> = KernelConfig::all(Op::Spmm).iter().map(|c| c.name()).collect();
+    /// assert!(names.iter().any(|n| n.ends_with("_u8")));
+    /// assert!(names.contains(&"sw8_br16_v1".to_string()));
+    /// ```
     pub fn name(&self) -> String {
-        format!("sw{}_br{}_v{}", self.subwarp, self.block_rows, self.vectors)
+        let base = format!("sw{}_br{}_v{}", self.subwarp, self.block_rows, self.vectors);
+        if self.unroll > 1 {
+            format!("{base}_u{}", self.unroll)
+        } else {
+            base
+        }
     }
 }
 
