@@ -56,7 +56,8 @@ typedef struct rosa_config {
   int32_t threads;    /* subwarp * block_rows */
   int32_t unroll;     /* SpMM: nonzeros whose B vectors are loaded before the first FMA
                          (1: the general path only; > 1: the aligned fast path where B
-                         allows it); SDDMM: 1 */
+                         allows it); SDDMM: nonzeros per round sharing one load of the L
+                         chunk and one shuffle reduction */
 } rosa_config;
 
 /*

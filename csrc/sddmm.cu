@@ -1,15 +1,48 @@
 // SDDMM: out[p] = alpha * dot(L[i, :], R[j, :]) + beta * out[p] for each nonzero p = (i, j)
 // of the mask. A sub-warp owns one mask row (swizzle order, longest first) and walks its
-// nonzeros; for each, the lanes stride over k in 16-byte vectors and the partial dot
-// products meet through xor shuffles inside the sub-warp. L's row is re-read per nonzero
-// from L1, which is what keeps it cheap: the row stays hot while its nonzeros are walked.
+// nonzeros G at a time (G = the tile's `unroll`): for each 16-byte chunk of k, the lanes
+// load L's chunk once into registers and the matching chunks of the G rows of R, keeping G
+// independent partial dot products; the G partials then meet in one combined butterfly
+// (G - 1 + log2(SW / G) shuffles for G outputs, against 5 per output for G = 1 at SW = 32),
+// after which G lanes hold one finished dot product each and store it. So L is read once
+// per G nonzeros and the shuffle chain is shared, register tiling in the sense of
+// Sputnik's SDDMM (Gale et al., SC 2020). Inputs of any dtype, f32 accumulation.
 #include "common.cuh"
 #include "tiles.cuh"
 
 namespace rosa {
 namespace {
 
-template <typename T, int SW, int BR, int V>
+// Reduces G partial sums spread over the SW lanes of a sub-warp in one butterfly: at each
+// of the first log2(G) steps a lane keeps half of its values and trades the other half
+// with its partner, so the count halves while the lanes still sum over all partners; the
+// remaining steps are the plain xor reduction. Returns this lane's finished sum, of
+// nonzero `*which` of the G (each of the G is held by SW / G lanes).
+template <int G, int SW>
+__device__ __forceinline__ float combined_reduce(float (&v)[G], unsigned mask, int lane,
+                                                 int *which) {
+  static_assert(G >= 1 && (G & (G - 1)) == 0 && G <= SW, "G: a power of two up to SW");
+  int g = 0;
+  int off = SW / 2;
+#pragma unroll
+  for (int half = G / 2; half >= 1; half /= 2, off /= 2) {
+    const bool upper = (lane & off) != 0;
+#pragma unroll
+    for (int i = 0; i < half; ++i) {
+      const float keep = upper ? v[half + i] : v[i];
+      const float send = upper ? v[i] : v[half + i];
+      v[i] = keep + __shfl_xor_sync(mask, send, off, SW);
+    }
+    if (upper) g += half;
+  }
+  float sum = v[0];
+#pragma unroll
+  for (; off > 0; off /= 2) sum += __shfl_xor_sync(mask, sum, off, SW);
+  *which = g;
+  return sum;
+}
+
+template <typename T, int SW, int BR, int V, int G>
 __global__ void __launch_bounds__(SW *BR) sddmm_kernel(const rosa_sddmm_params p) {
   constexpr int VEC = kVec<T>;
   constexpr int64_t STEP = static_cast<int64_t>(SW) * V * VEC;
@@ -28,32 +61,46 @@ __global__ void __launch_bounds__(SW *BR) sddmm_kernel(const rosa_sddmm_params p
   const T *__restrict__ r = static_cast<const T *>(p.r);
   T *__restrict__ out = static_cast<T *>(p.out);
 
-  for (int32_t q = start; q < end; ++q) {
-    const T *rrow = r + static_cast<int64_t>(__ldg(p.col_idx + q)) * p.ldr;
-    float sum = 0.0f;
+  for (int32_t q0 = start; q0 < end; q0 += G) {
+    // Past the row's end a slot repeats the last nonzero's R row (valid memory) and its sum
+    // is never stored.
+    const T *rrow[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const int32_t q = q0 + g < end ? q0 + g : end - 1;
+      rrow[g] = r + static_cast<int64_t>(__ldg(p.col_idx + q)) * p.ldr;
+    }
+    float sum[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) sum[g] = 0.0f;
     for (int64_t k0 = 0; k0 < p.k; k0 += STEP) {
 #pragma unroll
       for (int v = 0; v < V; ++v) {
         const int64_t j = k0 + (static_cast<int64_t>(v) * SW + lane) * VEC;
-        float x[VEC], y[VEC];
+        float x[VEC];
         load_vec<T>(l + j, p.k - j, l0, x);
-        load_vec<T>(rrow + j, p.k - j, r, y);
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) sum = fmaf(x[i], y[i], sum);
+        for (int g = 0; g < G; ++g) {
+          float y[VEC];
+          load_vec<T>(rrow[g] + j, p.k - j, r, y);
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) sum[g] = fmaf(x[i], y[i], sum[g]);
+        }
       }
     }
-#pragma unroll
-    for (int off = SW / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(mask, sum, off, SW);
-    if (lane == 0) {
+    int g;
+    const float dot = combined_reduce<G, SW>(sum, mask, lane, &g);
+    const int32_t q = q0 + g;
+    if (lane % (SW / G) == 0 && q < end) {
       const float old = p.beta != 0.0f ? p.beta * Elem<T>::load(out[q]) : 0.0f;
-      out[q] = Elem<T>::store(p.alpha * sum + old);
+      out[q] = Elem<T>::store(p.alpha * dot + old);
     }
   }
 }
 
-template <typename T, int SW, int BR, int V>
+template <typename T, int SW, int BR, int V, int G>
 int32_t launch(const rosa_sddmm_params &p, cudaStream_t stream) {
-  sddmm_kernel<T, SW, BR, V><<<ceil_div(p.rows, BR), SW * BR, 0, stream>>>(p);
+  sddmm_kernel<T, SW, BR, V, G><<<ceil_div(p.rows, BR), SW * BR, 0, stream>>>(p);
   return static_cast<int32_t>(cudaGetLastError());
 }
 
@@ -76,7 +123,7 @@ extern "C" int32_t rosa_sddmm(const rosa_sddmm_params *p, int32_t config, void *
         config,
         [&](auto ic) {
           constexpr Tile t = kSddmmTiles[decltype(ic)::value];
-          return launch<T, t.subwarp, t.block_rows, t.vectors>(*p, s);
+          return launch<T, t.subwarp, t.block_rows, t.vectors, t.unroll>(*p, s);
         },
         std::make_index_sequence<kSddmmCount>{});
   });

@@ -13,7 +13,7 @@ struct Tile {
   int subwarp;    // threads per sparse row
   int block_rows; // sub-warps per block
   int vectors;    // 16-byte vectors per thread per step along the dense dimension
-  int unroll = 1; // SpMM: nonzeros batched per load round in the fast path (1: none)
+  int unroll = 1; // nonzeros per round: SpMM's fast-path load batch, SDDMM's shared reduction
 };
 
 // SpMM and transposed SpMM (one kernel template, so one table). Short rows want small
@@ -25,9 +25,12 @@ inline constexpr Tile kSpmmTiles[] = {
     {4, 32, 1, 4}, {8, 16, 1, 8}, {16, 8, 1, 8}, {32, 4, 1, 8}, {32, 4, 2, 4},
 };
 
-// SDDMM: the sub-warp spans k; small k wants small sub-warps.
+// SDDMM: the sub-warp spans k; small k wants small sub-warps. unroll: nonzeros per round
+// sharing one load of L's chunk and one reduction (sddmm.cu); the unroll-1 rows stay
+// until a GPU run has compared them.
 inline constexpr Tile kSddmmTiles[] = {
-    {4, 32, 1}, {8, 16, 1}, {16, 8, 1}, {32, 4, 1}, {32, 8, 2},
+    {4, 32, 1},    {8, 16, 1},    {16, 8, 1},    {32, 4, 1},    {32, 8, 2},
+    {4, 32, 1, 4}, {8, 16, 1, 4}, {16, 8, 1, 4}, {32, 4, 1, 4}, {32, 8, 2, 2},
 };
 
 template <size_t N> constexpr size_t count_of(const Tile (&)[N]) { return N; }

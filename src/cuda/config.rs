@@ -42,7 +42,8 @@ pub struct KernelConfig {
     /// SpMM: nonzeros whose B vectors are loaded before the first FMA uses one. 1 is the
     /// general path; above 1 is the fast path, taken when B's base is 16-byte aligned and
     /// its leading dimension a multiple of the vector width (the general path otherwise).
-    /// Always 1 for SDDMM.
+    /// SDDMM: nonzeros per round that share one load of L's chunk and one shuffle
+    /// reduction.
     pub unroll: u32,
 }
 
