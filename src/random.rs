@@ -94,6 +94,89 @@ pub fn csr<T: Scalar>(rows: usize, cols: usize, density: f64, seed: u64) -> Resu
     from_row_lengths(rows, cols, &lens, &mut rng)
 }
 
+/// A sparse matrix with about `density * rows * cols` entries whose row lengths follow a
+/// power law: row `i` gets a share of the entries proportional to `u_i^(-1 / exponent)`,
+/// `u_i` uniform in (0, 1] (a Pareto tail of index `exponent`); a row whose share would
+/// exceed `cols` is full and its excess goes to the others, so the expected total stays
+/// `density * rows * cols`. Values are uniform in `[-1, 1)`.
+///
+/// Why: masks chosen by gradient magnitude concentrate on a few channels, so some rows
+/// are tens of times the mean (issue 17's review: a row of 800 nonzeros at 1-2% density).
+/// A smaller `exponent` is heavier-tailed; at 1.5 the coefficient of variation of the row
+/// lengths is above 1, against about 0.1-0.3 for [`csr`]. `exponent` must be positive and
+/// finite, `density` in `[0, 1]`.
+///
+/// ```
+/// use rosa::CsrShape;
+/// let a = rosa::random::csr_power_law::<f32>(2000, 2000, 0.01, 1.5, 7).unwrap();
+/// let stats = a.row_stats();
+/// assert!((a.density() - 0.01).abs() < 0.002);
+/// assert!(stats.cv > 1.0 && stats.max as f64 > 10.0 * stats.mean);
+/// ```
+pub fn csr_power_law<T: Scalar>(
+    rows: usize,
+    cols: usize,
+    density: f64,
+    exponent: f64,
+    seed: u64,
+) -> Result<Csr<T>> {
+    if !(0.0..=1.0).contains(&density) {
+        return Err(Error::InvalidArgument(format!(
+            "density {density} is outside [0, 1]"
+        )));
+    }
+    if !(exponent > 0.0 && exponent.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "power-law exponent {exponent} must be positive and finite"
+        )));
+    }
+    crate::csr::check_index("rows", rows)?;
+    crate::csr::check_index("cols", cols)?;
+    let mut rng = Rng::new(seed);
+    // 1 - next_f64() lies in (0, 1], so every weight is finite.
+    let weights: Vec<f64> = (0..rows)
+        .map(|_| (1.0 - rng.next_f64()).powf(-1.0 / exponent))
+        .collect();
+    // Rows whose share would exceed `cols` are full; the rest share what is left. Each
+    // pass fills at least one more row, and only the heaviest few ever are.
+    let nnz = density * rows as f64 * cols as f64;
+    let mut full = vec![false; rows];
+    let (budget, free) = loop {
+        let free: f64 = weights
+            .iter()
+            .zip(&full)
+            .filter(|(_, &f)| !f)
+            .map(|(w, _)| w)
+            .sum();
+        let filled = full.iter().filter(|&&f| f).count();
+        let budget = (nnz - (filled * cols) as f64).max(0.0);
+        let mut more = false;
+        for (w, f) in weights.iter().zip(full.iter_mut()) {
+            if !*f && budget * w / free >= cols as f64 {
+                *f = true;
+                more = true;
+            }
+        }
+        if !more {
+            break (budget, free);
+        }
+    };
+    let lens: Vec<usize> = weights
+        .iter()
+        .zip(&full)
+        .map(|(&w, &f)| {
+            if f {
+                return cols;
+            }
+            // Stochastic rounding, as in `csr`, keeps the expected total exact.
+            let want = budget * w / free;
+            let base = want.floor();
+            (base as usize + usize::from(rng.next_f64() < want - base)).min(cols)
+        })
+        .collect();
+    from_row_lengths(rows, cols, &lens, &mut rng)
+}
+
 /// A sparse matrix whose row `i` holds exactly `lens[i]` entries (at most `cols`) in
 /// random distinct columns, values uniform in `[-1, 1)`: for skewed and empty rows.
 ///

@@ -151,6 +151,51 @@ fn with_values_checks_the_length() {
     assert_eq!(b.structure_id(), a.structure_id());
 }
 
+#[test]
+fn power_law_masks_keep_their_density_and_skew() {
+    // The tuner's skewed grid shapes (smaller), including a density where the heaviest
+    // rows would exceed the row width and must pass their excess on.
+    for (m, k, d) in [(4096, 1024, 0.02), (1024, 4096, 0.003), (2048, 512, 0.05)] {
+        let a = random::csr_power_law::<f32>(m, k, d, 1.5, 11).unwrap();
+        let s = a.row_stats();
+        let want = d * (m * k) as f64;
+        assert!(
+            (a.nnz() as f64 - want).abs() < 0.02 * want,
+            "{m}x{k} at {d}: {} entries, want about {want}",
+            a.nnz()
+        );
+        assert!(s.max <= k && s.cv > 1.5, "{m}x{k} at {d}: {s:?}");
+        assert!(s.max as f64 > 15.0 * s.mean, "{m}x{k} at {d}: {s:?}");
+        // Same seed, same matrix; the uniform generator's spread is far smaller.
+        assert_eq!(random::csr_power_law::<f32>(m, k, d, 1.5, 11).unwrap(), a);
+        assert!(random::csr::<f32>(m, k, d, 11).unwrap().row_stats().cv < 0.5);
+    }
+    // A lighter tail spreads less.
+    let light = random::csr_power_law::<f32>(4096, 1024, 0.02, 4.0, 11).unwrap();
+    assert!(light.row_stats().cv < 1.0, "{:?}", light.row_stats());
+    for (d, e) in [
+        (0.01, 0.0),
+        (0.01, -1.0),
+        (0.01, f64::NAN),
+        (0.01, f64::INFINITY),
+        (1.5, 1.5),
+    ] {
+        assert!(
+            matches!(
+                random::csr_power_law::<f32>(10, 10, d, e, 1),
+                Err(Error::InvalidArgument(_))
+            ),
+            "density {d}, exponent {e}"
+        );
+    }
+    assert_eq!(
+        random::csr_power_law::<f32>(0, 10, 0.1, 1.5, 1)
+            .unwrap()
+            .nnz(),
+        0
+    );
+}
+
 fn matrix() -> impl Strategy<Value = Csr<f32>> {
     (0usize..20, 0usize..20, 0.0f64..0.6, any::<u64>())
         .prop_map(|(r, c, d, seed)| random::csr::<f32>(r, c, d, seed).unwrap())

@@ -379,7 +379,18 @@ fn spmm_and_spmm_t_every_dtype_and_tile() {
                 spmm_case(&mut rng, dt, op == 1, config, 40, 80, 37, 0.0, false, false);
                 spmm_case(&mut rng, dt, op == 1, config, 23, 75, 1, 0.5, true, false);
                 spmm_case(&mut rng, dt, op == 1, config, 9, 71, 300, 0.0, true, false);
-                spmm_case(&mut rng, dt, op == 1, config, 12, 72, 64, -1.0, false, false);
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    op == 1,
+                    config,
+                    12,
+                    72,
+                    64,
+                    -1.0,
+                    false,
+                    false,
+                );
                 // Aligned B: the fast path of the unroll > 1 configurations, on whole
                 // column tiles only (N = 256) and with a partial last tile (N = 37, 300).
                 spmm_case(&mut rng, dt, op == 1, config, 40, 80, 256, 0.0, false, true);

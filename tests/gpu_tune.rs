@@ -11,7 +11,8 @@ mod common;
 
 use rosa::cuda::{self, DeviceCsr, DeviceDense, KernelConfig, Op};
 use rosa::tune::{
-    self, cache_file_name, CacheHeader, Effort, Problem, ProblemKey, Source, TuneCache, TuneEntry,
+    self, cache_file_name, CacheHeader, Effort, Problem, ProblemKey, RowSkew, Source, TuneCache,
+    TuneEntry,
 };
 use rosa::{cpu, random, DType, Dense, Error};
 
@@ -92,6 +93,11 @@ fn tuned_caches_steer_the_default_launchers_and_searches_beat_or_match_the_heuri
             k: 512,
             n: 32,
             density,
+            skew: if op == Op::Spmm {
+                RowSkew::PowerLaw(1.5)
+            } else {
+                RowSkew::Uniform
+            },
         })
         .collect();
     let mut seen = Vec::new();

@@ -96,8 +96,12 @@ mod gpu {
     }
 
     fn label(p: &Problem) -> String {
+        let skew = match p.skew {
+            tune::RowSkew::Uniform => String::new(),
+            tune::RowSkew::PowerLaw(e) => format!(" power-law {e}"),
+        };
         format!(
-            "{} {} {}x{}x{} d={}%",
+            "{} {} {}x{}x{} d={}%{skew}",
             p.op,
             p.dtype,
             p.m,

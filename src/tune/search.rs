@@ -20,13 +20,14 @@ use super::TuneEntry;
 use crate::bench::{GRID_DENSITIES, GRID_N, GRID_SHAPES};
 use crate::{DType, Op};
 
-/// One problem to tune: `op` on a random `m x k` CSR of the given density, with dense
-/// dimension `n` (the width of B and C, or SDDMM's inner dimension), in `dtype`.
+/// One problem to tune: `op` on a random `m x k` CSR of the given density and row-length
+/// spread, with dense dimension `n` (the width of B and C, or SDDMM's inner dimension), in
+/// `dtype`.
 ///
 /// ```
-/// use rosa::tune::{Problem, ProblemKey};
+/// use rosa::tune::{Problem, ProblemKey, RowSkew};
 /// use rosa::{DType, Op};
-/// let p = Problem { op: Op::SpmmT, dtype: DType::Bf16, m: 4096, k: 11008, n: 2048, density: 0.012 };
+/// let p = Problem { op: Op::SpmmT, dtype: DType::Bf16, m: 4096, k: 11008, n: 2048, density: 0.012, skew: RowSkew::Uniform };
 /// let key = ProblemKey::new(p.op, p.dtype, p.m, p.k, p.n, p.density, 0.0);
 /// assert_eq!((key.m, key.k, key.n), (12, 13, 11));
 /// ```
@@ -38,6 +39,45 @@ pub struct Problem {
     pub k: usize,
     pub n: usize,
     pub density: f64,
+    pub skew: RowSkew,
+}
+
+/// How a problem's random mask spreads its nonzeros over the rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RowSkew {
+    /// Every row the same expected length ([`crate::random::csr`]).
+    Uniform,
+    /// Power-law row lengths of this exponent ([`crate::random::csr_power_law`]): the
+    /// few very long rows of masks chosen by gradient magnitude.
+    PowerLaw(f64),
+}
+
+/// The exponent of the grid's skewed masks: on the grid's shapes and densities, a
+/// coefficient of variation of the row lengths of about 1.7-5 (the spread buckets 3 and 4
+/// of [`super::ProblemKey`]) and a longest row 20-300 times the mean, as in the masks of
+/// issue 17's review.
+pub const GRID_POWER_LAW: f64 = 1.5;
+
+impl Problem {
+    /// The problem's random sparse operand, `m x k` at `density` with the problem's row
+    /// spread, from `seed`. Errors as [`crate::random::csr`] and
+    /// [`crate::random::csr_power_law`] do.
+    ///
+    /// ```
+    /// use rosa::tune::{Problem, RowSkew};
+    /// use rosa::{CsrShape, DType, Op};
+    /// let p = Problem { op: Op::Spmm, dtype: DType::F32, m: 1000, k: 1000, n: 64, density: 0.02, skew: RowSkew::PowerLaw(1.5) };
+    /// let a = p.mask::<f32>(1).unwrap();
+    /// assert!(a.row_stats().cv > 1.0);
+    /// ```
+    pub fn mask<T: crate::Scalar>(&self, seed: u64) -> crate::Result<crate::Csr<T>> {
+        match self.skew {
+            RowSkew::Uniform => crate::random::csr(self.m, self.k, self.density, seed),
+            RowSkew::PowerLaw(e) => {
+                crate::random::csr_power_law(self.m, self.k, self.density, e, seed)
+            }
+        }
+    }
 }
 
 /// How thorough a search is.
@@ -76,17 +116,20 @@ impl Effort {
 
 /// The problems `rosa tune` measures: the DESIGN.md benchmark grid
 /// ([`crate::bench::GRID_SHAPES`], [`crate::bench::GRID_N`],
-/// [`crate::bench::GRID_DENSITIES`]) for each op and dtype. [`Effort::Quick`] keeps the
-/// square shape, the two smaller widths and every other density: enough buckets for the
-/// nearest-key lookup to reach the rest. Problems sharing a shape and dtype come
-/// together, so that the search (`tune`, feature `cuda`) generates and uploads their operands once.
+/// [`crate::bench::GRID_DENSITIES`]) for each op and dtype, each point twice: on a mask
+/// with uniform row lengths and on a power-law one ([`GRID_POWER_LAW`]), whose keys fall in
+/// other spread buckets. [`Effort::Quick`] keeps the square shape, the two smaller widths
+/// and every other density: enough buckets for the nearest-key lookup to reach the rest.
+/// Problems sharing a shape and dtype come together, so that the search (`tune`, feature
+/// `cuda`) generates and uploads their operands once.
 ///
 /// ```
-/// use rosa::tune::{grid, Effort};
+/// use rosa::tune::{grid, Effort, RowSkew};
 /// use rosa::{DType, Op};
-/// assert_eq!(grid(&Op::ALL, &[DType::F32, DType::Bf16], Effort::Full).len(), 324);
+/// assert_eq!(grid(&Op::ALL, &[DType::F32, DType::Bf16], Effort::Full).len(), 648);
 /// let quick = grid(&[Op::Spmm, Op::Spmm], &[DType::F32], Effort::Quick);
-/// assert_eq!(quick.len(), 6); // repeated ops count once
+/// assert_eq!(quick.len(), 12); // repeated ops count once
+/// assert_eq!(quick.iter().filter(|p| p.skew == RowSkew::Uniform).count(), 6);
 /// ```
 pub fn grid(ops: &[Op], dtypes: &[DType], effort: Effort) -> Vec<Problem> {
     let (shapes, widths, densities): (&[(usize, usize)], &[usize], Vec<f64>) = match effort {
@@ -103,14 +146,17 @@ pub fn grid(ops: &[Op], dtypes: &[DType], effort: Effort) -> Vec<Problem> {
         for &(m, k) in shapes {
             for &n in widths {
                 for &density in &densities {
-                    problems.extend(ops.iter().map(|&op| Problem {
-                        op,
-                        dtype,
-                        m,
-                        k,
-                        n,
-                        density,
-                    }));
+                    for skew in [RowSkew::Uniform, RowSkew::PowerLaw(GRID_POWER_LAW)] {
+                        problems.extend(ops.iter().map(|&op| Problem {
+                            op,
+                            dtype,
+                            m,
+                            k,
+                            n,
+                            density,
+                            skew,
+                        }));
+                    }
                 }
             }
         }
@@ -157,7 +203,7 @@ pub use gpu::{tune, tune_matrix};
 mod gpu {
     use std::time::Duration;
 
-    use super::{Effort, Problem, Progress, TuneEntry};
+    use super::{Effort, Problem, Progress, RowSkew, TuneEntry};
     use crate::bench::gpu::{l2_bytes, rotation_sets, time_interleaved};
     use crate::bench::op_bytes;
     use crate::cuda::{self, CudaScalar, Device, DeviceCsr, DeviceDense, KernelConfig};
@@ -276,15 +322,17 @@ mod gpu {
         let range = (nnz.clone().min().unwrap_or(0), nnz.max().unwrap_or(0));
         let ops: Vec<Op> = group.iter().map(|p| p.op).collect();
         let mut bench = Bench::<T>::new(dev, m, k, n, &ops, range, effort)?;
-        let mut current: Option<(f64, Csr<T>)> = None;
+        let mut current: Option<(f64, RowSkew, Csr<T>)> = None;
         for (i, p) in group.iter().enumerate() {
-            if current.as_ref().is_none_or(|(d, _)| *d != p.density) {
-                let seed = SEED ^ p.density.to_bits();
-                let a = random::csr::<T>(m, k, p.density, seed)?;
+            if current
+                .as_ref()
+                .is_none_or(|(d, s, _)| (*d, *s) != (p.density, p.skew))
+            {
+                let a = p.mask::<T>(SEED ^ p.density.to_bits())?;
                 bench.load(&a)?;
-                current = Some((p.density, a));
+                current = Some((p.density, p.skew, a));
             }
-            let (_, a) = current.as_ref().expect("loaded above");
+            let (_, _, a) = current.as_ref().expect("loaded above");
             done(i, bench.tune(p.op, a)?);
         }
         Ok(())
