@@ -169,7 +169,8 @@ fn strided_and_offset_operands_are_read_as_their_layout_says() {
     let xt = random_tensor(n, cols, 8);
     let wide = random_tensor(cols, n + 6, 9);
     let tall = random_tensor(cols + 5, n, 10);
-    let cases: [(&str, Box<dyn Fn(&Tensor) -> Tensor>); 3] = [
+    type View<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
+    let cases: [(&str, View); 3] = [
         ("transposed", Box::new(|t: &Tensor| t.t().unwrap())),
         (
             "column block",
