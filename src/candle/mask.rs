@@ -6,6 +6,20 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use crate::{CsrRef, CsrShape, Scalar, StructureId, TransposePlan};
 
+/// A mask is a validated CSR structure, so it can be uploaded as one (the CUDA forwards'
+/// [`crate::cuda::DeviceMask`]) and measured like one.
+impl CsrShape for SparseMask {
+    fn structure_id(&self) -> StructureId {
+        self.0.id
+    }
+    fn row_ptr(&self) -> &[i32] {
+        &self.0.row_ptr
+    }
+    fn col_idx(&self) -> &[i32] {
+        &self.0.col_idx
+    }
+}
+
 /// The fixed sparsity structure of a matrix `S` (rows x cols): `row_ptr`, `col_idx`, and
 /// the transpose plan built once from them. The values live elsewhere, in a 1-D candle
 /// tensor of `nnz` elements (in `row_ptr` / `col_idx` order), so that autograd can train
@@ -35,6 +49,10 @@ struct Structure {
     row_ptr: Vec<i32>,
     col_idx: Vec<i32>,
     plan: TransposePlan,
+    /// The structure uploaded to each candle CUDA device it was used on (few: one per
+    /// device a model runs on), so that every later op there reuses it.
+    #[cfg(feature = "candle-cuda")]
+    on_device: std::sync::Mutex<Vec<Arc<super::cuda::OnDevice>>>,
 }
 
 impl SparseMask {
@@ -46,6 +64,8 @@ impl SparseMask {
             row_ptr: m.row_ptr().to_vec(),
             col_idx: m.col_idx().to_vec(),
             plan: m.transpose_plan(),
+            #[cfg(feature = "candle-cuda")]
+            on_device: Default::default(),
         }))
     }
 
@@ -144,6 +164,12 @@ impl SparseMask {
         Tensor::zeros(rows * cols, values.dtype(), values.device())?
             .index_add(&index, values, 0)?
             .reshape((rows, cols))
+    }
+
+    /// The structure's uploads to candle CUDA devices (see `cuda.rs`).
+    #[cfg(feature = "candle-cuda")]
+    pub(super) fn device_cache(&self) -> &std::sync::Mutex<Vec<Arc<super::cuda::OnDevice>>> {
+        &self.0.on_device
     }
 
     /// Zero values for this mask: the start of a sparse adapter.

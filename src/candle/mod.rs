@@ -19,10 +19,13 @@
 //! once, as everywhere in rosa) and run on the CPU through [`crate::cpu`]. Bad shapes,
 //! dtypes and devices are errors, never panics.
 //!
-//! On the GPU (not yet built): each op's `cuda_fwd` hook is where rosa's CUDA kernels
-//! go, launched on candle's stream with the mask's structure uploaded once per device;
-//! the backward passes need nothing more, being written with the same ops. Until then a
-//! CUDA tensor gets candle's "no cuda implementation" error.
+//! With feature `candle-cuda` the same ops run on candle's CUDA device: each op's
+//! `cuda_fwd` launches rosa's kernels on the candle device's own stream, over views of
+//! candle's buffers (strided operands are first copied row-major by candle), with the
+//! mask's structure uploaded once per device and kept in the [`SparseMask`]. The
+//! backward passes, being written with the same ops, and [`RosaLinear`] then work on the
+//! GPU with nothing more. Building it: README "Using rosa from candle" and
+//! docs/CANDLE.md.
 //!
 //! A whole RoSA run the paper's way on one layer, learning a weight shift: LoRA warm-up,
 //! a mask from the mean squared dense gradient (the empirical diagonal Fisher), then both
@@ -90,6 +93,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "candle-cuda")]
+mod cuda;
 mod error;
 mod linear;
 mod mask;

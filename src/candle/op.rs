@@ -18,12 +18,10 @@ pub(super) enum Kind {
     Sddmm,
 }
 
-/// A product over a fixed mask, as a candle [`CustomOp2`].
-///
-/// A CUDA forward slots in as `cuda_fwd`: rosa's kernels launched on candle's stream
-/// (`CudaStorage::as_cuda_slice`, `CudaDevice::cuda_stream`), with the mask's structure
-/// uploaded once per device and kept in [`SparseMask`]. The backward passes need nothing
-/// more: they are written with these same ops.
+/// A product over a fixed mask, as a candle [`CustomOp2`]: forwards on the CPU through
+/// [`crate::cpu`] and, with feature `candle-cuda`, on candle's CUDA device through rosa's
+/// kernels on candle's stream (`cuda.rs`). The backward passes need nothing more on
+/// either: they are written with these same ops.
 struct SparseOp {
     mask: SparseMask,
     kind: Kind,
@@ -51,6 +49,18 @@ impl CustomOp2 for SparseOp {
             Kind::SpmmT => spmm::forward(op, m, true, a, l1, b, l2),
             Kind::Sddmm => sddmm::forward(op, m, a, l1, b, l2),
         })
+    }
+
+    /// rosa's CUDA kernels on candle's stream (see `cuda.rs`).
+    #[cfg(feature = "candle-cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::forward(self.name(), &self.mask, self.kind, s1, l1, s2, l2)
     }
 
     fn bwd(

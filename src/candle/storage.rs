@@ -101,7 +101,7 @@ fn gather<'a, T: Elem>(
     Ok(Cow::Owned(out))
 }
 
-fn rank_error(op: &'static str, expected: usize, layout: &Layout) -> candle_core::Error {
+pub(crate) fn rank_error(op: &'static str, expected: usize, layout: &Layout) -> candle_core::Error {
     candle_core::Error::UnexpectedNumberOfDims {
         expected,
         got: layout.dims().len(),

@@ -20,12 +20,33 @@ use crate::{DType, Error, Result};
 pub(crate) mod ceilings;
 pub(crate) mod cusparse;
 
+/// Whether one of cudarc's CUDA libraries can be used: `$probe` is the `is_culib_present`
+/// of its `sys` module. rosa alone has cudarc load the libraries at run time
+/// (`dynamic-loading`), and cudarc panics on first use of one it cannot load, so this is
+/// asked first.
+#[cfg(not(feature = "candle-cuda"))]
+macro_rules! culib_present {
+    ($probe:path) => {
+        // SAFETY: only tries to dlopen the library by its usual names; loading it runs no
+        // CUDA call and a failed load is reported as `false`.
+        unsafe { $probe() }
+    };
+}
+/// Under `candle-cuda`, candle makes cudarc link the libraries instead (`dynamic-linking`,
+/// where `is_culib_present` does not exist): the process could not have started without
+/// them, so they are there by construction.
+#[cfg(feature = "candle-cuda")]
+macro_rules! culib_present {
+    ($probe:path) => {
+        true
+    };
+}
+pub(crate) use culib_present;
+
 /// Whether the CUDA driver library (`libcuda.so`) can be loaded. cudarc panics on first use
 /// when it cannot, so this is asked before anything else touches the driver.
 pub(crate) fn driver_present() -> bool {
-    // SAFETY: only tries to dlopen the driver library by its usual names; loading it runs
-    // no CUDA call and a failed load is reported as `false`.
-    unsafe { cudarc::driver::sys::is_culib_present() }
+    culib_present!(cudarc::driver::sys::is_culib_present)
 }
 
 /// The driver's CUDA version (1000 * major + 10 * minor), for the tuning fingerprint.
@@ -385,8 +406,7 @@ pub(crate) fn sddmm<T: crate::Scalar>(
 
 /// Whether the cuBLAS library can be loaded: cudarc panics on first use when it cannot.
 pub(crate) fn cublas_present() -> bool {
-    // SAFETY: only tries to dlopen libcublas by its usual names; a failed load is `false`.
-    unsafe { cudarc::cublas::sys::is_culib_present() }
+    culib_present!(cudarc::cublas::sys::is_culib_present)
 }
 
 /// A cuBLAS error as a crate error naming the call that failed.

@@ -21,8 +21,7 @@ use crate::{DType, Error, Result};
 
 /// Whether the cuSPARSE library can be loaded: cudarc panics on first use when it cannot.
 pub(crate) fn present() -> bool {
-    // SAFETY: only tries to dlopen libcusparse by its usual names; a failed load is `false`.
-    unsafe { cs::is_culib_present() }
+    super::culib_present!(cs::is_culib_present)
 }
 
 /// A cuSPARSE status from a call that runs a product, as a crate result: anything but
