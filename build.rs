@@ -253,10 +253,19 @@ mod emu {
                          the CUDA 13.0 headers and libclang and prints CUDA_HOME and LIBCLANG_PATH";
 
     pub fn build() {
-        for var in ["CUDA_HOME", "LIBCLANG_PATH", "ROSA_EMU_SANITIZE"] {
+        for var in [
+            "CUDA_HOME",
+            "LIBCLANG_PATH",
+            "ROSA_EMU_SANITIZE",
+            "ROSA_CSRC_DIR",
+        ] {
             println!("cargo:rerun-if-env-changed={var}");
         }
-        println!("cargo:rerun-if-changed=csrc/emu");
+        // ROSA_CSRC_DIR: another copy of csrc/ to emulate instead (scripts/emu-mutants.sh
+        // builds the suite against copies with planted bugs). The bindings still come from
+        // the real csrc/rosa_kernels.h: a mutant changes kernels, never the ABI.
+        let csrc = env::var("ROSA_CSRC_DIR").unwrap_or_else(|_| "csrc".to_string());
+        println!("cargo:rerun-if-changed={csrc}");
         let home = PathBuf::from(
             env::var_os("CUDA_HOME").unwrap_or_else(|| panic!("cuda-emu needs CUDA_HOME; {SETUP}")),
         );
@@ -284,16 +293,27 @@ mod emu {
             // grid-stride pass (tests/emu_kernels.rs relies on it).
             .define("ROSA_MAX_BLOCKS", "4")
             .flag("-include")
-            .flag("csrc/emu/cuda_emu.h")
-            .include("csrc")
+            .flag(format!("{csrc}/emu/cuda_emu.h"))
+            .include(&csrc)
             .include(&include)
             .include(include.join("cccl"))
-            .file("csrc/emu/emu_runtime.cpp");
-        for src in super::files_in("csrc") {
+            .file(format!("{csrc}/emu/emu_runtime.cpp"));
+        // csrc/emu/tests/*.cu: kernels that test the emulator itself (tests/emu_semantics.rs),
+        // built only here, never by nvcc.
+        let tests = super::files_in(&format!("{csrc}/emu/tests"));
+        for src in super::files_in(&csrc).into_iter().chain(tests) {
             if src.extension().is_some_and(|x| x == "cu") {
                 let text = std::fs::read_to_string(&src)
                     .unwrap_or_else(|e| panic!("cannot read {}: {e}", src.display()));
-                let dst = out.join(format!("{}.cpp", super::file_name(&src)));
+                let dst = out.join(format!(
+                    "{}{}.cpp",
+                    if src.parent().is_some_and(|d| d.ends_with("tests")) {
+                        "test_"
+                    } else {
+                        ""
+                    },
+                    super::file_name(&src)
+                ));
                 std::fs::write(&dst, rewrite(&src, &text))
                     .unwrap_or_else(|e| panic!("cannot write {}: {e}", dst.display()));
                 build.file(dst);

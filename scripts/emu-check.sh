@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The emulated kernel suite (tests/emu_kernels.rs, feature cuda-emu) under AddressSanitizer
-# + UndefinedBehaviorSanitizer, then under ThreadSanitizer. Stable Rust only: the C++ side
+# The emulated suites (tests/emu_kernels.rs and tests/emu_semantics.rs, feature cuda-emu)
+# under AddressSanitizer + UndefinedBehaviorSanitizer, then under ThreadSanitizer. Stable Rust only: the C++ side
 # (the csrc/ kernels and the csrc/emu runtime) is built with -fsanitize when build.rs sees
 # ROSA_EMU_SANITIZE, and the sanitizer runtime is preloaded into the Rust test binary. Any report makes the run fail (halt_on_error / exitcode), so the script exits
 # non-zero. ROSA_EMU_SANITIZE is a rerun trigger of the build script, so only rosa is rebuilt.
@@ -15,9 +15,9 @@ run() {
   rt="$(g++ -print-file-name="$lib")"
   [[ -f "$rt" ]] || { echo "emu-check: $lib not found (install the gcc sanitizer runtimes)" >&2; exit 1; }
   ROSA_EMU_SANITIZE="$flags" \
-    cargo test -q --features cuda-emu --test emu_kernels --no-run
+    cargo test -q --features cuda-emu --test emu_kernels --test emu_semantics --no-run
   ROSA_EMU_SANITIZE="$flags" LD_PRELOAD="$rt" env "$opts_var=$opts" \
-    cargo test -q --features cuda-emu --test emu_kernels -- --nocapture --test-threads=1
+    cargo test -q --features cuda-emu --test emu_kernels --test emu_semantics -- --nocapture --test-threads=1
 }
 
 # detect_leaks=0: the Rust test harness and the emulator's detached pool are not leaks.

@@ -19,3 +19,39 @@ pub fn check(code: i32) -> Result<(), (i32, String)> {
     let text = unsafe { std::ffi::CStr::from_ptr(sys::rosa_status_string(code)) };
     Err((code, text.to_string_lossy().into_owned()))
 }
+
+extern "C" {
+    fn rosa_emu_poison(p: *const std::ffi::c_void, bytes: usize, poison: i32);
+}
+
+/// Marks `bytes` bytes at `p` unaddressable (`poisoned`) or addressable again for
+/// AddressSanitizer, when scripts/emu-check.sh built the C++ with it; a no-op otherwise.
+/// Tests fence the guard bytes around an operand so that a kernel reading or writing them
+/// fails the run, even inside the test's own allocation (ASan poisons whole 8-byte
+/// granules, and a suffix of a partial last one, never a prefix).
+///
+/// # Safety
+/// `p .. p + bytes` must lie inside one live allocation, and be unpoisoned before it is
+/// freed or touched through instrumented code (the kernels, or libc calls such as memcpy).
+pub unsafe fn poison(p: *const u8, bytes: usize, poisoned: bool) {
+    // SAFETY: the caller's contract; the runtime only edits ASan's shadow of the range.
+    unsafe { rosa_emu_poison(p.cast(), bytes, i32::from(poisoned)) }
+}
+
+/// The emulator's own test kernels, csrc/emu/tests/semantics.cu (built only for this
+/// feature), for tests/emu_semantics.rs: each launches one kernel on host buffers and
+/// returns `cudaGetLastError`. Declared here rather than in the test so that they link
+/// like the kernels' bindings, from the crate that links the emulated library.
+#[doc(hidden)]
+pub mod test_kernels {
+    extern "C" {
+        pub fn rosa_emu_test_builtins(grid: *const u32, block: *const u32, out: *mut u32) -> i32;
+        pub fn rosa_emu_test_barrier(bx: u32, by: u32, rounds: i32, out: *mut i32) -> i32;
+        pub fn rosa_emu_test_syncwarp_halves(out: *mut i32) -> i32;
+        pub fn rosa_emu_test_shfl(kind: i32, arg: i32, width: i32, out: *mut i64) -> i32;
+        pub fn rosa_emu_test_shared(blocks: u32, threads: u32, out: *mut i32) -> i32;
+        pub fn rosa_emu_test_atomic(blocks: u32, threads: u32, f: *mut f32, d: *mut f64) -> i32;
+        pub fn rosa_emu_test_config(grid: *const u32, block: *const u32, out: *mut i32) -> i32;
+        pub fn rosa_emu_test_misuse(which: i32) -> i32;
+    }
+}

@@ -1,7 +1,8 @@
 //! The real csrc/ kernels, run by the CUDA emulator (feature `cuda-emu`), through the C ABI
 //! of csrc/rosa_kernels.h, against a float64 dense reference: every dtype, every tile
 //! configuration, odd shapes, misaligned bases, padded leading dimensions whose padding
-//! must survive, NaN-poisoned outputs with beta = 0, and sorted and shuffled row orders.
+//! must survive, NaN-poisoned outputs with beta = 0, and sorted and shuffled row orders;
+//! SpMM and SDDMM also against rosa::cpu's kernels on the same inputs.
 #![cfg(feature = "cuda-emu")]
 // Index loops read clearer where the same index addresses several parallel arrays.
 #![allow(clippy::needless_range_loop)]
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use half::{bf16, f16};
 use rosa::emu::{check, sys};
+use rosa::{CsrShape, Scalar};
 
 static LAUNCHES: AtomicUsize = AtomicUsize::new(0);
 static CHECKS: AtomicUsize = AtomicUsize::new(0);
@@ -79,6 +81,14 @@ impl Dt {
             Dt::Bf16 => out.copy_from_slice(&bf16::from_f32(x).to_le_bytes()),
         }
     }
+    /// `x` rounded by rosa's own conversion, [`Scalar::from_f32`], as bytes.
+    fn encode_scalar(self, x: f32) -> Vec<u8> {
+        match self {
+            Dt::F32 => <f32 as Scalar>::from_f32(x).to_le_bytes().to_vec(),
+            Dt::F16 => <f16 as Scalar>::from_f32(x).to_le_bytes().to_vec(),
+            Dt::Bf16 => <bf16 as Scalar>::from_f32(x).to_le_bytes().to_vec(),
+        }
+    }
     fn decode(self, b: &[u8]) -> f32 {
         match self {
             Dt::F32 => f32::from_le_bytes(b.try_into().unwrap()),
@@ -104,14 +114,29 @@ impl Buf {
         let bytes = offset + rows.max(1) * ld * dt.size() + 64;
         let mut mem = vec![0u128; bytes.div_ceil(16)];
         bytemuck_fill(&mut mem, SENTINEL);
-        Buf {
+        let buf = Buf {
             mem,
             offset,
             dt,
             rows,
             cols,
             ld,
+        };
+        // Under ASan (scripts/emu-check.sh) the guards before the first element and after
+        // the last row are unaddressable to the kernels: a read below the operand's start
+        // (the two-vector load without its lower-bound test) or a write past its end fails.
+        let end = if rows == 0 {
+            offset
+        } else {
+            buf.at(rows - 1, cols)
+        };
+        let base = buf.mem.as_ptr().cast::<u8>();
+        // SAFETY: both ranges lie inside `mem`, which Drop unpoisons before freeing it.
+        unsafe {
+            rosa::emu::poison(base, offset, true);
+            rosa::emu::poison(base.add(end), buf.mem.len() * 16 - end, true);
         }
+        buf
     }
     fn bytes(&self) -> &[u8] {
         // SAFETY: u128 has no invalid bit patterns and u8 no alignment.
@@ -150,6 +175,13 @@ impl Buf {
             assert!(ins || b == SENTINEL, "{what}: padding byte {i} overwritten");
         }
         CHECKS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        // SAFETY: the whole live allocation.
+        unsafe { rosa::emu::poison(self.mem.as_ptr().cast(), self.mem.len() * 16, false) }
     }
 }
 
@@ -255,7 +287,89 @@ fn assert_close(got: f32, want: f64, scale: f64, dt: Dt, what: &str) {
     CHECKS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// One SpMM (transposed when `t`) per case, checked element by element against f64.
+/// The emulated result `got` against the CPU kernel's `cpu` for the same inputs: both are
+/// within assert_close's tolerance of the f64 `want`, so they agree within twice that.
+fn assert_agree(got: f32, cpu: f32, want: f64, scale: f64, dt: Dt, what: &str) {
+    let subnormal = if matches!(dt, Dt::F16) {
+        2f64.powi(-24)
+    } else {
+        0.0
+    };
+    let tol = 2.0 * (dt.unit() * want.abs() + 1e-5 * scale) + subnormal + 1e-30;
+    assert!(
+        (got as f64 - cpu as f64).abs() <= tol,
+        "{what}: emulated {got}, rosa::cpu {cpu} (tol {tol})"
+    );
+    CHECKS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn to_t<T: Scalar>(v: &[f32]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f32(x)).collect()
+}
+
+fn from_t<T: Scalar>(v: &[T]) -> Vec<f32> {
+    v.iter().map(|x| x.to_f32()).collect()
+}
+
+/// rosa::cpu's SpMM (transposed when `t`) of A (m x k, values `vals`), B (`b`, row-major,
+/// n columns) and C (`c0`), in T: the CPU kernel the emulated one must agree with.
+#[allow(clippy::too_many_arguments)]
+fn cpu_spmm<T: Scalar>(
+    a: &Csr,
+    vals: &[f32],
+    t: bool,
+    b: &[f32],
+    n: usize,
+    c0: &[f32],
+    alpha: f32,
+    beta: f32,
+) -> Vec<f32> {
+    let csr = rosa::Csr::from_parts(
+        a.rows,
+        a.cols,
+        a.row_ptr.clone(),
+        a.col_idx.clone(),
+        to_t::<T>(vals),
+    )
+    .unwrap();
+    let bm = rosa::Dense::from_vec(b.len() / n, n, to_t::<T>(b)).unwrap();
+    let mut cm = rosa::Dense::from_vec(c0.len() / n, n, to_t::<T>(c0)).unwrap();
+    if t {
+        let plan = csr.transpose_plan();
+        rosa::cpu::spmm_t(alpha, csr.as_ref(), &plan, bm.as_ref(), beta, cm.as_mut()).unwrap();
+    } else {
+        rosa::cpu::spmm(alpha, csr.as_ref(), bm.as_ref(), beta, cm.as_mut()).unwrap();
+    }
+    from_t(cm.as_slice())
+}
+
+/// rosa::cpu's SDDMM over the mask `a` with old values `old`, L (m x k) and R (cols x k).
+#[allow(clippy::too_many_arguments)]
+fn cpu_sddmm<T: Scalar>(
+    a: &Csr,
+    old: &[f32],
+    l: &[f32],
+    r: &[f32],
+    k: usize,
+    alpha: f32,
+    beta: f32,
+) -> Vec<f32> {
+    let mut mask = rosa::Csr::from_parts(
+        a.rows,
+        a.cols,
+        a.row_ptr.clone(),
+        a.col_idx.clone(),
+        to_t::<T>(old),
+    )
+    .unwrap();
+    let lm = rosa::Dense::from_vec(a.rows, k, to_t::<T>(l)).unwrap();
+    let rm = rosa::Dense::from_vec(a.cols, k, to_t::<T>(r)).unwrap();
+    rosa::cpu::sddmm(alpha, lm.as_ref(), rm.as_ref(), beta, mask.as_mut()).unwrap();
+    from_t(mask.values())
+}
+
+/// One SpMM (transposed when `t`) per case, checked element by element against f64 and
+/// against rosa::cpu's SpMM.
 #[allow(clippy::too_many_arguments)]
 fn spmm_case(
     rng: &mut Rng,
@@ -347,6 +461,11 @@ fn spmm_case(
     };
     launched(code);
     let what = format!("spmm t={t} {dt:?} config {config} m={m} k={k} n={n} beta={beta}");
+    let cpu = match dt {
+        Dt::F32 => cpu_spmm::<f32>(&a, &vals, t, &bh, n, &ch, alpha, beta),
+        Dt::F16 => cpu_spmm::<f16>(&a, &vals, t, &bh, n, &ch, alpha, beta),
+        Dt::Bf16 => cpu_spmm::<bf16>(&a, &vals, t, &bh, n, &ch, alpha, beta),
+    };
     for r in 0..walk_rows {
         for j in 0..n {
             let (mut want, mut scale) = (0f64, 0f64);
@@ -361,7 +480,9 @@ fn spmm_case(
                 want += beta as f64 * ch[r * n + j] as f64;
                 scale += (beta * ch[r * n + j]).abs() as f64;
             }
-            assert_close(c.get(r, j), want, scale, dt, &format!("{what} C[{r},{j}]"));
+            let at = format!("{what} C[{r},{j}]");
+            assert_close(c.get(r, j), want, scale, dt, &at);
+            assert_agree(c.get(r, j), cpu[r * n + j], want, scale, dt, &at);
         }
     }
     c.assert_padding(&what);
@@ -475,6 +596,11 @@ fn sddmm_case(
     // SAFETY: every pointer covers what the header says the kernel reads or writes.
     launched(unsafe { sys::rosa_sddmm(&p, config, std::ptr::null_mut()) });
     let what = format!("sddmm {dt:?} config {config} m={m} cols={cols} k={k} beta={beta}");
+    let cpu = match dt {
+        Dt::F32 => cpu_sddmm::<f32>(&a, &old, &lh, &rh, k, alpha, beta),
+        Dt::F16 => cpu_sddmm::<f16>(&a, &old, &lh, &rh, k, alpha, beta),
+        Dt::Bf16 => cpu_sddmm::<bf16>(&a, &old, &lh, &rh, k, alpha, beta),
+    };
     for i in 0..m {
         for q in a.row_ptr[i] as usize..a.row_ptr[i + 1] as usize {
             let j = a.col_idx[q] as usize;
@@ -489,7 +615,9 @@ fn sddmm_case(
                 want += beta as f64 * old[q] as f64;
                 scale += (beta * old[q]).abs() as f64;
             }
-            assert_close(out.get(0, q), want, scale, dt, &format!("{what} out[{q}]"));
+            let at = format!("{what} out[{q}]");
+            assert_close(out.get(0, q), want, scale, dt, &at);
+            assert_agree(out.get(0, q), cpu[q], want, scale, dt, &at);
         }
     }
     out.assert_padding(&what);
@@ -684,7 +812,8 @@ fn adamw_matches_f64() {
     report();
 }
 
-/// Every cast pair, bit for bit against the `half` crate's round-to-nearest-even, on
+/// Every cast pair, bit for bit against the `half` crate's round-to-nearest-even and
+/// rosa's own `Scalar::from_f32`, on
 /// NaN, +-inf, +-0, ties, subnormals, and values that overflow the narrower type.
 #[test]
 fn casts_bit_for_bit() {
@@ -746,8 +875,15 @@ fn casts_bit_for_bit() {
                         "cast {src:?}->{dst:?} of {x:e} ({:#x})",
                         x.to_bits()
                     );
+                    // The CPU side's own conversion (rosa::Scalar, which the CPU kernels
+                    // store through) must agree too.
+                    assert_eq!(
+                        got,
+                        &dst.encode_scalar(x)[..],
+                        "cast {src:?}->{dst:?} of {x:e} against rosa::Scalar::from_f32"
+                    );
                 }
-                CHECKS.fetch_add(1, Ordering::Relaxed);
+                CHECKS.fetch_add(2, Ordering::Relaxed);
             }
         }
     }

@@ -10,6 +10,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace emu {
 
 thread_local uint3 tl_thread_idx;
@@ -326,4 +330,22 @@ extern "C" const char *cudaGetErrorString(cudaError_t e) {
   case cudaErrorInvalidConfiguration: return "invalid configuration argument";
   default: return "unknown error (cuda-emu)";
   }
+}
+
+// Tests fence an operand's guard bytes with this (rosa::emu::poison): under AddressSanitizer
+// a kernel touching them then fails the run even where the bytes lie inside the test's own
+// allocation (an operand placed 2..14 bytes past an aligned base). ASan tracks 8-byte
+// granules addressable from their start only, so it poisons what of the range it can: the
+// whole granules, and a suffix of a partial last one. A no-op without ASan.
+extern "C" void rosa_emu_poison(const void *p, size_t bytes, int poison) {
+#if defined(__SANITIZE_ADDRESS__)
+  if (poison)
+    __asan_poison_memory_region(p, bytes);
+  else
+    __asan_unpoison_memory_region(p, bytes);
+#else
+  (void)p;
+  (void)bytes;
+  (void)poison;
+#endif
 }
