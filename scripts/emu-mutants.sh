@@ -91,8 +91,8 @@ mutant tail-store plain spmm_and_spmm_t_every_dtype_and_tile 'padding byte [0-9]
   common.cuh 'if (avail >= V && aligned16(p)) {' 'if (aligned16(p)) {'
 
 mutant shfl-width-32 plain sddmm_every_dtype_and_tile '^cuda-emu: .*shuffle reads a lane outside its mask' \
-  sddmm.cu 'for (int off = SW / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(mask, sum, off, SW);' \
-  'for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(mask, sum, off, 32);'
+  sddmm.cu 'for (; off > 0; off /= 2) sum += __shfl_xor_sync(mask, sum, off, SW);' \
+  'for (off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(mask, sum, off, 32);'
 
 mutant csr-add-stride asan csr_add_keeps_padding 'ERROR: AddressSanitizer' \
   elementwise.cu 'float *dense_row = p.dense + row * p.ld;' 'float *dense_row = p.dense + row * (p.ld + 1);'
