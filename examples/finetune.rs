@@ -360,6 +360,8 @@ fn run_one(
     classes: usize,
     dev: &Device,
 ) -> Result<Outcome, Box<dyn Error>> {
+    // Peak heap per run: the frozen model and the cached inputs are live throughout.
+    memory::reset_peak();
     let top = model.blocks.len() - args.adapt_layers;
     let mut rng = Rng::new(seed);
     let head = rosa::random::dense::<f32>(classes, 384, seed ^ 0x5eed).into_vec();
