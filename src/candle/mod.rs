@@ -99,6 +99,8 @@ mod error;
 mod linear;
 mod mask;
 mod methods;
+#[cfg(feature = "real-model")]
+pub mod minilm;
 mod op;
 mod sddmm;
 mod spmm;
