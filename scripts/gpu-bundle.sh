@@ -64,7 +64,7 @@ collect() {
 
 echo "[gpu-bundle] test binaries" >&2
 collect "$stage/tests" test --lib --test gpu_kernels --test gpu_tune --test gpu_baselines \
-  --test gpu_train --test cli
+  --test gpu_train --test gpu_embed --test cli
 
 # `cargo bench` has no --release (its profile inherits release), so not through collect.
 echo "[gpu-bundle] gpu_step (the training-step benchmark)" >&2
@@ -83,7 +83,7 @@ cp target/release/rosa "$stage/rosa"
 strip "$stage/rosa"
 
 members=(rosa gpu_step tests/lib tests/gpu_kernels tests/gpu_train tests/gpu_tune
-  tests/gpu_baselines tests/cli)
+  tests/gpu_baselines tests/gpu_embed tests/cli)
 for m in "${members[@]}"; do
   [[ -x $stage/$m ]] || {
     echo "[gpu-bundle] $stage/$m was not built" >&2

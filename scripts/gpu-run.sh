@@ -22,7 +22,8 @@
 #   1. the kernel tests with CUDA_LAUNCH_BLOCKING=1, SpMM, SpMM^T and SDDMM each in its
 #      own process (a kernel fault leaves a sticky error that fails every later launch of
 #      its process), then the rest of gpu_kernels and the raw C ABI tests;
-#   2. the layer, elementwise and AdamW tests (gpu_train);
+#   2. the layer, elementwise and AdamW tests (gpu_train), then the embedding API
+#      (gpu_embed: the caller's stream, borrowed views, the raw entry);
 #   3. the headline bench, bf16 then f32, 4096x4096x2048 and 11008x4096x2048 at 0.1%,
 #      0.6% and 5%, against cuSPARSE and cuBLAS, then PyTorch on the same matrices
 #      (scripts/torch_baseline.py);
@@ -199,7 +200,7 @@ bin() { # the bundle's executable <name>, or a stand-in that says it is missing
   if [[ -x $B/$1 ]]; then echo "$B/$1"; else echo "$work/missing-$(basename "$1")"; fi
 }
 for name in rosa gpu_step tests/lib tests/gpu_kernels tests/gpu_train tests/gpu_tune \
-  tests/gpu_baselines tests/cli; do
+  tests/gpu_baselines tests/gpu_embed tests/cli; do
   [[ -x $B/$name ]] && continue
   printf '#!/bin/sh\necho "error: %s is not in the bundle"; exit 127\n' "$name" \
     >"$work/missing-$(basename "$name")"
@@ -319,6 +320,8 @@ if ((part == 1)); then
   step "raw C ABI tests (rows at i32::MAX)" 30 tests.log env CUDA_LAUNCH_BLOCKING=1 \
     "$(bin tests/lib)" cuda::
   step "layer, elementwise, AdamW (gpu_train)" 120 tests.log env CUDA_LAUNCH_BLOCKING=1 "$LAYER"
+  step "embedding: caller's stream, views, raw entry (gpu_embed)" 30 tests.log \
+    env CUDA_LAUNCH_BLOCKING=1 "$(bin tests/gpu_embed)"
 
   headline=(--shapes 4096x4096x2048,11008x4096x2048 --density 0.001,0.006,0.05 --time-ms 20
     --export "$work/export")

@@ -29,12 +29,13 @@ impl Drop for Tmp {
     }
 }
 
-const TESTS: [&str; 6] = [
+const TESTS: [&str; 7] = [
     "lib",
     "gpu_kernels",
     "gpu_train",
     "gpu_tune",
     "gpu_baselines",
+    "gpu_embed",
     "cli",
 ];
 

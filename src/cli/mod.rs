@@ -32,7 +32,7 @@ enum Command {
     /// Time the CPU kernels against Rust baselines (or, with --device cuda, the CUDA
     /// kernels against cuBLAS) over a density sweep.
     Bench(bench::Args),
-    /// Autotune the CUDA kernels on GPU 0 over the DESIGN.md grid (needs `cuda`) and
+    /// Autotune the CUDA kernels on GPU 0 over the benchmark grid (needs `cuda`) and
     /// merge the winners into the tuning cache.
     Tune(tune::Args),
     /// Fine-tune with FFT, LoRA, SpA, RoSA and random subspace adaptation at matched

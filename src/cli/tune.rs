@@ -18,7 +18,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
     dtype: Vec<DType>,
     /// Merge the results into this cache file instead of the user cache
-    /// ($ROSA_TUNING_DIR, else ~/.cache/rosa/tuning) file named for the GPU.
+    /// ($ROSA_TUNING_DIR, else $XDG_CACHE_HOME/rosa/tuning, else ~/.cache/rosa/tuning)
+    /// file named for the GPU.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
