@@ -1,5 +1,5 @@
 //! The CPU density sweep: our kernels against Rust baselines, in one process, on the
-//! same data, quoted against the DESIGN.md performance model.
+//! same data, quoted against the byte and flop model of [`op_bytes`] and the roofline.
 //!
 //! Shared by `rosa bench` and the criterion benches. For each density, one random
 //! M x K sparse matrix A (from [`crate::random`]) serves every op:
@@ -224,7 +224,7 @@ pub struct Row {
     pub speedup: f64,
     /// Our useful work rate, `2 nnz N / time`.
     pub gflops: f64,
-    /// Our rate against the DESIGN.md byte model's lower bound.
+    /// Our rate against the byte model's lower bound ([`op_bytes`]).
     pub gbps: f64,
     /// Largest difference between our output and the baseline's (0 for the dense route,
     /// which is not compared). On the GPU: between our output and the CPU kernels' in f32
@@ -419,7 +419,7 @@ pub fn median_times(
         .collect()
 }
 
-/// Lower bound on the bytes an SpMM moves (DESIGN.md): `nnz (s + 4) + 4 (rows + 1)
+/// Lower bound on the bytes an SpMM moves: `nnz (s + 4) + 4 (rows + 1)
 /// + s inner N + s rows N` for a `rows x inner` sparse operand; `s` is bytes per value.
 ///
 /// ```
@@ -430,7 +430,7 @@ pub fn spmm_bytes(rows: usize, inner: usize, n: usize, nnz: usize, s: usize) -> 
     nnz * (s + 4.0) + 4.0 * (rows + 1.0) + s * inner * n + s * rows * n
 }
 
-/// Lower bound on the bytes an SDDMM moves (DESIGN.md): `s (M k + N k) + nnz (4 + s)`
+/// Lower bound on the bytes an SDDMM moves: `s (M k + N k) + nnz (4 + s)`
 /// for an M x N mask and inner dimension k.
 ///
 /// ```
@@ -441,7 +441,7 @@ pub fn sddmm_bytes(m: usize, n: usize, k: usize, nnz: usize, s: usize) -> f64 {
     s * (m * k + n * k) + nnz * (4.0 + s)
 }
 
-/// The DESIGN.md byte bound of one op on an M x K sparse A with `nnz` entries and dense
+/// The byte bound of one op on an M x K sparse A with `nnz` entries and dense
 /// width `n` (SDDMM's inner dimension), `s` bytes per value: SpMM reads A, B (K x N) and
 /// writes C (M x N); transposed SpMM reads B (M x N) and writes C (K x N); SDDMM reads
 /// L (M x N) and R (K x N) and writes the nonzeros.
@@ -481,7 +481,7 @@ pub fn gathered_bytes(nnz: usize, n: usize, s: usize) -> f64 {
     nnz as f64 * n as f64 * s as f64
 }
 
-/// The performance floor of DESIGN.md's model, against ceilings measured on the machine
+/// The performance floor of the three-floor model (DRAM, L2, FMA), against ceilings measured on the machine
 /// of the run ([`roofline::Ceilings`], from `rosa::bench::gpu::measure_ceilings` with the
 /// `cuda` feature): no kernel beats the largest of its DRAM bytes ([`op_bytes`]) over the
 /// device-to-device copy bandwidth, its gathered bytes ([`gathered_bytes`]) over the L2
@@ -606,7 +606,7 @@ pub mod roofline {
     }
 }
 
-/// The RoSA benchmark grid of DESIGN.md: (M, K) pairs of LLaMA-7B projections.
+/// The RoSA benchmark grid: (M, K) pairs of LLaMA-7B projections.
 pub const GRID_SHAPES: [(usize, usize); 3] = [(4096, 4096), (11008, 4096), (4096, 11008)];
 /// The grid's token counts N.
 pub const GRID_N: [usize; 3] = [512, 2048, 8192];
@@ -1372,7 +1372,7 @@ pub mod baseline {
 mod tests {
     use super::*;
 
-    /// The DESIGN.md formulas on a grid shape, worked by hand.
+    /// The byte-model formulas on a grid shape, worked by hand.
     #[test]
     fn bytes_and_floor_of_a_grid_shape() {
         let (m, k, n, nnz) = (4096, 4096, 512, 167_772); // 1% of 4096 x 4096

@@ -1,6 +1,6 @@
 //! The GPU sweep (feature `cuda`): our CUDA kernels against cuSPARSE and cuBLAS's dense
 //! GEMM of the same shape, all in one process on the same operands, quoted against the
-//! DESIGN.md [roofline](super::roofline) with ceilings measured on the same GPU
+//! [roofline](super::roofline) with ceilings measured on the same GPU
 //! ([`measure_ceilings`]).
 //!
 //! For each [`Sweep`] (one shape) and density, one random M x K sparse A serves every op,

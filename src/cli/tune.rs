@@ -1,4 +1,4 @@
-//! `rosa tune`: the autotuner over the DESIGN.md grid on GPU 0, merged into the user's
+//! `rosa tune`: the autotuner over the benchmark grid on GPU 0, merged into the user's
 //! tuning cache (or `--out`), with a progress bar on stderr and a summary table on stdout.
 
 use std::path::PathBuf;

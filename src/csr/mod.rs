@@ -1,6 +1,6 @@
 //! Compressed sparse row matrices: validated on construction, borrowed as views.
 //!
-//! The layout is the one the CUDA kernels read (DESIGN.md): `row_ptr: i32[rows + 1]`,
+//! The layout is the one the CUDA kernels read: `row_ptr: i32[rows + 1]`,
 //! `col_idx: i32[nnz]` strictly increasing within each row, `values: T[nnz]`.
 
 mod build;

@@ -45,7 +45,7 @@ pub(crate) fn check_index(what: &'static str, value: usize) -> Result<()> {
     }
 }
 
-/// Checks a CSR structure against the layout in DESIGN.md and returns its id.
+/// Checks a CSR structure against the layout of [`crate::csr`] and returns its id.
 ///
 /// Every rule has its own error naming the row and index where it first fails.
 pub(crate) fn validate(
