@@ -73,23 +73,10 @@ pub fn dense<T: Scalar>(rows: usize, cols: usize, seed: u64) -> Dense<T> {
 /// assert!((a.density() - 0.05).abs() < 0.01);
 /// ```
 pub fn csr<T: Scalar>(rows: usize, cols: usize, density: f64, seed: u64) -> Result<Csr<T>> {
-    if !(0.0..=1.0).contains(&density) {
-        return Err(Error::InvalidArgument(format!(
-            "density {density} is outside [0, 1]"
-        )));
-    }
-    // Before the per-row lengths are allocated: usize::MAX rows must be an error, not an
-    // allocation failure.
-    crate::csr::check_index("rows", rows)?;
-    crate::csr::check_index("cols", cols)?;
+    check_random_shape(rows, cols, density)?;
     let mut rng = Rng::new(seed);
     let lens: Vec<usize> = (0..rows)
-        .map(|_| {
-            // Stochastic rounding keeps the expected density exact for short rows.
-            let mean = density * cols as f64;
-            let base = mean.floor();
-            (base as usize + usize::from(rng.next_f64() < mean - base)).min(cols)
-        })
+        .map(|_| stochastic_round(&mut rng, density * cols as f64).min(cols))
         .collect();
     from_row_lengths(rows, cols, &lens, &mut rng)
 }
@@ -120,18 +107,12 @@ pub fn csr_power_law<T: Scalar>(
     exponent: f64,
     seed: u64,
 ) -> Result<Csr<T>> {
-    if !(0.0..=1.0).contains(&density) {
-        return Err(Error::InvalidArgument(format!(
-            "density {density} is outside [0, 1]"
-        )));
-    }
+    check_random_shape(rows, cols, density)?;
     if !(exponent > 0.0 && exponent.is_finite()) {
         return Err(Error::InvalidArgument(format!(
             "power-law exponent {exponent} must be positive and finite"
         )));
     }
-    crate::csr::check_index("rows", rows)?;
-    crate::csr::check_index("cols", cols)?;
     let mut rng = Rng::new(seed);
     // 1 - next_f64() lies in (0, 1], so every weight is finite.
     let weights: Vec<f64> = (0..rows)
@@ -168,13 +149,29 @@ pub fn csr_power_law<T: Scalar>(
             if f {
                 return cols;
             }
-            // Stochastic rounding, as in `csr`, keeps the expected total exact.
-            let want = budget * w / free;
-            let base = want.floor();
-            (base as usize + usize::from(rng.next_f64() < want - base)).min(cols)
+            stochastic_round(&mut rng, budget * w / free).min(cols)
         })
         .collect();
     from_row_lengths(rows, cols, &lens, &mut rng)
+}
+
+/// The checks of the random CSR generators, before any per-row allocation: `usize::MAX`
+/// rows must be an error, not an allocation failure.
+fn check_random_shape(rows: usize, cols: usize, density: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&density) {
+        return Err(Error::InvalidArgument(format!(
+            "density {density} is outside [0, 1]"
+        )));
+    }
+    crate::csr::check_index("rows", rows)?;
+    crate::csr::check_index("cols", cols)
+}
+
+/// `x` (>= 0) rounded up with probability equal to its fractional part, so that summed row
+/// lengths keep their expected total exact even for short rows.
+fn stochastic_round(rng: &mut Rng, x: f64) -> usize {
+    let base = x.floor();
+    base as usize + usize::from(rng.next_f64() < x - base)
 }
 
 /// A sparse matrix whose row `i` holds exactly `lens[i]` entries (at most `cols`) in
