@@ -34,8 +34,9 @@
 #      tests and the tuner tests.
 # Part 2 (a second command, for what did not fit): machine facts and probe again,
 #   initcheck over the kernel tests, the layer tests under memcheck, racecheck and
-#   synccheck, the CLI's GPU tests, the whole bench grid (bf16, then f32) and the full
-#   tune.
+#   synccheck, the CLI's GPU tests, the bench on the RoSA masks chosen on MiniLM
+#   (data/minilm-rosa-masks/, each beside its uniform twin; bf16, then f32), the whole
+#   bench grid (bf16, then f32) and the full tune.
 #
 # Files in $OUT (at most 8): summary.txt, machine.log, tests.log, sanitizer.log,
 # bench.log, bench-<dtype>.json (part 1) or bench-grid-<dtype>.json (part 2), tune.json.
@@ -344,6 +345,11 @@ else
   sanitize racecheck 90 "racecheck: layer tests" "$LAYER"
   sanitize synccheck 60 "synccheck: layer tests" "$LAYER"
   step "CLI GPU tests (bench, train, tune)" 90 tests.log "$(bin tests/cli)" cuda tune_runs
+  masks=$(printf '%s\n' "$repo"/data/minilm-rosa-masks/*.mtx | paste -sd, -)
+  for dtype in bf16 f32; do
+    step "bench $dtype (MiniLM RoSA masks)" 45 bench.log "$ROSA" bench --device cuda \
+      --dtype "$dtype" --mask "$masks" --n 512,2048 --time-ms 10
+  done
   bench_step grid bf16 240 bench-grid-bf16.json --grid --time-ms 10
   bench_step grid f32 240 bench-grid-f32.json --grid --time-ms 10
   step "rosa tune (full grid)" 300 bench.log "$ROSA" tune --out "$OUT/tune.json"

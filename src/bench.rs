@@ -41,6 +41,7 @@ use crate::{cpu, random, with_dtype, CsrShape, DType, Dense, Error, Op, Result, 
 pub mod export;
 #[cfg(feature = "cuda")]
 pub mod gpu;
+pub mod mask;
 pub mod plot;
 
 /// What to sweep. [`Sweep::default`] is the `rosa bench` default: 4096 x 4096, N = 256,
@@ -72,6 +73,9 @@ pub struct Sweep {
     pub max_runs: usize,
     /// Also time the dense GEMM route (once per op: its cost does not depend on density).
     pub dense_baseline: bool,
+    /// A fixed pattern for A instead of random ones: then `m` and `k` must be its shape
+    /// and `densities` its one density ([`mask::Mask::sweep`] builds such a sweep).
+    pub mask: Option<mask::Mask>,
 }
 
 impl Default for Sweep {
@@ -87,9 +91,13 @@ impl Default for Sweep {
             target: Duration::from_millis(300),
             max_runs: 100,
             dense_baseline: true,
+            mask: None,
         }
     }
 }
+
+/// The CPU's dense route: densify A, then one GEMM (blind to A's pattern).
+pub(crate) const DENSE_GEMM: &str = "ndarray dense GEMM (no sampling)";
 
 /// Bytes the sweep may allocate before it refuses to start.
 const MEMORY_CAP: u128 = 8 << 30;
@@ -124,18 +132,46 @@ impl Sweep {
         if [self.m, self.k, self.n].contains(&0) {
             return Err(Error::InvalidArgument("m, k and n must be positive".into()));
         }
+        if let Some(mask) = &self.mask {
+            let p = mask.pattern();
+            if (p.rows(), p.cols()) != (self.m, self.k) || self.densities != [p.density()] {
+                return Err(Error::InvalidArgument(format!(
+                    "mask {} is {}x{} at density {}, the sweep {}x{} at {:?} (build the \
+                     sweep with Mask::sweep)",
+                    mask.name(),
+                    p.rows(),
+                    p.cols(),
+                    p.density(),
+                    self.m,
+                    self.k,
+                    self.densities
+                )));
+            }
+        }
         Ok(())
     }
 
     /// The sweep's sparse A at its `di`-th density: the same matrix on the CPU, on the GPU
-    /// and on disk for the external baselines ([`export`]), for the same seed.
+    /// and on disk for the external baselines ([`export`]), for the same seed. On a mask,
+    /// the mask's structure with random values.
     pub(crate) fn matrix<T: Scalar>(&self, di: usize) -> Result<crate::Csr<T>> {
+        if let Some(mask) = &self.mask {
+            return random::values_on(mask.pattern(), self.seed.wrapping_add(di as u64));
+        }
         random::csr::<T>(
             self.m,
             self.k,
             self.densities[di],
             self.seed.wrapping_add(di as u64),
         )
+    }
+
+    /// `density 0.01`, or `mask NAME`: what a progress note calls the `density` point.
+    pub(crate) fn matrix_name(&self, density: f64) -> String {
+        match &self.mask {
+            Some(m) => format!("mask {}", m.name()),
+            None => format!("density {density}"),
+        }
     }
 
     fn check_host_memory(&self) -> Result<()> {
@@ -198,10 +234,17 @@ pub struct Row {
     pub k: usize,
     /// Columns of the dense operands.
     pub n: usize,
-    /// Requested density.
+    /// Requested density (on a mask, its density).
     pub density: f64,
     /// Stored entries of A.
     pub nnz: usize,
+    /// The mask A was (see [`mask`]); absent for a uniformly random A.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
+    /// A's longest row over its mean row length.
+    pub row_max_over_mean: f64,
+    /// Coefficient of variation of A's row lengths ([`crate::RowStats`]).
+    pub row_cv: f64,
     /// Median time of our kernel, microseconds.
     pub ours_us: f64,
     /// CPU `spmm_t` only: our forward `spmm` on the same A and N, timed in the same
@@ -899,6 +942,7 @@ pub(crate) struct Measured {
     pub n: usize,
     pub density: f64,
     pub nnz: usize,
+    pub pattern: mask::Pattern,
     pub ours: Duration,
     /// See [`Row::forward_us`].
     pub forward: Option<Duration>,
@@ -930,9 +974,10 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
 
     for (di, &density) in sweep.densities.iter().enumerate() {
         progress(&format!(
-            "[{}/{}] density {density}: {m}x{k}, n = {n}, {}",
+            "[{}/{}] {}: {m}x{k}, n = {n}, {}",
             di + 1,
             sweep.densities.len(),
+            sweep.matrix_name(density),
             T::DTYPE
         ));
         let a = sweep.matrix::<T>(di)?;
@@ -1056,7 +1101,7 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
             if sweep.dense_baseline {
                 let slot = &mut dense_times.0[op as usize];
                 let t = *slot.get_or_insert_with(|| time_dense(op, m, k, n, &time));
-                baselines.push(("ndarray dense GEMM (no sampling)", 1, t, 0.0));
+                baselines.push((DENSE_GEMM, 1, t, 0.0));
             }
             let measured = Measured {
                 op,
@@ -1066,6 +1111,7 @@ fn run_typed<T: Scalar>(sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Result
                 n,
                 density,
                 nnz: a.nnz(),
+                pattern: mask::Pattern::of(sweep, &a),
                 ours,
                 forward,
                 threads,
@@ -1125,6 +1171,9 @@ impl Measured {
             n,
             density: self.density,
             nnz,
+            mask: self.pattern.mask.clone(),
+            row_max_over_mean: self.pattern.stats.max as f64 / self.pattern.stats.mean.max(1e-12),
+            row_cv: self.pattern.stats.cv,
             ours_us: secs * 1e6,
             forward_us: self.forward.map(|t| t.as_secs_f64() * 1e6),
             threads: self.threads,
@@ -1453,6 +1502,15 @@ mod tests {
                 n: 8,
                 density: 0.5,
                 nnz: 32,
+                pattern: mask::Pattern {
+                    mask: None,
+                    stats: crate::RowStats {
+                        min: 4,
+                        max: 4,
+                        mean: 4.0,
+                        cv: 0.0,
+                    },
+                },
                 ours: us(time),
                 forward: forward.map(us),
                 threads: 1,

@@ -61,6 +61,27 @@ pub fn dense<T: Scalar>(rows: usize, cols: usize, seed: u64) -> Dense<T> {
     Dense::from_fn(rows, cols, |_, _| T::from_f32(rng.uniform(-1.0, 1.0)))
 }
 
+/// `pattern`'s structure with fresh values uniform in `[-1, 1)`, seeded: a fixed sparsity
+/// pattern (such as a mask read with [`crate::io::read_mtx_pattern`]) as a benchmark
+/// operand. Errors: none in practice (the value count always equals `pattern`'s nnz).
+///
+/// ```
+/// use rosa::CsrShape;
+/// let p = rosa::random::csr::<f32>(20, 30, 0.2, 1).unwrap();
+/// let a = rosa::random::values_on::<rosa::f16, _>(&p, 2).unwrap();
+/// assert_eq!((a.row_ptr(), a.col_idx()), (p.row_ptr(), p.col_idx()));
+/// assert!(a.values().iter().all(|v| v.to_f32().abs() <= 1.0));
+/// ```
+pub fn values_on<T: Scalar, U: Scalar>(pattern: &Csr<U>, seed: u64) -> Result<Csr<T>> {
+    let mut rng = Rng::new(seed);
+    let nnz = pattern.values().len();
+    pattern.with_values(
+        (0..nnz)
+            .map(|_| T::from_f32(rng.uniform(-1.0, 1.0)))
+            .collect(),
+    )
+}
+
 /// A sparse matrix with about `density * rows * cols` entries, values uniform in
 /// `[-1, 1)`, and the same expected length for every row.
 ///

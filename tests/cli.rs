@@ -565,6 +565,73 @@ fn bench_refuses_a_plot_path_it_cannot_write_before_measuring() {
 }
 
 #[test]
+fn bench_on_masks_times_each_beside_its_uniform_twin() {
+    let tmp = Scratch::new();
+    // Two masks of one shape and nnz, one with power-law rows: one twin serves both.
+    let skewed = random::csr_power_law::<f32>(60, 40, 0.1, 1.2, 5).unwrap();
+    let even = random::csr_with_row_lengths::<f32>(60, 40, &[skewed.nnz() / 60; 60], 6).unwrap();
+    assert_eq!(even.nnz(), 60 * (skewed.nnz() / 60));
+    let (p_skewed, p_even) = (tmp.path("layer0.q.mtx"), tmp.path("flat.mtx"));
+    io::write_mtx(&p_skewed, &skewed).unwrap();
+    io::write_mtx(&p_even, &even).unwrap();
+    let json = tmp.path("rows.json");
+    let masks = format!("{},{}", arg(&p_skewed), arg(&p_even));
+    let out = rosa(&[
+        "bench",
+        "--mask",
+        &masks,
+        "--n",
+        "4,8",
+        "--time-ms",
+        "1",
+        "--ops",
+        "spmm,sddmm",
+        "--no-dense",
+        "--json-out",
+        arg(&json),
+    ]);
+    let table = assert_ok(&out);
+    let report = read_json(&json);
+    let rows = report["rows"].as_array().unwrap();
+    // Per N: 2 masks + 2 twins (the two nnz differ) x (spmm: 2 baselines, sddmm: 1).
+    assert_eq!(rows.len(), 2 * 4 * 3, "{table}");
+    let of = |name: Option<&str>| -> Vec<&serde_json::Value> {
+        rows.iter().filter(|r| r["mask"].as_str() == name).collect()
+    };
+    let on_skewed = of(Some("layer0.q"));
+    assert_eq!(on_skewed.len(), 6);
+    for r in &on_skewed {
+        assert_eq!((r["m"].as_u64(), r["k"].as_u64()), (Some(60), Some(40)));
+        assert_eq!(r["nnz"].as_u64(), Some(skewed.nnz() as u64));
+        assert!((r["density"].as_f64().unwrap() - skewed.density()).abs() < 1e-12);
+        let stats = skewed.row_stats();
+        assert!((r["row_cv"].as_f64().unwrap() - stats.cv).abs() < 1e-9);
+        assert!(r["max_abs_diff"].as_f64().unwrap() < 1e-4, "{r}");
+    }
+    assert!(of(Some("flat"))
+        .iter()
+        .all(|r| r["row_cv"].as_f64() == Some(0.0)));
+    assert_eq!(of(None).len(), 12);
+    for n in [4, 8] {
+        for op in ["spmm", "sddmm"] {
+            let line = format!("summary mask layer0.q {op} f32 n={n}: time on the mask");
+            assert!(table.contains(&line), "{line} missing from\n{table}");
+        }
+    }
+}
+
+#[test]
+fn bench_refuses_a_missing_mask_and_a_mask_with_a_shape() {
+    let tmp = Scratch::new();
+    let missing = tmp.path("absent.mtx");
+    let err = assert_one_error_line(&rosa(&["bench", "--mask", arg(&missing), "--time-ms", "1"]));
+    assert!(err.contains("absent.mtx"), "{err}");
+    let out = rosa(&["bench", "--mask", arg(&missing), "--m", "64"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_error_line(&out);
+}
+
+#[test]
 fn bench_refuses_conflicting_shapes() {
     for args in [
         vec!["bench", "--grid", "--m", "64"],

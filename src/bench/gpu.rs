@@ -436,8 +436,9 @@ impl Ctx<'_> {
         let mut declined: Vec<(Op, &'static str)> = Vec::new();
         for (di, &density) in sw.densities.iter().enumerate() {
             progress(&format!(
-                "{} density {density}: {m}x{k}, n = {n}, {}, {sets} operand copies",
+                "{} {}: {m}x{k}, n = {n}, {}, {sets} operand copies",
                 self.label,
+                sw.matrix_name(density),
                 T::DTYPE
             ));
             let a = sw.matrix::<T>(di)?;
@@ -494,6 +495,7 @@ impl Ctx<'_> {
                     n,
                     density,
                     nnz: a.nnz(),
+                    pattern: super::mask::Pattern::of(sw, &a),
                     ours: ours.per_call,
                     forward: None,
                     threads: config.threads as usize,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use rosa::bench::{self, Report, Sweep};
+use rosa::bench::{self, mask::Mask, Report, Sweep};
 use rosa::{DType, Error, Op, Result};
 
 /// Where our kernels run.
@@ -49,12 +49,19 @@ pub struct Args {
     /// Columns of the sparse A.
     #[arg(long, default_value_t = 4096)]
     k: usize,
-    /// Columns of the dense operands (the inner dimension of SDDMM).
-    #[arg(long, default_value_t = 256)]
-    n: usize,
+    /// Columns of the dense operands (the inner dimension of SDDMM), comma-separated for
+    /// several.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    n: Vec<usize>,
     /// Several shapes instead of --m/--k/--n, comma-separated MxKxN.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["m", "k", "n"])]
     shapes: Vec<Shape>,
+    /// Benchmark on these sparsity patterns (Matrix Market files, comma-separated; values
+    /// ignored), e.g. the RoSA masks of data/minilm-rosa-masks/, each next to a uniformly
+    /// random A of the same shape and density, at every --n.
+    #[arg(long, value_name = "FILE.mtx", value_delimiter = ',',
+          conflicts_with_all = ["m", "k", "shapes", "grid", "density"])]
+    mask: Vec<PathBuf>,
     /// The benchmark grid: (M,K) in {4096x4096, 11008x4096, 4096x11008}, N in {512, 2048,
     /// 8192}, densities 0.1% to 5% (with --shapes: those shapes at the grid's densities).
     #[arg(long, conflicts_with_all = ["m", "k", "n", "density"])]
@@ -94,11 +101,11 @@ pub struct Args {
 }
 
 impl Args {
-    fn sweeps(&self) -> Vec<Sweep> {
+    fn sweeps(&self) -> Result<Vec<Sweep>> {
         let base = Sweep {
             m: self.m,
             k: self.k,
-            n: self.n,
+            n: self.n[0],
             densities: if self.grid {
                 bench::GRID_DENSITIES.to_vec()
             } else {
@@ -111,7 +118,36 @@ impl Args {
             dense_baseline: !self.no_dense,
             ..Sweep::default()
         };
-        if !self.shapes.is_empty() {
+        let at_each_n = |sweep: &Sweep| -> Vec<Sweep> {
+            let at = |&n: &usize| Sweep { n, ..sweep.clone() };
+            self.n.iter().map(at).collect()
+        };
+        Ok(if !self.mask.is_empty() {
+            let masks = self
+                .mask
+                .iter()
+                .map(Mask::read)
+                .collect::<Result<Vec<_>>>()?;
+            let mut sweeps: Vec<Sweep> = Vec::new();
+            for base in at_each_n(&base) {
+                for mask in &masks {
+                    sweeps.push(mask.sweep(&base));
+                }
+                // One uniform twin per shape and density, however many masks share them.
+                for mask in &masks {
+                    let twin = mask.uniform_twin(&base);
+                    let same = |s: &Sweep| {
+                        s.mask.is_none()
+                            && (s.m, s.k, s.n, &s.densities)
+                                == (twin.m, twin.k, twin.n, &twin.densities)
+                    };
+                    if !sweeps.iter().any(same) {
+                        sweeps.push(twin);
+                    }
+                }
+            }
+            sweeps
+        } else if !self.shapes.is_empty() {
             let shape = |&Shape(m, k, n): &Shape| Sweep {
                 m,
                 k,
@@ -122,13 +158,13 @@ impl Args {
         } else if self.grid {
             bench::grid(&base)
         } else {
-            vec![base]
-        }
+            at_each_n(&base)
+        })
     }
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let sweeps = args.sweeps();
+    let sweeps = args.sweeps()?;
     if let Some(path) = &args.plot {
         // Fail before minutes of measuring, not after: the chart is written at the end.
         std::fs::write(path, "").map_err(|source| Error::Io {
@@ -253,7 +289,15 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
             let _ = write!(s, "{text:<17} ");
         }
     };
+    // On masks, which A each row ran on and how its row lengths spread.
+    let masks = report.rows.iter().any(|r| r.mask.is_some());
+    let mask_col = |s: &mut String, name: &str, spread: &str| {
+        if masks {
+            let _ = write!(s, "{name:<28} {spread:>11} ");
+        }
+    };
     shape_col(&mut s, "shape (MxKxN)");
+    mask_col(&mut s, "A (mask, or uniform)", "max/mean,cv");
     let _ = write!(
         s,
         "{:<7} {:>7} {:>9} {:>10} {:>8} {:>7} ",
@@ -274,10 +318,20 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
     }
     for r in &report.rows {
         shape_col(&mut s, &format!("{}x{}x{}", r.m, r.k, r.n));
+        mask_col(
+            &mut s,
+            r.mask.as_deref().unwrap_or("uniform"),
+            &format!("{:.1},{:.2}", r.row_max_over_mean, r.row_cv),
+        );
+        // A mask's density is a ratio of counts: rounded, not its 16 digits.
+        let density = match format!("{}", r.density) {
+            d if d.len() <= 7 => d,
+            _ => format!("{:.5}", r.density),
+        };
         let _ = write!(
             s,
-            "{:<7} {:>7} {:>9} {:>10.1} {:>8.2} {:>7.2} ",
-            r.op, r.density, r.nnz, r.ours_us, r.gflops, r.gbps
+            "{:<7} {density:>7} {:>9} {:>10.1} {:>8.2} {:>7.2} ",
+            r.op, r.nnz, r.ours_us, r.gflops, r.gbps
         );
         if gpu {
             let config = format!(
@@ -331,6 +385,26 @@ fn table(sweeps: &[Sweep], report: &Report) -> String {
             } else {
                 "1.3, forward timed in the same rounds"
             }
+        );
+    }
+    for r in report.mask_ratios() {
+        let theirs: Vec<String> = r
+            .baselines
+            .iter()
+            .map(|(name, ratio, speedup)| format!("{name} {ratio:.2} (speedup {speedup:.2}x)"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "summary mask {} {} {} n={}: time on the mask / on its uniform twin (row cv {:.2} \
+             vs {:.2}): ours {:.2}; {}",
+            r.mask,
+            r.op,
+            r.dtype,
+            r.n,
+            r.cv.0,
+            r.cv.1,
+            r.ours,
+            theirs.join(", ")
         );
     }
     if gpu {
