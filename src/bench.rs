@@ -679,6 +679,81 @@ pub fn grid(base: &Sweep) -> Vec<Sweep> {
         .collect()
 }
 
+/// One point of [`predict`]: an op's roofline floor on a sweep's matrix, with nothing run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// `spmm`, `spmm_t` or `sddmm`.
+    pub op: &'static str,
+    /// Our element type.
+    pub dtype: &'static str,
+    /// Rows of A.
+    pub m: usize,
+    /// Columns of A.
+    pub k: usize,
+    /// Columns of the dense operands.
+    pub n: usize,
+    /// Density of A.
+    pub density: f64,
+    /// Stored entries of A: `density m k` rounded (a random A's expected count), or the
+    /// mask's.
+    pub nnz: usize,
+    /// The floor, microseconds: the largest of the three below.
+    pub us: f64,
+    /// Which ceiling sets it.
+    pub bound: roofline::Bound,
+    /// DRAM bytes over the copy bandwidth, microseconds.
+    pub dram_us: f64,
+    /// Gathered bytes over the L2 bandwidth, microseconds.
+    pub l2_us: f64,
+    /// Flops over the FMA rate, microseconds.
+    pub fma_us: f64,
+}
+
+/// The roofline floor of every (density, op) of `sweep` at `ceilings`, without running
+/// anything: what a GPU run should come near, to compare with its measured times once
+/// there is one. Errors: `sweep`'s shape checks ([`Sweep::validate`], memory aside).
+///
+/// ```
+/// use rosa::bench::{predict, roofline::{Bound, Ceilings}, Sweep};
+/// let c = Ceilings { dram_bytes_per_s: 4.0e12, l2_bytes_per_s: 1.0e13,
+///     fma_flops_per_s: 6.0e13, l2_probe_bytes: 0 };
+/// let sweep = Sweep { n: 2048, densities: vec![0.01], dtype: "bf16".parse().unwrap(),
+///     ops: vec![rosa::Op::Spmm], ..Sweep::default() };
+/// let p = &predict(&sweep, &c).unwrap()[0];
+/// assert_eq!((p.nnz, p.bound), (167_772, Bound::L2)); // as roofline's example: 69 us
+/// assert!((p.us - 68.7).abs() < 0.1 && p.us == p.l2_us && p.dram_us < p.us);
+/// ```
+pub fn predict(sweep: &Sweep, ceilings: &roofline::Ceilings) -> Result<Vec<Prediction>> {
+    sweep.check_shape()?;
+    let (m, k, n, s) = (sweep.m, sweep.k, sweep.n, sweep.dtype.size());
+    let mut out = Vec::new();
+    for &density in &sweep.densities {
+        let nnz = match &sweep.mask {
+            Some(mask) => mask.pattern().nnz(),
+            None => (density * m as f64 * k as f64).round() as usize,
+        };
+        for &op in &sweep.ops {
+            let work = roofline::work(op, m, k, n, nnz, s);
+            let floor = ceilings.floor(&work);
+            out.push(Prediction {
+                op: op.name(),
+                dtype: sweep.dtype.name(),
+                m,
+                k,
+                n,
+                density,
+                nnz,
+                us: floor.seconds * 1e6,
+                bound: floor.bound,
+                dram_us: work.dram_bytes / ceilings.dram_bytes_per_s * 1e6,
+                l2_us: work.l2_bytes / ceilings.l2_bytes_per_s * 1e6,
+                fma_us: work.flops / ceilings.fma_flops_per_s * 1e6,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Medians of one (op, dtype) over a report's rows: the one-line verdict of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OpSummary {

@@ -632,6 +632,75 @@ fn bench_refuses_a_missing_mask_and_a_mask_with_a_shape() {
 }
 
 #[test]
+fn bench_predicts_roofline_floors_without_running_anything() {
+    let out = rosa(&[
+        "bench",
+        "--m",
+        "1000",
+        "--k",
+        "2000",
+        "--n",
+        "64",
+        "--density",
+        "0.01,0.5",
+        "--dtype",
+        "bf16",
+        "--predict",
+        "2,4,8",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let points: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let points = points.as_array().unwrap();
+    assert_eq!(points.len(), 2 * 3);
+    for p in points {
+        let nnz = p["nnz"].as_f64().unwrap();
+        let want_nnz = (p["density"].as_f64().unwrap() * 2e6).round();
+        assert_eq!(nnz, want_nnz);
+        // Gathered bytes nnz N s at 4 TB/s, flops 2 nnz N at 8 TFLOP/s: in microseconds.
+        let l2_us = nnz * 64.0 * 2.0 / 4e12 * 1e6;
+        let fma_us = 2.0 * nnz * 64.0 / 8e12 * 1e6;
+        assert!(
+            (p["l2_us"].as_f64().unwrap() - l2_us).abs() < 1e-9 * l2_us,
+            "{p}"
+        );
+        assert!(
+            (p["fma_us"].as_f64().unwrap() - fma_us).abs() < 1e-9 * fma_us,
+            "{p}"
+        );
+        let floor = [&p["dram_us"], &p["l2_us"], &p["fma_us"]]
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert_eq!(p["us"].as_f64(), Some(floor), "{p}");
+    }
+    // 2 bytes gathered per 2 flops at half the FMA rate: L2 binds, dense traffic aside.
+    assert!(points.iter().all(|p| p["bound"] == "l2"), "{points:?}");
+    let table = assert_ok(&rosa(&[
+        "bench",
+        "--m",
+        "64",
+        "--k",
+        "64",
+        "--n",
+        "8",
+        "--density",
+        "0.1",
+        "--predict",
+        "2,4,8",
+    ]));
+    assert!(
+        table.contains("roofline floors, nothing run") && table.contains("10.00%"),
+        "{table}"
+    );
+    for bad in ["1,2", "1,0,3", "a,b,c", "1,inf,2"] {
+        let out = rosa(&["bench", "--predict", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(assert_one_error_line(&out).contains("COPY,L2,FMA"), "{bad}");
+    }
+}
+
+#[test]
 fn bench_refuses_conflicting_shapes() {
     for args in [
         vec!["bench", "--grid", "--m", "64"],

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use rosa::bench::{self, mask::Mask, Report, Sweep};
+use rosa::bench::{self, mask::Mask, roofline::Ceilings, Report, Sweep};
 use rosa::{DType, Error, Op, Result};
 
 /// Where our kernels run.
@@ -34,6 +34,33 @@ impl FromStr for Shape {
         match dims[..] {
             [m, k, n] => Ok(Shape(m, k, n)),
             _ => Err(format!("'{s}' is not MxKxN (e.g. 4096x11008x2048)")),
+        }
+    }
+}
+
+/// `--predict`'s ceilings: `COPY,L2,FMA` in TB/s, TB/s and TFLOP/s.
+#[derive(Debug, Clone, Copy)]
+pub struct CeilingsArg(Ceilings);
+
+impl FromStr for CeilingsArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let usage = || format!("'{s}' is not COPY,L2,FMA in TB/s, TB/s, TFLOP/s (e.g. 4.3,10,67)");
+        let v: Vec<f64> = s
+            .split(',')
+            .map(|x| x.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| usage())?;
+        match v[..] {
+            [copy, l2, fma] if v.iter().all(|x| x.is_finite() && *x > 0.0) => {
+                Ok(CeilingsArg(Ceilings {
+                    dram_bytes_per_s: copy * 1e12,
+                    l2_bytes_per_s: l2 * 1e12,
+                    fma_flops_per_s: fma * 1e12,
+                    l2_probe_bytes: 0,
+                }))
+            }
+            _ => Err(usage()),
         }
     }
 }
@@ -84,6 +111,10 @@ pub struct Args {
     /// Skip the dense GEMM baseline.
     #[arg(long)]
     no_dense: bool,
+    /// Measure nothing: print each point's roofline floor at these ceilings, COPY,L2,FMA
+    /// in TB/s, TB/s and TFLOP/s (as `rosa info --ceilings` measures them on a GPU).
+    #[arg(long, value_name = "COPY,L2,FMA", conflicts_with_all = ["plot", "export", "json_out"])]
+    predict: Option<CeilingsArg>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -165,6 +196,9 @@ impl Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let sweeps = args.sweeps()?;
+    if let Some(CeilingsArg(c)) = &args.predict {
+        return predict(args, &sweeps, c);
+    }
     if let Some(path) = &args.plot {
         // Fail before minutes of measuring, not after: the chart is written at the end.
         std::fs::write(path, "").map_err(|source| Error::Io {
@@ -203,6 +237,58 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         print!("{}", table(&sweeps, &report));
     }
+    Ok(())
+}
+
+/// `--predict`: the floors as JSON or as one line per (op, dtype, shape), densities across.
+fn predict(args: &Args, sweeps: &[Sweep], c: &Ceilings) -> Result<()> {
+    let mut all = Vec::new();
+    for sweep in sweeps {
+        all.extend(bench::predict(sweep, c)?);
+    }
+    if args.json {
+        let json = serde_json::to_string_pretty(&all)
+            .map_err(|e| Error::InvalidArgument(format!("could not serialize: {e}")))?;
+        println!("{json}");
+        return Ok(());
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "rosa {} roofline floors, nothing run: copy {} TB/s, L2 {} TB/s, FMA {} TFLOP/s; \
+         each cell: microseconds and the binding ceiling",
+        env!("CARGO_PKG_VERSION"),
+        c.dram_bytes_per_s / 1e12,
+        c.l2_bytes_per_s / 1e12,
+        c.fma_flops_per_s / 1e12
+    );
+    let mut header: Option<&[f64]> = None;
+    for sweep in sweeps {
+        // A header wherever the densities (the columns) change.
+        if header != Some(&sweep.densities[..]) {
+            let _ = write!(s, "{:<7} {:<5} {:<17}", "op", "dtype", "MxKxN");
+            for d in &sweep.densities {
+                let _ = write!(s, " {:>13}", format!("{:.2}%", d * 100.0));
+            }
+            let _ = writeln!(s);
+            header = Some(&sweep.densities);
+        }
+        let points = bench::predict(sweep, c)?;
+        for op in &sweep.ops {
+            let _ = write!(
+                s,
+                "{:<7} {:<5} {:<17}",
+                op.name(),
+                sweep.dtype.name(),
+                format!("{}x{}x{}", sweep.m, sweep.k, sweep.n)
+            );
+            for p in points.iter().filter(|p| p.op == op.name()) {
+                let _ = write!(s, " {:>8.1} {:<4}", p.us, p.bound.name());
+            }
+            let _ = writeln!(s);
+        }
+    }
+    print!("{s}");
     Ok(())
 }
 
