@@ -697,6 +697,10 @@ pub struct Prediction {
     /// Stored entries of A: `density m k` rounded (a random A's expected count), or the
     /// mask's.
     pub nnz: usize,
+    /// The mask A is, if any (the floors depend on its shape and nnz only, not on where
+    /// its nonzeros lie).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
     /// The floor, microseconds: the largest of the three below.
     pub us: f64,
     /// Which ceiling sets it.
@@ -743,6 +747,7 @@ pub fn predict(sweep: &Sweep, ceilings: &roofline::Ceilings) -> Result<Vec<Predi
                 n,
                 density,
                 nnz,
+                mask: sweep.mask.as_ref().map(|m| m.name().to_string()),
                 us: floor.seconds * 1e6,
                 bound: floor.bound,
                 dram_us: work.dram_bytes / ceilings.dram_bytes_per_s * 1e6,
@@ -923,7 +928,8 @@ impl Report {
     /// assert_eq!(r[0].median, row.ours_us / row.forward_us.unwrap());
     /// ```
     pub fn transpose_ratios(&self) -> Vec<TransposeRatio> {
-        let key = |r: &Row| (r.dtype, r.m, r.k, r.n, r.density.to_bits());
+        // A mask and its uniform twin share a shape and density: the mask tells them apart.
+        let key = |r: &Row| (r.dtype, r.m, r.k, r.n, r.density.to_bits(), r.mask.clone());
         let mut out: Vec<(&'static str, Vec<f64>)> = Vec::new();
         let mut seen = Vec::new();
         for t in self.rows.iter().filter(|r| r.op == Op::SpmmT.name()) {

@@ -178,7 +178,7 @@ fn rosa_schedule_reproduces_the_core_trainer() {
         acc.add(0, &layer.probe_gradient(&g).unwrap()).unwrap();
         // Every trainable tensor got a gradient, the frozen weight none.
         assert!(layer.vars().iter().all(|v| g.get(v).is_some()));
-        assert!(g.get(layer.weight()).is_none());
+        assert!(g.get(&layer.weight().unwrap()).is_none());
     }
     core.clear();
     let (s_core, s) = (core_acc.get(0).unwrap(), acc.get(0).unwrap());
@@ -253,7 +253,7 @@ fn trained_layer(dtype: DType) -> RosaLinear {
     if dtype == DType::F32 {
         return layer;
     }
-    let mut converted = RosaLinear::new(layer.weight().clone(), layer.bias().cloned()).unwrap();
+    let mut converted = RosaLinear::new(layer.weight().unwrap(), layer.bias().cloned()).unwrap();
     converted.set_adapter_dtype(dtype).unwrap();
     let (l, s) = (layer.lora().unwrap(), layer.sparse().unwrap());
     converted
@@ -302,7 +302,7 @@ fn adapters_round_trip_bit_exact() {
         ));
         save_adapters(&path, &[("model.up", &layer)]).unwrap();
 
-        let mut fresh = RosaLinear::new(layer.weight().clone(), layer.bias().cloned()).unwrap();
+        let mut fresh = RosaLinear::new(layer.weight().unwrap(), layer.bias().cloned()).unwrap();
         fresh.set_adapter_dtype(dtype).unwrap();
         load_adapters(&path, &mut [("model.up", &mut fresh)]).unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -374,7 +374,7 @@ fn merge_folds_the_adapters_into_the_weight() {
     // W + s B A + S by hand, in f32.
     let l = layer.lora().unwrap();
     let sp = layer.sparse().unwrap();
-    let manual = (layer.weight().to_dtype(DType::F32).unwrap()
+    let manual = (layer.weight().unwrap().to_dtype(DType::F32).unwrap()
         + (l.b().matmul(l.a()).unwrap() * f64::from(l.scale())).unwrap()
         + sp.mask().to_dense(sp.values()).unwrap())
     .unwrap();
@@ -394,7 +394,7 @@ fn merge_folds_the_adapters_into_the_weight() {
     m.merge().unwrap();
     assert!(m.lora().is_none() && m.sparse().is_none());
     assert_eq!(m.trainable_params(), 0);
-    assert_eq!(vec_f32(m.weight()), vec_f32(&merged));
+    assert_eq!(vec_f32(&m.weight().unwrap()), vec_f32(&merged));
 }
 
 #[test]
@@ -588,4 +588,95 @@ fn bad_input_is_an_error() {
         matches!(e, candle_core::Error::CannotFindTensor { .. }),
         "{e}"
     );
+}
+
+/// An NF4 W (QRoSA): the layer computes what a dense layer holding the dequantized W
+/// computes, forward and backward (input, LoRA and sparse gradients), through its own
+/// dequantize-per-product op; the 4-bit-only refusals hold.
+#[test]
+fn nf4_weight_matches_a_dense_layer_of_its_dequantized_weight() {
+    use rosa::quant::Nf4Config;
+    let (out, inp) = (12, 70); // 840 weights: 13 blocks of 64 and a partial one
+    let w = tensor(&random::dense::<f32>(out, inp, 5));
+    let bias = tensor(&random::dense::<f32>(1, out, 6))
+        .reshape(out)
+        .unwrap();
+    let mask =
+        Csr::from_triplets(out, inp, &[(0, 3, 0.5f32), (0, 69, -1.0), (11, 0, 2.0)]).unwrap();
+    // The same adapters (nonzero B, so every gradient is nontrivial) on a given weight.
+    let adapted = |w: Tensor| {
+        let mut l = RosaLinear::new(w, Some(bias.clone())).unwrap();
+        let a = tensor(&random::dense::<f32>(2, inp, 7));
+        let b = tensor(&random::dense::<f32>(out, 2, 8));
+        l.set_lora(&a, &b, 2.0, 0.0).unwrap();
+        let m = rosa::candle::SparseMask::from_csr(&mask);
+        l.set_sparse(m.clone(), &m.values(&mask, &CPU).unwrap())
+            .unwrap();
+        l
+    };
+    let mut q = adapted(w.clone());
+    let params = q.trainable_params();
+    q.quantize_weight_nf4(Nf4Config::default()).unwrap();
+    q.quantize_weight_nf4(Nf4Config::default()).unwrap(); // a no-op the second time
+    assert_eq!(q.trainable_params(), params);
+    let stored = q.nf4_weight().unwrap();
+    assert_eq!((stored.rows(), stored.cols()), (out, inp));
+    let dequantized = q.weight().unwrap();
+    assert_eq!(
+        vec_f32(&dequantized),
+        stored.dequantize::<f32>().unwrap().as_slice()
+    );
+    // NF4's rounding is visible: the dequantized W is not W.
+    assert!(max_abs_diff(&dequantized, &w) > 1e-3);
+    let dense = adapted(dequantized);
+
+    let x = candle_core::Var::from_tensor(
+        &tensor(&random::dense::<f32>(15, inp, 9))
+            .reshape((3, 5, inp))
+            .unwrap(),
+    )
+    .unwrap();
+    let coef = tensor(&random::dense::<f32>(15, out, 10))
+        .reshape((3, 5, out))
+        .unwrap();
+    let run = |l: &RosaLinear| {
+        let y = l.forward(&x).unwrap();
+        let g = (&y * &coef).unwrap().sum_all().unwrap().backward().unwrap();
+        let grad = |t: &Tensor| g.get(t).expect("a gradient").clone();
+        let (lora, sparse) = (l.lora().unwrap(), l.sparse().unwrap());
+        [
+            y,
+            grad(&x),
+            grad(lora.a()),
+            grad(lora.b()),
+            grad(sparse.values()),
+        ]
+    };
+    let (got, want) = (run(&q), run(&dense));
+    for (name, (g, w)) in ["y", "dX", "dA", "dB", "dS"]
+        .iter()
+        .zip(got.iter().zip(&want))
+    {
+        let scale = vec_f32(w).iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        assert!(
+            max_abs_diff(g, w) <= 1e-5 * scale,
+            "{name}: {}",
+            max_abs_diff(g, w)
+        );
+    }
+    // to_linear: a dense layer of the merged weight, same outputs.
+    let plain = q.to_linear().unwrap();
+    assert!(max_abs_diff(&plain.forward(&x).unwrap(), &got[0]) <= 1e-4);
+
+    let e = q.merge().unwrap_err();
+    assert!(matches!(rosa_err(&e), Error::Unsupported(m) if m.contains("export the adapters")));
+    let e = q.set_train_weight(true).unwrap_err();
+    assert!(matches!(rosa_err(&e), Error::Unsupported(_)), "{e}");
+    q.set_train_weight(false).unwrap();
+    let mut trained = RosaLinear::new(w, None).unwrap();
+    trained.set_train_weight(true).unwrap();
+    let e = trained
+        .quantize_weight_nf4(Nf4Config::default())
+        .unwrap_err();
+    assert!(matches!(rosa_err(&e), Error::Unsupported(_)), "{e}");
 }

@@ -626,9 +626,72 @@ fn bench_refuses_a_missing_mask_and_a_mask_with_a_shape() {
     let missing = tmp.path("absent.mtx");
     let err = assert_one_error_line(&rosa(&["bench", "--mask", arg(&missing), "--time-ms", "1"]));
     assert!(err.contains("absent.mtx"), "{err}");
-    let out = rosa(&["bench", "--mask", arg(&missing), "--m", "64"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert_one_error_line(&out);
+    for conflict in [["--m", "64"], ["--export", "dir"]] {
+        let out = rosa(&["bench", "--mask", arg(&missing), conflict[0], conflict[1]]);
+        assert_eq!(out.status.code(), Some(2), "{conflict:?}");
+        assert_one_error_line(&out);
+    }
+    let empty = tmp.path("empty.mtx");
+    std::fs::write(
+        &empty,
+        "%%MatrixMarket matrix coordinate pattern general\n3 4 0\n",
+    )
+    .unwrap();
+    let err = assert_one_error_line(&rosa(&["bench", "--mask", arg(&empty), "--time-ms", "1"]));
+    assert!(
+        err.contains("empty.mtx") && err.contains("no nonzeros"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_names_masks_of_one_file_name_by_their_paths() {
+    let tmp = Scratch::new();
+    let (a, b) = (tmp.path("a"), tmp.path("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    for (dir, seed) in [(&a, 1), (&b, 2)] {
+        let m = random::csr::<f32>(20, 30, 0.2, seed).unwrap();
+        io::write_mtx(dir.join("q.mtx"), &m).unwrap();
+    }
+    let masks = format!("{},{}", arg(&a.join("q.mtx")), arg(&b.join("q.mtx")));
+    let out = rosa(&[
+        "bench",
+        "--mask",
+        &masks,
+        "--n",
+        "4",
+        "--time-ms",
+        "1",
+        "--ops",
+        "spmm",
+        "--no-dense",
+    ]);
+    let table = assert_ok(&out);
+    let summaries: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("summary mask"))
+        .collect();
+    assert_eq!(summaries.len(), 2, "{table}");
+    assert!(summaries[0].contains(arg(&a.join("q.mtx"))), "{table}");
+    assert!(summaries[1].contains(arg(&b.join("q.mtx"))), "{table}");
+    // --predict names the mask and times no twin.
+    let out = rosa(&[
+        "bench",
+        "--mask",
+        &masks,
+        "--n",
+        "4",
+        "--predict",
+        "1,1,1",
+        "--json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let points = doc["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2 * 3);
+    assert!(points
+        .iter()
+        .all(|p| p["mask"].as_str().unwrap().ends_with("q.mtx")));
 }
 
 #[test]
@@ -650,8 +713,10 @@ fn bench_predicts_roofline_floors_without_running_anything() {
         "--json",
     ]);
     assert_ok(&out);
-    let points: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let points = points.as_array().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["predicted"], true);
+    assert_eq!(doc["ceilings"]["l2_bytes_per_s"].as_f64(), Some(4e12));
+    let points = doc["points"].as_array().unwrap();
     assert_eq!(points.len(), 2 * 3);
     for p in points {
         let nnz = p["nnz"].as_f64().unwrap();
@@ -693,7 +758,14 @@ fn bench_predicts_roofline_floors_without_running_anything() {
         table.contains("roofline floors, nothing run") && table.contains("10.00%"),
         "{table}"
     );
-    for bad in ["1,2", "1,0,3", "a,b,c", "1,inf,2"] {
+    for bad in [
+        "1,2",
+        "1,0,3",
+        "a,b,c",
+        "1,inf,2",
+        "1e300,1,1",
+        "1e-310,1,1",
+    ] {
         let out = rosa(&["bench", "--predict", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
         assert!(assert_one_error_line(&out).contains("COPY,L2,FMA"), "{bad}");

@@ -50,7 +50,8 @@ impl Mask {
     }
 
     /// Reads a Matrix Market file's structure ([`crate::io::read_mtx_pattern`]); the
-    /// mask is named after the file (its name without `.mtx`). Errors: those of the read.
+    /// mask is named after the file (its name without `.mtx`). Errors: those of the read;
+    /// [`Error::InvalidArgument`] for a mask with no nonzeros.
     ///
     /// ```
     /// use rosa::CsrShape;
@@ -69,10 +70,26 @@ impl Mask {
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("{}: not a file name", path.display()))
             })?;
+        let pattern = crate::io::read_mtx_pattern::<f32>(path)?;
+        if pattern.nnz() == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the mask has no nonzeros: nothing to time",
+                path.display()
+            )));
+        }
         Ok(Mask {
             name,
-            pattern: Arc::new(crate::io::read_mtx_pattern::<f32>(path)?),
+            pattern: Arc::new(pattern),
         })
+    }
+
+    /// The same mask under another name (two files of one name in different folders,
+    /// say).
+    pub fn with_name(self, name: impl Into<String>) -> Self {
+        Mask {
+            name: name.into(),
+            ..self
+        }
     }
 
     /// The mask's name (for a file, its name without `.mtx`).

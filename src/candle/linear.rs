@@ -1,13 +1,16 @@
 //! [`RosaLinear`]: a frozen linear layer with a low-rank and a sparse adapter, as a candle
 //! module.
 
+use std::sync::Arc;
+
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 
 use super::storage::{dense_from_tensor, tensor_from_dense};
 use super::SparseMask;
+use crate::quant::{Nf4Config, Nf4Matrix};
 use crate::random::Rng;
-use crate::train::{lora_params, Group, Lora, LoraConfig};
+use crate::train::{lora_params, Group, Lora, LoraConfig, Weight};
 use crate::{CsrShape, Dense, Error};
 
 /// A weight or bias: frozen (a plain tensor, so autograd computes no gradient for it) or
@@ -25,6 +28,14 @@ impl Param {
             Param::Trained(v) => v.as_tensor(),
         }
     }
+}
+
+/// The layer's W: a tensor, or 4-bit NF4 ([`RosaLinear::quantize_weight_nf4`]), which
+/// holds no dense copy and is always frozen.
+#[derive(Debug, Clone)]
+enum Base {
+    Dense(Param),
+    Nf4 { w: Arc<Weight>, device: Device },
 }
 
 /// The low-rank pair of a [`RosaLinear`]: `A` (r x in), `B` (out x r), the factor `s` of
@@ -119,7 +130,7 @@ impl SparseAdapter {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RosaLinear {
-    weight: Param,
+    weight: Base,
     bias: Option<Param>,
     lora: Option<LoraAdapter>,
     sparse: Option<SparseAdapter>,
@@ -179,7 +190,7 @@ impl RosaLinear {
             }
         }
         Ok(RosaLinear {
-            weight: Param::Frozen(weight.detach()),
+            weight: Base::Dense(Param::Frozen(weight.detach())),
             bias: bias.map(|b| Param::Frozen(b.detach())),
             lora: None,
             sparse: None,
@@ -192,12 +203,18 @@ impl RosaLinear {
 
     /// Output features.
     pub fn out_features(&self) -> usize {
-        self.weight.tensor().dims()[0]
+        match &self.weight {
+            Base::Dense(p) => p.tensor().dims()[0],
+            Base::Nf4 { w, .. } => w.rows(),
+        }
     }
 
     /// Input features.
     pub fn in_features(&self) -> usize {
-        self.weight.tensor().dims()[1]
+        match &self.weight {
+            Base::Dense(p) => p.tensor().dims()[1],
+            Base::Nf4 { w, .. } => w.cols(),
+        }
     }
 
     /// `(out, in)`, the shape [`rosa::train::Budget`](crate::train::Budget) takes.
@@ -205,9 +222,77 @@ impl RosaLinear {
         (self.out_features(), self.in_features())
     }
 
-    /// The weight (frozen, or a [`Var`] under full fine-tuning).
-    pub fn weight(&self) -> &Tensor {
-        self.weight.tensor()
+    /// The weight (frozen, or a [`Var`] under full fine-tuning); an NF4 weight
+    /// dequantized to a new f32 tensor (see [`RosaLinear::nf4_weight`] for the 4-bit
+    /// one). Errors: an NF4 weight's dequantization (allocation).
+    pub fn weight(&self) -> Result<Tensor> {
+        match &self.weight {
+            Base::Dense(p) => Ok(p.tensor().clone()),
+            Base::Nf4 { w, device } => tensor_from_dense(&w.to_f32(), device),
+        }
+    }
+
+    /// The 4-bit weight, when [`RosaLinear::quantize_weight_nf4`] made one.
+    pub fn nf4_weight(&self) -> Option<&Nf4Matrix> {
+        match &self.weight {
+            Base::Nf4 { w, .. } => match w.as_ref() {
+                Weight::Nf4(q) => Some(q),
+                _ => None,
+            },
+            Base::Dense(_) => None,
+        }
+    }
+
+    /// Stores the frozen weight in 4-bit NormalFloat (QLoRA's NF4, [`Nf4Matrix`]) from
+    /// now on: QLoRA with a LoRA adapter, QRoSA with LoRA and sparse ones. Every product
+    /// with W dequantizes it into rosa's f32 workspace, shared by all layers of a thread,
+    /// forward and backward alike, so no dense copy of W stays in the layer or in the
+    /// autograd graph. The layer's input and its products with W run in f32. A 4-bit W
+    /// cannot take S in: [`RosaLinear::merge`] is refused (export the adapters, or take
+    /// [`RosaLinear::merged_weight`]); so are full fine-tuning and replacing the weight.
+    /// CPU only.
+    ///
+    /// Errors: [`Error::Unsupported`] for a trained weight or a layer not on the CPU;
+    /// the quantizer's errors (a non-finite weight, say).
+    ///
+    /// ```
+    /// use candle_core::{Device, Module, Tensor};
+    /// use rosa::candle::RosaLinear;
+    /// use rosa::quant::Nf4Config;
+    /// let w = Tensor::randn(0f32, 1.0, (8, 64), &Device::Cpu).unwrap();
+    /// let mut layer = RosaLinear::new(w, None).unwrap();
+    /// layer.quantize_weight_nf4(Nf4Config::default()).unwrap();
+    /// assert!(layer.nf4_weight().is_some() && layer.merge().is_err());
+    /// let x = Tensor::ones((2, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+    /// // The same output as a dense layer holding the dequantized weight.
+    /// let dense = RosaLinear::new(layer.weight().unwrap(), None).unwrap();
+    /// let diff = (layer.forward(&x).unwrap() - dense.forward(&x).unwrap()).unwrap();
+    /// assert!(diff.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-5);
+    /// ```
+    pub fn quantize_weight_nf4(&mut self, config: Nf4Config) -> Result<()> {
+        let t = match &self.weight {
+            Base::Nf4 { .. } => return Ok(()),
+            Base::Dense(Param::Trained(_)) => {
+                return Err(Error::Unsupported(
+                    "NF4 storage of a trained weight: turn full fine-tuning off first".into(),
+                )
+                .into())
+            }
+            Base::Dense(Param::Frozen(t)) => t,
+        };
+        if !t.device().is_cpu() {
+            return Err(Error::Unsupported(format!(
+                "an NF4 weight in rosa::candle runs on the CPU only, the layer is on {:?}",
+                t.device().location()
+            ))
+            .into());
+        }
+        let q = Nf4Matrix::quantize(dense_from_tensor(t)?.as_ref(), config)?;
+        self.weight = Base::Nf4 {
+            w: Arc::new(Weight::Nf4(q)),
+            device: t.device().clone(),
+        };
+        Ok(())
     }
 
     /// The bias, if any.
@@ -217,7 +302,10 @@ impl RosaLinear {
 
     /// The device everything lives on.
     pub fn device(&self) -> &Device {
-        self.weight.tensor().device()
+        match &self.weight {
+            Base::Dense(p) => p.tensor().device(),
+            Base::Nf4 { device, .. } => device,
+        }
     }
 
     /// The dtype of the adapters and of the adapted terms' sum.
@@ -350,10 +438,19 @@ impl RosaLinear {
     /// let w = Tensor::zeros((3, 4), DType::BF16, &Device::Cpu).unwrap();
     /// let mut layer = RosaLinear::new(w, Some(Tensor::zeros(3, DType::BF16, &Device::Cpu).unwrap())).unwrap();
     /// layer.set_train_weight(true).unwrap();
-    /// assert_eq!(layer.weight().dtype(), DType::F32); // trained in the adapter dtype
+    /// assert_eq!(layer.weight().unwrap().dtype(), DType::F32); // trained in the adapter dtype
     /// assert_eq!((layer.vars().len(), layer.trainable_params()), (2, 3 * 4 + 3));
     /// ```
     pub fn set_train_weight(&mut self, on: bool) -> Result<()> {
+        let Base::Dense(weight) = &self.weight else {
+            if on {
+                return Err(Error::Unsupported(
+                    "full fine-tuning of an NF4 weight: it is frozen".into(),
+                )
+                .into());
+            }
+            return Ok(());
+        };
         let dtype = self.adapter_dtype;
         let convert = |p: &Param| -> Result<Param> {
             Ok(match (p, on) {
@@ -362,7 +459,7 @@ impl RosaLinear {
                 (p, _) => p.clone(),
             })
         };
-        self.weight = convert(&self.weight)?;
+        self.weight = Base::Dense(convert(weight)?);
         self.bias = self.bias.as_ref().map(convert).transpose()?;
         self.weight_changed |= on;
         Ok(())
@@ -370,7 +467,7 @@ impl RosaLinear {
 
     /// Whether full fine-tuning trains the weight and bias.
     pub fn trains_weight(&self) -> bool {
-        matches!(self.weight, Param::Trained(_))
+        matches!(self.weight, Base::Dense(Param::Trained(_)))
     }
 
     /// Sets the layer's mode: dropout on the LoRA branch applies in training mode only.
@@ -445,7 +542,7 @@ impl RosaLinear {
             .map_or(0, |l| lora_params(&[self.shape()], l.rank()));
         let sparse = self.sparse.as_ref().map_or(0, |s| s.mask.nnz());
         let full = if self.trains_weight() {
-            self.weight.tensor().elem_count() + self.bias().map_or(0, Tensor::elem_count)
+            self.out_features() * self.in_features() + self.bias().map_or(0, Tensor::elem_count)
         } else {
             0
         };
@@ -477,7 +574,11 @@ impl RosaLinear {
                 if let Some(s) = &self.sparse {
                     out.push(s.values.clone());
                 }
-                for p in std::iter::once(&self.weight).chain(&self.bias) {
+                let weight = match &self.weight {
+                    Base::Dense(p) => Some(p),
+                    Base::Nf4 { .. } => None,
+                };
+                for p in weight.into_iter().chain(&self.bias) {
                     if let Param::Trained(v) = p {
                         out.push(v.clone());
                     }
@@ -509,8 +610,13 @@ impl RosaLinear {
         }
         let tokens = lead.iter().product::<usize>();
         let x2 = x.reshape((tokens, inp))?;
-        let w = self.weight.tensor();
-        let base = x2.to_dtype(w.dtype())?.matmul(&w.t()?)?;
+        let base = match &self.weight {
+            Base::Dense(p) => {
+                let w = p.tensor();
+                x2.to_dtype(w.dtype())?.matmul(&w.t()?)?
+            }
+            Base::Nf4 { w, .. } => super::nf4::product(w, &x2.to_dtype(DType::F32)?, false)?,
+        };
         let adapted = self.lora.is_some() || self.sparse.is_some() || self.probe.is_some();
         let mut y = if adapted {
             let xa = x2.to_dtype(self.adapter_dtype)?;
@@ -558,7 +664,7 @@ impl RosaLinear {
     /// The weight with the adapters folded in, `W + s B A + S`, in `W`'s dtype (summed in
     /// f32, rounded once): the weight of an adapter-free layer for inference.
     pub fn merged_weight(&self) -> Result<Tensor> {
-        let w = self.weight.tensor();
+        let w = &self.weight()?;
         let mut m = w.to_dtype(DType::F32)?;
         if let Some(l) = &self.lora {
             let ba =
@@ -586,15 +692,23 @@ impl RosaLinear {
     /// let mask = rosa::candle::SparseMask::from_csr(&s);
     /// layer.set_sparse(mask.clone(), &mask.values(&s, &Device::Cpu).unwrap()).unwrap();
     /// layer.merge().unwrap();
-    /// assert_eq!(layer.weight().to_vec2::<f32>().unwrap(), [[0.0, 0.0], [5.0, 0.0]]);
+    /// assert_eq!(layer.weight().unwrap().to_vec2::<f32>().unwrap(), [[0.0, 0.0], [5.0, 0.0]]);
     /// assert!(layer.sparse().is_none());
     /// ```
     pub fn merge(&mut self) -> Result<()> {
+        let Base::Dense(weight) = &self.weight else {
+            return Err(Error::Unsupported(
+                "merging adapters into a 4-bit NF4 weight: export the adapters instead \
+                 (save_adapters), or build a dense layer from merged_weight()"
+                    .into(),
+            )
+            .into());
+        };
         let merged = self.merged_weight()?;
-        self.weight = match &self.weight {
+        self.weight = Base::Dense(match weight {
             Param::Frozen(_) => Param::Frozen(merged),
             Param::Trained(_) => Param::Trained(fresh_var(&merged)?),
-        };
+        });
         self.lora = None;
         self.sparse = None;
         self.probe = None;
@@ -620,21 +734,26 @@ impl RosaLinear {
     /// Replaces the weight (same shape; kept frozen or trained as it is) and optionally
     /// the bias.
     pub(crate) fn replace_weight(&mut self, w: Tensor, bias: Option<Tensor>) -> Result<()> {
-        if w.dims() != self.weight.tensor().dims() {
+        let Base::Dense(weight) = &self.weight else {
+            return Err(
+                Error::Unsupported("replacing a 4-bit NF4 weight: it is frozen".into()).into(),
+            );
+        };
+        if w.dims() != weight.tensor().dims() {
             return Err(shape_error(
                 "RosaLinear::replace_weight",
                 format!(
                     "new W is {:?}, the layer is {:?}",
                     w.dims(),
-                    self.weight.tensor().dims()
+                    weight.tensor().dims()
                 ),
             ));
         }
         let w = w.to_device(self.device())?;
-        self.weight = match &self.weight {
+        self.weight = Base::Dense(match weight {
             Param::Frozen(_) => Param::Frozen(w.detach()),
             Param::Trained(_) => Param::Trained(fresh_var(&w)?),
-        };
+        });
         if let Some(b) = bias {
             if b.dims() != [self.out_features()] {
                 return Err(shape_error(

@@ -101,6 +101,7 @@ mod mask;
 mod methods;
 #[cfg(feature = "real-model")]
 pub mod minilm;
+mod nf4;
 mod op;
 mod sddmm;
 mod spmm;

@@ -56,7 +56,7 @@ impl RosaLinear {
             ));
         }
         if self.weight_changed() {
-            out.push((format!("{prefix}.weight"), self.weight().detach()));
+            out.push((format!("{prefix}.weight"), self.weight()?.detach()));
             if let Some(b) = self.bias() {
                 out.push((format!("{prefix}.bias"), b.detach()));
             }

@@ -45,14 +45,20 @@ pub struct CeilingsArg(Ceilings);
 impl FromStr for CeilingsArg {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let usage = || format!("'{s}' is not COPY,L2,FMA in TB/s, TB/s, TFLOP/s (e.g. 4.3,10,67)");
+        let usage = || {
+            format!(
+                "'{s}' is not COPY,L2,FMA: three numbers in TB/s, TB/s, TFLOP/s, each \
+                 between 1e-6 and 1e6 (e.g. 4.3,10,67)"
+            )
+        };
         let v: Vec<f64> = s
             .split(',')
             .map(|x| x.trim().parse::<f64>())
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| usage())?;
         match v[..] {
-            [copy, l2, fma] if v.iter().all(|x| x.is_finite() && *x > 0.0) => {
+            // A unit slip by many orders, or an overflow, must not print floors of 0 or 1e300.
+            [copy, l2, fma] if v.iter().all(|x| (1e-6..=1e6).contains(x)) => {
                 Ok(CeilingsArg(Ceilings {
                     dram_bytes_per_s: copy * 1e12,
                     l2_bytes_per_s: l2 * 1e12,
@@ -85,9 +91,10 @@ pub struct Args {
     shapes: Vec<Shape>,
     /// Benchmark on these sparsity patterns (Matrix Market files, comma-separated; values
     /// ignored), e.g. the RoSA masks of data/minilm-rosa-masks/, each next to a uniformly
-    /// random A of the same shape and density, at every --n.
+    /// random A of the same shape and density (each row's length the mean, rounded
+    /// stochastically, so its nnz is close to the mask's), at every --n.
     #[arg(long, value_name = "FILE.mtx", value_delimiter = ',',
-          conflicts_with_all = ["m", "k", "shapes", "grid", "density"])]
+          conflicts_with_all = ["m", "k", "shapes", "grid", "density", "export"])]
     mask: Vec<PathBuf>,
     /// The benchmark grid: (M,K) in {4096x4096, 11008x4096, 4096x11008}, N in {512, 2048,
     /// 8192}, densities 0.1% to 5% (with --shapes: those shapes at the grid's densities).
@@ -154,18 +161,27 @@ impl Args {
             self.n.iter().map(at).collect()
         };
         Ok(if !self.mask.is_empty() {
-            let masks = self
+            let mut masks = self
                 .mask
                 .iter()
                 .map(Mask::read)
                 .collect::<Result<Vec<_>>>()?;
+            // Files of one name from different folders: named by their paths instead.
+            let names: Vec<String> = masks.iter().map(|m| m.name().to_string()).collect();
+            for (i, path) in self.mask.iter().enumerate() {
+                if names.iter().filter(|n| **n == names[i]).count() > 1 {
+                    let m = masks[i].clone();
+                    masks[i] = m.with_name(path.display().to_string());
+                }
+            }
             let mut sweeps: Vec<Sweep> = Vec::new();
             for base in at_each_n(&base) {
                 for mask in &masks {
                     sweeps.push(mask.sweep(&base));
                 }
-                // One uniform twin per shape and density, however many masks share them.
-                for mask in &masks {
+                // One uniform twin per shape and density, however many masks share them;
+                // none for --predict, whose floors see only shape and nnz.
+                for mask in masks.iter().filter(|_| self.predict.is_none()) {
                     let twin = mask.uniform_twin(&base);
                     let same = |s: &Sweep| {
                         s.mask.is_none()
@@ -247,7 +263,15 @@ fn predict(args: &Args, sweeps: &[Sweep], c: &Ceilings) -> Result<()> {
         all.extend(bench::predict(sweep, c)?);
     }
     if args.json {
-        let json = serde_json::to_string_pretty(&all)
+        // Marked as predictions, with their ceilings, so they never pass for a measured
+        // report.
+        let doc = serde_json::json!({
+            "predicted": true,
+            "note": "roofline floors at the given ceilings; no kernel ran",
+            "ceilings": c,
+            "points": all,
+        });
+        let json = serde_json::to_string_pretty(&doc)
             .map_err(|e| Error::InvalidArgument(format!("could not serialize: {e}")))?;
         println!("{json}");
         return Ok(());
@@ -283,7 +307,10 @@ fn predict(args: &Args, sweeps: &[Sweep], c: &Ceilings) -> Result<()> {
                 format!("{}x{}x{}", sweep.m, sweep.k, sweep.n)
             );
             for p in points.iter().filter(|p| p.op == op.name()) {
-                let _ = write!(s, " {:>8.1} {:<4}", p.us, p.bound.name());
+                let _ = write!(s, " {:>8.2} {:<4}", p.us, p.bound.name());
+            }
+            if let Some(mask) = &sweep.mask {
+                let _ = write!(s, " mask {}", mask.name());
             }
             let _ = writeln!(s);
         }

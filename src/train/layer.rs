@@ -100,14 +100,14 @@ thread_local! {
 }
 
 impl Weight {
-    fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         match self {
             Weight::F32(w) => w.rows(),
             Weight::Bf16(w) => w.rows(),
             Weight::Nf4(w) => w.rows(),
         }
     }
-    fn cols(&self) -> usize {
+    pub(crate) fn cols(&self) -> usize {
         match self {
             Weight::F32(w) => w.cols(),
             Weight::Bf16(w) => w.cols(),
@@ -148,7 +148,7 @@ impl Weight {
     }
     /// Runs `f` on W as f32: directly for f32, else through the shared [`WORKSPACE`], so
     /// every storage takes the one GEMM path.
-    fn with_f32(&self, f: impl FnOnce(MatRef<'_, f32>) -> Result<()>) -> Result<()> {
+    pub(crate) fn with_f32(&self, f: impl FnOnce(MatRef<'_, f32>) -> Result<()>) -> Result<()> {
         if let Weight::F32(w) = self {
             return f(w.as_ref());
         }
