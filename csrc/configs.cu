@@ -32,7 +32,7 @@ extern "C" int32_t rosa_config_get(int32_t op, int32_t index, rosa_config *out) 
   if (index < 0 || index >= count) return ROSA_ERR_BAD_CONFIG;
   const rosa::Tile &t = tiles[index];
   *out = rosa_config{op, index, t.subwarp, t.block_rows, t.vectors, t.subwarp * t.block_rows,
-                     t.unroll};
+                     t.unroll, t.split};
   return ROSA_OK;
 }
 

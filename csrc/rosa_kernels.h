@@ -58,6 +58,9 @@ typedef struct rosa_config {
                          (1: the general path only; > 1: the aligned fast path where B
                          allows it); SDDMM: nonzeros per round sharing one load of the L
                          chunk and one shuffle reduction */
+  int32_t split;      /* 0: no long-row split (the launch's long_rows must be 0); else a
+                         row longer than split x the mean row length and than one
+                         sub-warp is long: it gets a whole block (see long_rows) */
 } rosa_config;
 
 /*
@@ -70,6 +73,11 @@ typedef struct rosa_spmm_params {
   int32_t rows;               /* rows of the walked operand and of C */
   int32_t n;                  /* columns of B and C */
   int32_t b_rows;             /* rows of B: columns of the walked operand */
+  int32_t long_rows;          /* in [0, rows]; 0 unless the config splits: the first
+                                 long_rows rows of row_swizzle get a block each, whose
+                                 sub-warps share the row and combine their partial sums
+                                 in a fixed order (so results are bitwise reproducible).
+                                 Any value is correct; the split rule's count is fast */
   const int32_t *row_ptr;     /* [rows + 1] */
   const int32_t *col_idx;     /* [nnz], each in [0, b_rows) */
   const int32_t *perm;        /* [nnz] or NULL: value index of each entry */
@@ -89,6 +97,8 @@ typedef struct rosa_sddmm_params {
   int32_t rows;               /* rows of the mask and of L */
   int32_t cols;               /* columns of the mask, rows of R */
   int32_t k;                  /* columns of L and R */
+  int32_t long_rows;          /* as in rosa_spmm_params: the first long_rows rows of
+                                 row_swizzle spread their nonzeros over a whole block */
   const int32_t *row_ptr;     /* [rows + 1] */
   const int32_t *col_idx;     /* [nnz], each in [0, cols) */
   const int32_t *row_swizzle; /* [rows] */

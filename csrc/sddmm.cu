@@ -7,6 +7,11 @@
 // after which G lanes hold one finished dot product each and store it. So L is read once
 // per G nonzeros and the shuffle chain is shared, register tiling in the sense of
 // Sputnik's SDDMM (Gale et al., SC 2020). Inputs of any dtype, f32 accumulation.
+//
+// Long-row split (tiles with split > 0): the first `long_rows` swizzle slots (the longest
+// rows) get a whole block each, sub-warp s taking the row's rounds s, s + BR, ... Every
+// output is one nonzero's own dot product, so nothing is combined across sub-warps and the
+// result is the unsplit one, bit for bit.
 #include "common.cuh"
 #include "tiles.cuh"
 
@@ -42,14 +47,18 @@ __device__ __forceinline__ float combined_reduce(float (&v)[G], unsigned mask, i
   return sum;
 }
 
-template <typename T, int SW, int BR, int V, int G>
+template <typename T, int SW, int BR, int V, int G, bool Split>
 __global__ void __launch_bounds__(SW *BR) sddmm_kernel(const rosa_sddmm_params p) {
   constexpr int VEC = kVec<T>;
   constexpr int64_t STEP = static_cast<int64_t>(SW) * V * VEC;
 
   const int sub = threadIdx.x / SW;
   const int lane = threadIdx.x % SW;
-  const int64_t slot = static_cast<int64_t>(blockIdx.x) * BR + sub;
+  // Blocks below `first` own one long row each; the rest hold BR rows, one per sub-warp.
+  const int64_t first = Split ? p.long_rows : 0;
+  const bool long_row = Split && blockIdx.x < first;
+  const int64_t slot =
+      long_row ? blockIdx.x : first + (static_cast<int64_t>(blockIdx.x) - first) * BR + sub;
   if (slot >= p.rows) return; // the whole sub-warp leaves together
   const unsigned mask = subwarp_mask<SW>();
 
@@ -61,13 +70,20 @@ __global__ void __launch_bounds__(SW *BR) sddmm_kernel(const rosa_sddmm_params p
   const T *__restrict__ r = static_cast<const T *>(p.r);
   T *__restrict__ out = static_cast<T *>(p.out);
 
-  for (int32_t q0 = start; q0 < end; q0 += G) {
+  // This sub-warp's rounds: from `from`, `step` apart (a long row's sub-warps interleave
+  // theirs). uint32: the last `q0 += step` may pass INT32_MAX, never 2^32 (and an int64
+  // index costs the unsplit kernels a register they do not have).
+  const int64_t own = start + static_cast<int64_t>(long_row ? sub : 0) * G;
+  const uint32_t from = static_cast<uint32_t>(own < end ? own : end);
+  const uint32_t step = long_row ? G * BR : G;
+  const uint32_t stop = static_cast<uint32_t>(end);
+  for (uint32_t q0 = from; q0 < stop; q0 += step) {
     // Past the row's end a slot repeats the last nonzero's R row (valid memory) and its sum
     // is never stored.
     const T *rrow[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-      const int32_t q = q0 + g < end ? q0 + g : end - 1;
+      const int32_t q = q0 + g < stop ? static_cast<int32_t>(q0 + g) : end - 1;
       rrow[g] = r + static_cast<int64_t>(__ldg(p.col_idx + q)) * p.ldr;
     }
     float sum[G];
@@ -90,17 +106,18 @@ __global__ void __launch_bounds__(SW *BR) sddmm_kernel(const rosa_sddmm_params p
     }
     int g;
     const float dot = combined_reduce<G, SW>(sum, mask, lane, &g);
-    const int32_t q = q0 + g;
-    if (lane % (SW / G) == 0 && q < end) {
+    const uint32_t q = q0 + g;
+    if (lane % (SW / G) == 0 && q < stop) {
       const float old = p.beta != 0.0f ? p.beta * Elem<T>::load(out[q]) : 0.0f;
       out[q] = Elem<T>::store(p.alpha * dot + old);
     }
   }
 }
 
-template <typename T, int SW, int BR, int V, int G>
+template <typename T, int SW, int BR, int V, int G, bool Split>
 int32_t launch(const rosa_sddmm_params &p, cudaStream_t stream) {
-  sddmm_kernel<T, SW, BR, V, G><<<ceil_div(p.rows, BR), SW * BR, 0, stream>>>(p);
+  const unsigned blocks = static_cast<unsigned>(p.long_rows) + ceil_div(p.rows - p.long_rows, BR);
+  sddmm_kernel<T, SW, BR, V, G, Split><<<blocks, SW * BR, 0, stream>>>(p);
   return static_cast<int32_t>(cudaGetLastError());
 }
 
@@ -112,8 +129,11 @@ extern "C" int32_t rosa_sddmm(const rosa_sddmm_params *p, int32_t config, void *
   if (p == nullptr) return ROSA_ERR_BAD_ARGUMENT;
   if (config < 0 || config >= static_cast<int32_t>(kSddmmCount)) return ROSA_ERR_BAD_CONFIG;
   if (p->dtype < ROSA_DTYPE_F32 || p->dtype > ROSA_DTYPE_BF16) return ROSA_ERR_BAD_DTYPE;
-  if (p->rows < 0 || p->cols < 0 || p->k < 0 || p->ldl < p->k || p->ldr < p->k)
+  if (p->rows < 0 || p->cols < 0 || p->k < 0 || p->ldl < p->k || p->ldr < p->k ||
+      p->long_rows < 0 || p->long_rows > p->rows)
     return ROSA_ERR_BAD_ARGUMENT;
+  // An unsplit kernel treats every slot as a sub-warp's row: long_rows > 0 would skip rows.
+  if (kSddmmTiles[config].split == 0 && p->long_rows != 0) return ROSA_ERR_BAD_ARGUMENT;
   if (p->rows == 0) return ROSA_OK; // no mask rows, no outputs
   if (p->row_ptr == nullptr || p->row_swizzle == nullptr) return ROSA_ERR_BAD_ARGUMENT;
   const auto s = static_cast<cudaStream_t>(stream);
@@ -123,7 +143,7 @@ extern "C" int32_t rosa_sddmm(const rosa_sddmm_params *p, int32_t config, void *
         config,
         [&](auto ic) {
           constexpr Tile t = kSddmmTiles[decltype(ic)::value];
-          return launch<T, t.subwarp, t.block_rows, t.vectors, t.unroll>(*p, s);
+          return launch<T, t.subwarp, t.block_rows, t.vectors, t.unroll, (t.split > 0)>(*p, s);
         },
         std::make_index_sequence<kSddmmCount>{});
   });

@@ -9,6 +9,14 @@
 // consecutive vectors, so a sub-warp's loads of one B row are coalesced. The row's
 // (column, value) pairs are staged through shared memory SW at a time: each lane loads one
 // pair (coalesced), then every lane reads all of them (a shared-memory broadcast).
+//
+// Long-row split (tiles with split > 0): one sub-warp per row leaves a power-law mask's few
+// very long rows running long after the rest of the grid is done. So the first
+// `long_rows` swizzle slots (the longest rows) get a whole block each: sub-warp s takes
+// the row's batches s, s + BR, ..., keeps its partial sums in registers, and after a
+// block barrier sub-warp v adds the BR partials of its vectors v in sub-warp order and
+// stores. A fixed summation order and no atomics, so a rerun gives the same bits
+// (cuSPARSE's ALG2 and transposed paths do not promise that).
 #include "common.cuh"
 #include "tiles.cuh"
 
@@ -94,7 +102,37 @@ __device__ __forceinline__ void fast_batch(float (&acc)[V][kVec<T>], const int64
   for (; e < count; ++e) fast_round<T, SW, V, 1>(acc, s_off + e, s_val + e, bcol);
 }
 
-template <typename T, int SW, int BR, int V, typename Values, typename Path>
+// Adds the BR sub-warps' partial sums of a long row in sub-warp order and stores them:
+// sub-warp v finishes vector v of every lane (V <= BR in every tile). Both barriers are
+// reached by the whole block: a long row's block has no exited thread.
+template <typename T, int SW, int BR, int V>
+__device__ __forceinline__ void combine_store(const float (&acc)[V][kVec<T>],
+                                              float (&s_part)[BR][V][kVec<T>][SW], int sub,
+                                              int lane, T *c, int64_t tile0,
+                                              const rosa_spmm_params &p) {
+  constexpr int VEC = kVec<T>;
+  static_assert(V <= BR, "one sub-warp finishes each vector");
+  // [sub][v][i][lane]: consecutive lanes, consecutive words, for the writes and the reads.
+#pragma unroll
+  for (int v = 0; v < V; ++v)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) s_part[sub][v][i][lane] = acc[v][i];
+  __syncthreads();
+  if (sub < V) {
+    float sum[VEC];
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) sum[i] = s_part[0][sub][i][lane];
+    for (int s = 1; s < BR; ++s)
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) sum[i] += s_part[s][sub][i][lane];
+    const int64_t j = tile0 + (static_cast<int64_t>(sub) * SW + lane) * VEC;
+    if (j < p.n) store_vec<T>(c + j, p.n - j, sum, p.alpha, p.beta);
+  }
+  // The next column tile rewrites s_part: every sub-warp must be done reading it.
+  __syncthreads();
+}
+
+template <typename T, int SW, int BR, int V, typename Values, typename Path, bool Split>
 __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) {
   constexpr int VEC = kVec<T>;
   constexpr int U = Path::kUnroll;
@@ -106,7 +144,11 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
 
   const int sub = threadIdx.x / SW;
   const int lane = threadIdx.x % SW;
-  const int64_t slot = static_cast<int64_t>(blockIdx.x) * BR + sub;
+  // Blocks below `first` own one long row each; the rest hold BR rows, one per sub-warp.
+  const int64_t first = Split ? p.long_rows : 0;
+  const bool long_row = Split && blockIdx.x < first; // the same for the whole block
+  const int64_t slot =
+      long_row ? blockIdx.x : first + (static_cast<int64_t>(blockIdx.x) - first) * BR + sub;
   // A whole sub-warp shares `slot`, so it leaves together and no mask names a gone lane.
   if (slot >= p.rows) return;
   const unsigned mask = subwarp_mask<SW>();
@@ -117,6 +159,12 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
   const T *__restrict__ values = static_cast<const T *>(p.values);
   const T *__restrict__ b = static_cast<const T *>(p.b);
   T *__restrict__ c = static_cast<T *>(p.c) + static_cast<int64_t>(row) * p.ldc;
+  // This sub-warp's batches: from `from`, `step` apart (a long row's sub-warps interleave
+  // theirs). Fixed before the column loop, so the batch loop carries no more live values
+  // than the unsplit kernel's; `from` is clamped to the row's end, so it fits an int32.
+  const int64_t own = start + static_cast<int64_t>(long_row ? sub : 0) * SW;
+  const int32_t from = own < end ? static_cast<int32_t>(own) : end;
+  const int32_t step = long_row ? SW * BR : SW;
 
   for (int64_t tile0 = static_cast<int64_t>(blockIdx.y) * TILE; tile0 < p.n;
        tile0 += static_cast<int64_t>(gridDim.y) * TILE) {
@@ -128,8 +176,8 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
     // The same for every lane of the sub-warp, so the branch below never diverges.
     const bool full_tile = tile0 + TILE <= p.n;
 
-    // int64: a row ending within SW of INT32_MAX would overflow an int32 `base += SW`.
-    for (int64_t base = start; base < end; base += SW) {
+    // int64: a row ending within `step` of INT32_MAX would overflow an int32 `base`.
+    for (int64_t base = from; base < end; base += step) {
       const int count = static_cast<int>(end - base < SW ? end - base : SW);
       if (lane < count) {
         const int32_t q = static_cast<int32_t>(base + lane); // < end, so it fits
@@ -149,6 +197,13 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
       __syncwarp(mask);
     }
 
+    if constexpr (Split) {
+      if (long_row) {
+        __shared__ float s_part[BR][V][VEC][SW];
+        combine_store<T, SW, BR, V>(acc, s_part, sub, lane, c, tile0, p);
+        continue;
+      }
+    }
 #pragma unroll
     for (int v = 0; v < V; ++v) {
       const int64_t j = tile0 + (static_cast<int64_t>(v) * SW + lane) * VEC;
@@ -162,18 +217,18 @@ template <typename T> bool b_rows_aligned(const rosa_spmm_params &p) {
   return (reinterpret_cast<uintptr_t>(p.b) & 15u) == 0 && p.ldb % kVec<T> == 0;
 }
 
-template <typename T, int SW, int BR, int V, int U, typename Values>
+template <typename T, int SW, int BR, int V, int U, bool Split, typename Values>
 int32_t launch(const rosa_spmm_params &p, cudaStream_t stream) {
   constexpr int64_t TILE = static_cast<int64_t>(SW) * V * kVec<T>;
-  const dim3 grid(ceil_div(p.rows, BR), static_cast<unsigned>(std::min<int64_t>(
-                                            (p.n + TILE - 1) / TILE, 65535)));
+  const dim3 grid(static_cast<unsigned>(p.long_rows) + ceil_div(p.rows - p.long_rows, BR),
+                  static_cast<unsigned>(std::min<int64_t>((p.n + TILE - 1) / TILE, 65535)));
   if constexpr (U > 1) {
     if (b_rows_aligned<T>(p)) {
-      spmm_kernel<T, SW, BR, V, Values, FastPath<U>><<<grid, SW * BR, 0, stream>>>(p);
+      spmm_kernel<T, SW, BR, V, Values, FastPath<U>, Split><<<grid, SW * BR, 0, stream>>>(p);
       return static_cast<int32_t>(cudaGetLastError());
     }
   }
-  spmm_kernel<T, SW, BR, V, Values, GeneralPath><<<grid, SW * BR, 0, stream>>>(p);
+  spmm_kernel<T, SW, BR, V, Values, GeneralPath, Split><<<grid, SW * BR, 0, stream>>>(p);
   return static_cast<int32_t>(cudaGetLastError());
 }
 
@@ -181,8 +236,11 @@ template <typename Values>
 int32_t run(const rosa_spmm_params *p, int32_t config, void *stream) {
   if (p == nullptr) return ROSA_ERR_BAD_ARGUMENT;
   if (config < 0 || config >= static_cast<int32_t>(kSpmmCount)) return ROSA_ERR_BAD_CONFIG;
+  // An unsplit kernel treats every slot as a sub-warp's row: long_rows > 0 would skip rows.
+  if (kSpmmTiles[config].split == 0 && p->long_rows != 0) return ROSA_ERR_BAD_ARGUMENT;
   if (p->dtype < ROSA_DTYPE_F32 || p->dtype > ROSA_DTYPE_BF16) return ROSA_ERR_BAD_DTYPE;
-  if (p->rows < 0 || p->n < 0 || p->b_rows < 0 || p->ldb < p->n || p->ldc < p->n)
+  if (p->rows < 0 || p->n < 0 || p->b_rows < 0 || p->ldb < p->n || p->ldc < p->n ||
+      p->long_rows < 0 || p->long_rows > p->rows)
     return ROSA_ERR_BAD_ARGUMENT;
   if (p->rows == 0 || p->n == 0) return ROSA_OK; // C is empty: nothing to launch
   if (p->row_ptr == nullptr || p->row_swizzle == nullptr || p->c == nullptr)
@@ -194,7 +252,8 @@ int32_t run(const rosa_spmm_params *p, int32_t config, void *stream) {
         config,
         [&](auto ic) {
           constexpr Tile t = kSpmmTiles[decltype(ic)::value];
-          return launch<T, t.subwarp, t.block_rows, t.vectors, t.unroll, Values>(*p, s);
+          return launch<T, t.subwarp, t.block_rows, t.vectors, t.unroll, (t.split > 0),
+                        Values>(*p, s);
         },
         std::make_index_sequence<kSpmmCount>{});
   });

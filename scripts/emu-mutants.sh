@@ -84,6 +84,17 @@ mutant syncwarp-2 tsan spmm_and_spmm_t_every_dtype_and_tile 'ThreadSanitizer: da
 mutant full-mask plain spmm_and_spmm_t_every_dtype_and_tile '^cuda-emu: .*(exited|absent) lane' \
   spmm.cu 'const unsigned mask = subwarp_mask<SW>();' 'const unsigned mask = 0xffffffffu;'
 
+mutant split-sync tsan split_long_rows_every_dtype_and_split_tile 'ThreadSanitizer: data race' \
+  spmm.cu $'    for (int i = 0; i < VEC; ++i) s_part[sub][v][i][lane] = acc[v][i];\n  __syncthreads();\n' \
+  $'    for (int i = 0; i < VEC; ++i) s_part[sub][v][i][lane] = acc[v][i];\n'
+
+mutant split-stride plain split_long_rows_every_dtype_and_split_tile 'got .*, want ' \
+  spmm.cu 'const int32_t step = long_row ? SW * BR : SW;' 'const int32_t step = SW;'
+
+mutant sddmm-split plain split_long_rows_every_dtype_and_split_tile 'got .*, want ' \
+  sddmm.cu 'const int64_t own = start + static_cast<int64_t>(long_row ? sub : 0) * G;' \
+  'const int64_t own = start;'
+
 mutant lower-bound asan sddmm_every_dtype_and_tile 'ERROR: AddressSanitizer' \
   common.cuh ' && p - shift >= lo) {' ') {'
 

@@ -2,7 +2,9 @@
 //! of csrc/rosa_kernels.h, against a float64 dense reference: every dtype, every tile
 //! configuration, odd shapes, misaligned bases, padded leading dimensions whose padding
 //! must survive, NaN-poisoned outputs with beta = 0, and sorted and shuffled row orders;
-//! SpMM and SDDMM also against rosa::cpu's kernels on the same inputs.
+//! SpMM and SDDMM also against rosa::cpu's kernels on the same inputs. The tiles that split
+//! long rows also on skewed masks with long rows (the library's count, then every row),
+//! each launch rerun and compared bit for bit.
 #![cfg(feature = "cuda-emu")]
 // Index loops read clearer where the same index addresses several parallel arrays.
 #![allow(clippy::needless_range_loop)]
@@ -228,6 +230,71 @@ fn random_csr(rng: &mut Rng, rows: usize, cols: usize) -> Csr {
     }
 }
 
+/// A power-law-like mask for the long-row split: empty rows, short rows, three rows of
+/// about `cols` entries (more batches than a block has sub-warps when cols > 128), and a
+/// hot column 0 in most rows, so that A^T has a long row too.
+fn skewed_csr(rng: &mut Rng, rows: usize, cols: usize) -> Csr {
+    let mut row_ptr = vec![0i32];
+    let mut col_idx = Vec::new();
+    for r in 0..rows {
+        let len = match r {
+            _ if r % 5 == 0 => 0,
+            1..=3 => cols - rng.below(cols.min(8)),
+            _ => 1 + rng.below(cols.min(6)),
+        };
+        let mut cs: Vec<i32> = (0..cols as i32).collect();
+        // Column 0 first whenever the row has an entry: the hot column.
+        for i in 1..len {
+            let j = i + rng.below(cols - i);
+            cs.swap(i, j);
+        }
+        let mut chosen = cs[..len].to_vec();
+        chosen.sort_unstable();
+        col_idx.extend(chosen);
+        row_ptr.push(col_idx.len() as i32);
+    }
+    let values = (0..col_idx.len()).map(|_| rng.unit()).collect();
+    Csr {
+        rows,
+        cols,
+        row_ptr,
+        col_idx,
+        values,
+    }
+}
+
+/// The launch's `long_rows` and the matrix it runs on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Long {
+    /// 0, on random_csr: the existing cases, every configuration.
+    Off,
+    /// The library's count (rosa::csr::long_rows) on skewed_csr, a splitting tile only.
+    Rule,
+    /// Every row long, empty ones too, on skewed_csr, a splitting tile only.
+    All,
+}
+
+impl Long {
+    fn matrix(self, rng: &mut Rng, rows: usize, cols: usize) -> Csr {
+        match self {
+            Long::Off => random_csr(rng, rows, cols),
+            Long::Rule | Long::All => skewed_csr(rng, rows, cols),
+        }
+    }
+    /// The count for `config` of `op` over a walked structure in `sw` order.
+    fn count(self, op: i32, config: i32, row_ptr: &[i32], sw: &[i32]) -> i32 {
+        let t = tile(op, config);
+        match self {
+            Long::Off => 0,
+            Long::Rule => {
+                let n = rosa::csr::long_rows(row_ptr, sw, t.split as u32, t.subwarp as usize);
+                n as i32
+            }
+            Long::All => sw.len() as i32,
+        }
+    }
+}
+
 /// Row order: longest first (as the library builds it), or shuffled.
 fn swizzle(rng: &mut Rng, row_ptr: &[i32], shuffled: bool) -> Vec<i32> {
     let rows = row_ptr.len() - 1;
@@ -245,6 +312,20 @@ fn swizzle(rng: &mut Rng, row_ptr: &[i32], shuffled: bool) -> Vec<i32> {
 fn config_count(op: i32) -> i32 {
     // SAFETY: a table lookup with no pointer argument.
     unsafe { sys::rosa_config_count(op) }
+}
+
+fn tile(op: i32, config: i32) -> sys::rosa_config {
+    let mut t = sys::rosa_config::default();
+    // SAFETY: `t` is a valid, writable rosa_config.
+    check(unsafe { sys::rosa_config_get(op, config, &mut t) }).expect("a table entry");
+    t
+}
+
+/// The configurations of `op` that split long rows.
+fn split_configs(op: i32) -> Vec<i32> {
+    (0..config_count(op))
+        .filter(|&c| tile(op, c).split > 0)
+        .collect()
 }
 
 /// The transpose plan of `a`: row_ptr/col_idx of A^T and, per entry, its index in A.
@@ -382,8 +463,9 @@ fn spmm_case(
     beta: f32,
     shuffled: bool,
     aligned: bool,
+    long: Long,
 ) {
-    let a = random_csr(rng, m, k);
+    let a = long.matrix(rng, m, k);
     let vals: Vec<f32> = a.values.iter().map(|&v| dt.round(v)).collect();
     let (walk_rows, b_rows, row_ptr, col_idx, perm) = if t {
         let (rp, ci, p) = transpose(&a);
@@ -433,12 +515,14 @@ fn spmm_case(
         dt.encode(v, &mut values[i * es..(i + 1) * es]);
     }
     let sw = swizzle(rng, &row_ptr, shuffled);
+    let long_rows = long.count(i32::from(t), config, &row_ptr, &sw);
     let alpha = 0.75f32;
     let p = sys::rosa_spmm_params {
         dtype: dt.code(),
         rows: walk_rows as i32,
         n: n as i32,
         b_rows: b_rows as i32,
+        long_rows,
         row_ptr: row_ptr.as_ptr(),
         col_idx: col_idx.as_ptr(),
         perm: perm.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
@@ -451,16 +535,36 @@ fn spmm_case(
         alpha,
         beta,
     };
-    // SAFETY: every pointer covers what the header says the kernel reads or writes.
-    let code = unsafe {
-        if t {
-            sys::rosa_spmm_t(&p, config, std::ptr::null_mut())
-        } else {
-            sys::rosa_spmm(&p, config, std::ptr::null_mut())
-        }
+    let launch = || {
+        // SAFETY: every pointer covers what the header says the kernel reads or writes.
+        let code = unsafe {
+            if t {
+                sys::rosa_spmm_t(&p, config, std::ptr::null_mut())
+            } else {
+                sys::rosa_spmm(&p, config, std::ptr::null_mut())
+            }
+        };
+        launched(code);
     };
-    launched(code);
-    let what = format!("spmm t={t} {dt:?} config {config} m={m} k={k} n={n} beta={beta}");
+    launch();
+    let what = format!(
+        "spmm t={t} {dt:?} config {config} m={m} k={k} n={n} beta={beta} long_rows={long_rows}"
+    );
+    if long != Long::Off {
+        // Bitwise reproducible: the same inputs again (C restored) give the same bits.
+        let first: Vec<u32> = (0..walk_rows * n)
+            .map(|i| c.get(i / n, i % n).to_bits())
+            .collect();
+        for i in 0..walk_rows * n {
+            c.set(i / n, i % n, ch[i]);
+        }
+        launch();
+        for i in 0..walk_rows * n {
+            let again = c.get(i / n, i % n).to_bits();
+            assert_eq!(again, first[i], "{what}: rerun differs at C[{i}]");
+        }
+        CHECKS.fetch_add(1, Ordering::Relaxed);
+    }
     let cpu = match dt {
         Dt::F32 => cpu_spmm::<f32>(&a, &vals, t, &bh, n, &ch, alpha, beta),
         Dt::F16 => cpu_spmm::<f16>(&a, &vals, t, &bh, n, &ch, alpha, beta),
@@ -497,9 +601,45 @@ fn spmm_and_spmm_t_every_dtype_and_tile() {
             for dt in DTYPES {
                 // N = 37 (not a multiple of any vector width), 1, and wide enough for
                 // several column tiles (grid.y > 1).
-                spmm_case(&mut rng, dt, op == 1, config, 40, 80, 37, 0.0, false, false);
-                spmm_case(&mut rng, dt, op == 1, config, 23, 75, 1, 0.5, true, false);
-                spmm_case(&mut rng, dt, op == 1, config, 9, 71, 300, 0.0, true, false);
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    op == 1,
+                    config,
+                    40,
+                    80,
+                    37,
+                    0.0,
+                    false,
+                    false,
+                    Long::Off,
+                );
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    op == 1,
+                    config,
+                    23,
+                    75,
+                    1,
+                    0.5,
+                    true,
+                    false,
+                    Long::Off,
+                );
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    op == 1,
+                    config,
+                    9,
+                    71,
+                    300,
+                    0.0,
+                    true,
+                    false,
+                    Long::Off,
+                );
                 spmm_case(
                     &mut rng,
                     dt,
@@ -511,12 +651,49 @@ fn spmm_and_spmm_t_every_dtype_and_tile() {
                     -1.0,
                     false,
                     false,
+                    Long::Off,
                 );
                 // Aligned B: the fast path of the unroll > 1 configurations, on whole
                 // column tiles only (N = 256) and with a partial last tile (N = 37, 300).
-                spmm_case(&mut rng, dt, op == 1, config, 40, 80, 256, 0.0, false, true);
-                spmm_case(&mut rng, dt, op == 1, config, 23, 75, 37, 0.5, true, true);
-                spmm_case(&mut rng, dt, op == 1, config, 9, 71, 300, -1.0, true, true);
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    op == 1,
+                    config,
+                    40,
+                    80,
+                    256,
+                    0.0,
+                    false,
+                    true,
+                    Long::Off,
+                );
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    op == 1,
+                    config,
+                    23,
+                    75,
+                    37,
+                    0.5,
+                    true,
+                    true,
+                    Long::Off,
+                );
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    op == 1,
+                    config,
+                    9,
+                    71,
+                    300,
+                    -1.0,
+                    true,
+                    true,
+                    Long::Off,
+                );
             }
         }
     }
@@ -533,8 +710,9 @@ fn sddmm_case(
     k: usize,
     beta: f32,
     shuffled: bool,
+    long: Long,
 ) {
-    let a = random_csr(rng, m, cols);
+    let a = long.matrix(rng, m, cols);
     let es = dt.size();
     let mut l = Buf::new(
         dt,
@@ -576,12 +754,14 @@ fn sddmm_case(
         out.set(0, q, old[q]);
     }
     let sw = swizzle(rng, &a.row_ptr, shuffled);
+    let long_rows = long.count(2, config, &a.row_ptr, &sw);
     let alpha = 1.25f32;
     let p = sys::rosa_sddmm_params {
         dtype: dt.code(),
         rows: m as i32,
         cols: cols as i32,
         k: k as i32,
+        long_rows,
         row_ptr: a.row_ptr.as_ptr(),
         col_idx: a.col_idx.as_ptr(),
         row_swizzle: sw.as_ptr(),
@@ -594,8 +774,27 @@ fn sddmm_case(
         beta,
     };
     // SAFETY: every pointer covers what the header says the kernel reads or writes.
-    launched(unsafe { sys::rosa_sddmm(&p, config, std::ptr::null_mut()) });
-    let what = format!("sddmm {dt:?} config {config} m={m} cols={cols} k={k} beta={beta}");
+    let launch = || launched(unsafe { sys::rosa_sddmm(&p, config, std::ptr::null_mut()) });
+    launch();
+    let what = format!(
+        "sddmm {dt:?} config {config} m={m} cols={cols} k={k} beta={beta} long_rows={long_rows}"
+    );
+    if long != Long::Off {
+        // Bitwise reproducible: the same inputs again (out restored) give the same bits.
+        let first: Vec<u32> = (0..nnz).map(|q| out.get(0, q).to_bits()).collect();
+        for q in 0..nnz {
+            out.set(0, q, old[q]);
+        }
+        launch();
+        for q in 0..nnz {
+            assert_eq!(
+                out.get(0, q).to_bits(),
+                first[q],
+                "{what}: rerun differs at out[{q}]"
+            );
+        }
+        CHECKS.fetch_add(1, Ordering::Relaxed);
+    }
     let cpu = match dt {
         Dt::F32 => cpu_sddmm::<f32>(&a, &old, &lh, &rh, k, alpha, beta),
         Dt::F16 => cpu_sddmm::<f16>(&a, &old, &lh, &rh, k, alpha, beta),
@@ -628,12 +827,194 @@ fn sddmm_every_dtype_and_tile() {
     let mut rng = Rng(0x5eed_0002);
     for config in 0..config_count(2) {
         for dt in DTYPES {
-            sddmm_case(&mut rng, dt, config, 30, 75, 37, 0.0, false);
-            sddmm_case(&mut rng, dt, config, 11, 71, 1, 0.5, true);
-            sddmm_case(&mut rng, dt, config, 7, 72, 600, 0.0, true);
+            sddmm_case(&mut rng, dt, config, 30, 75, 37, 0.0, false, Long::Off);
+            sddmm_case(&mut rng, dt, config, 11, 71, 1, 0.5, true, Long::Off);
+            sddmm_case(&mut rng, dt, config, 7, 72, 600, 0.0, true, Long::Off);
         }
     }
     report();
+}
+
+/// The long-row split of the splitting tiles: the library's long-row count on skewed
+/// masks, then every row long (empty rows too); ragged and whole column tiles, aligned
+/// (fast path) and misaligned B, sorted and shuffled row orders, beta 0 on NaN-poisoned C;
+/// each case also rerun and compared bit for bit.
+#[test]
+fn split_long_rows_every_dtype_and_split_tile() {
+    let mut rng = Rng(0x5eed_0005);
+    for op in [0, 1] {
+        let configs = split_configs(op);
+        assert!(!configs.is_empty(), "no splitting tile for op {op}");
+        for config in configs {
+            let t = op == 1;
+            for dt in DTYPES {
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    t,
+                    config,
+                    40,
+                    80,
+                    37,
+                    0.0,
+                    false,
+                    false,
+                    Long::Rule,
+                );
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    t,
+                    config,
+                    33,
+                    300,
+                    64,
+                    0.5,
+                    false,
+                    true,
+                    Long::Rule,
+                );
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    t,
+                    config,
+                    31,
+                    290,
+                    256,
+                    0.0,
+                    true,
+                    true,
+                    Long::Rule,
+                );
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    t,
+                    config,
+                    9,
+                    300,
+                    300,
+                    -1.0,
+                    true,
+                    false,
+                    Long::All,
+                );
+                spmm_case(
+                    &mut rng,
+                    dt,
+                    t,
+                    config,
+                    23,
+                    75,
+                    1,
+                    0.0,
+                    false,
+                    true,
+                    Long::All,
+                );
+            }
+        }
+    }
+    let configs = split_configs(2);
+    assert!(!configs.is_empty(), "no splitting SDDMM tile");
+    for config in configs {
+        for dt in DTYPES {
+            sddmm_case(&mut rng, dt, config, 40, 300, 37, 0.0, false, Long::Rule);
+            sddmm_case(&mut rng, dt, config, 21, 290, 600, 0.5, true, Long::Rule);
+            sddmm_case(&mut rng, dt, config, 9, 300, 1, -1.0, false, Long::All);
+        }
+    }
+    report();
+}
+
+/// The library's count finds the long rows of a skewed mask, so the tests above run the
+/// split path (not only the ordinary one behind zero long rows).
+#[test]
+fn long_row_rule_finds_the_skewed_rows() {
+    let mut rng = Rng(0x5eed_0006);
+    let a = skewed_csr(&mut rng, 60, 300);
+    let sw = swizzle(&mut rng, &a.row_ptr, false);
+    for op in [0, 2] {
+        for config in split_configs(op) {
+            let got = Long::Rule.count(op, config, &a.row_ptr, &sw);
+            assert_eq!(got, 3, "op {op} config {config}: the three long rows");
+        }
+    }
+    let (t_row_ptr, _, _) = transpose(&a);
+    let t_sw = swizzle(&mut rng, &t_row_ptr, false);
+    for config in split_configs(1) {
+        assert!(
+            Long::Rule.count(1, config, &t_row_ptr, &t_sw) >= 1,
+            "hot column"
+        );
+    }
+}
+
+/// A long-row count is refused by an unsplit tile (its kernel has no long-row blocks) and
+/// above the rows by any, before anything runs.
+#[test]
+fn long_rows_refusals() {
+    let bad = sys::rosa_status::ROSA_ERR_BAD_ARGUMENT;
+    let (row_ptr, sw, col_idx) = ([0i32, 1, 1], [0i32, 1], [0i32]);
+    let values = [0u8; 16];
+    let (b, mut c) = ([0u8; 64], [0u8; 64]);
+    let mut p = sys::rosa_spmm_params {
+        dtype: Dt::F32.code(),
+        rows: 2,
+        n: 1,
+        b_rows: 1,
+        long_rows: 1,
+        row_ptr: row_ptr.as_ptr(),
+        col_idx: col_idx.as_ptr(),
+        perm: std::ptr::null(),
+        row_swizzle: sw.as_ptr(),
+        values: values.as_ptr().cast(),
+        b: b.as_ptr().cast(),
+        c: c.as_mut_ptr().cast(),
+        ldb: 1,
+        ldc: 1,
+        alpha: 1.0,
+        beta: 0.0,
+    };
+    let split = split_configs(0)[0];
+    let unsplit = (0..config_count(0))
+        .find(|&i| tile(0, i).split == 0)
+        .expect("an unsplit tile");
+    // SAFETY: every call is refused before a pointer is read.
+    unsafe {
+        assert_eq!(sys::rosa_spmm(&p, unsplit, std::ptr::null_mut()), bad);
+        p.long_rows = 3;
+        assert_eq!(sys::rosa_spmm(&p, split, std::ptr::null_mut()), bad);
+        p.long_rows = -1;
+        assert_eq!(sys::rosa_spmm(&p, split, std::ptr::null_mut()), bad);
+    }
+    let mut out = [0u8; 16];
+    let q = sys::rosa_sddmm_params {
+        dtype: Dt::F32.code(),
+        rows: 2,
+        cols: 1,
+        k: 1,
+        long_rows: 1,
+        row_ptr: row_ptr.as_ptr(),
+        col_idx: col_idx.as_ptr(),
+        row_swizzle: sw.as_ptr(),
+        l: b.as_ptr().cast(),
+        r: b.as_ptr().cast(),
+        out: out.as_mut_ptr().cast(),
+        ldl: 1,
+        ldr: 1,
+        alpha: 1.0,
+        beta: 0.0,
+    };
+    let unsplit = (0..config_count(2))
+        .find(|&i| tile(2, i).split == 0)
+        .expect("an unsplit tile");
+    // SAFETY: refused before a pointer is read.
+    assert_eq!(
+        unsafe { sys::rosa_sddmm(&q, unsplit, std::ptr::null_mut()) },
+        bad
+    );
 }
 
 /// Counts are process-wide and tests run in parallel: each prints the total so far, and

@@ -196,6 +196,7 @@ fn the_raw_entry_runs_on_device_pointers() {
             col_idx: addr(&col_idx),
             row_swizzle: addr(&swizzle),
             perm: 0,
+            long_rows: 0,
         };
         let (v, _g1) = vals.device_ptr(st);
         let (bp, _g2) = bbuf.device_ptr(st);
@@ -245,6 +246,7 @@ fn unlaunched(rows: usize, cols: usize, nnz: usize) -> RawCsr {
         col_idx: 0x2000,
         row_swizzle: 0x3000,
         perm: 0,
+        long_rows: 0,
     }
 }
 
@@ -300,6 +302,33 @@ fn the_raw_entry_refuses_what_it_can_check_before_any_cuda_call() {
         matches!(e, Error::InvalidArgument(_)),
         "plan with spmm config: {e}"
     );
+    // Long rows: only for a configuration that splits them, and at most the rows.
+    let long = RawCsr { long_rows: 1, ..s };
+    let e = spmm(
+        &spmm_cfg,
+        1.0,
+        &long,
+        0x5000,
+        dense(6, 8, 8),
+        dense(4, 8, 8),
+    );
+    assert!(
+        e.to_string().contains("does not split"),
+        "long_rows unsplit: {e}"
+    );
+    let split_cfg = KernelConfig::all(Op::Spmm)
+        .into_iter()
+        .find(|c| c.split > 0)
+        .expect("the table has a splitting SpMM configuration");
+    let e = spmm(
+        &split_cfg,
+        1.0,
+        &RawCsr { long_rows: 5, ..s },
+        0x5000,
+        dense(6, 8, 8),
+        dense(4, 8, 8),
+    );
+    assert!(e.to_string().contains("exceeds"), "long_rows > rows: {e}");
     let big = unlaunched(1 << 31, 6, 5);
     let e = spmm(
         &spmm_cfg,
@@ -325,6 +354,11 @@ fn the_raw_entry_refuses_what_it_can_check_before_any_cuda_call() {
     assert!(e.to_string().contains("out is a null"), "out: {e}");
     let e = sddmm(&plan, 0x5000, dense(4, 8, 8), dense(6, 8, 8));
     assert!(e.to_string().contains("perm must be 0"), "plan: {e}");
+    let e = sddmm(&long, 0x5000, dense(4, 8, 8), dense(6, 8, 8));
+    assert!(
+        e.to_string().contains("does not split"),
+        "sddmm long_rows: {e}"
+    );
     let e = sddmm(&s, 0x5000, dense(4, 8, 8), dense(6, 8, 5));
     assert!(e.to_string().contains("leading dimension 5"), "ldr: {e}");
 }

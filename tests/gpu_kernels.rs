@@ -18,7 +18,7 @@ use common::{assert_close, gemm_ref, to64, tolerance, transpose, Expected};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rosa::cuda::{self, Device, DeviceCsr, DeviceDense, KernelConfig, Op};
-use rosa::{bf16, cpu, f16, random, Dense, Error, Scalar};
+use rosa::{bf16, cpu, f16, random, CsrShape, Dense, Error, Scalar};
 
 // ---------------------------------------------------------------- checks
 
@@ -435,6 +435,56 @@ fn several_threads_and_streams_match_serial_use() {
 
 // ---------------------------------------------------------------- no GPU needed
 
+/// The splitting tiles on a power-law mask (rows far above the mean, so the long-row
+/// blocks run): two runs of each product on the same inputs give the same bits, since the
+/// partial sums meet in a fixed order and nothing is atomic (their values are checked by
+/// the every-configuration tests above, whose long rows the splitting tiles split).
+#[test]
+fn split_tiles_are_bitwise_reproducible() {
+    let Some(dev) = device("split determinism") else {
+        return;
+    };
+    let (m, k, n) = (700, 900, 96);
+    let a = random::csr_power_law::<f32>(m, k, 0.02, 1.2, 41).unwrap();
+    let da = DeviceCsr::from_host(dev, a.as_ref()).unwrap();
+    let b = DeviceDense::from_host(dev, random::dense::<f32>(k, n, 42).as_ref()).unwrap();
+    let bt = DeviceDense::from_host(dev, random::dense::<f32>(m, n, 43).as_ref()).unwrap();
+    let l = DeviceDense::from_host(dev, random::dense::<f32>(m, n, 44).as_ref()).unwrap();
+    let r = DeviceDense::from_host(dev, random::dense::<f32>(k, n, 45).as_ref()).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    for op in Op::ALL {
+        for config in KernelConfig::all(op).iter().filter(|c| c.split > 0) {
+            let run = || -> Vec<u32> {
+                match op {
+                    Op::Spmm | Op::SpmmT => {
+                        let rows = if op == Op::Spmm { m } else { k };
+                        let mut c = DeviceDense::<f32>::zeros(dev, rows, n).unwrap();
+                        if op == Op::Spmm {
+                            cuda::spmm_with(dev, config, 1.0, &da, &b, 0.0, &mut c).unwrap();
+                        } else {
+                            cuda::spmm_t_with(dev, config, 1.0, &da, &bt, 0.0, &mut c).unwrap();
+                        }
+                        bits(c.to_host().unwrap().as_slice())
+                    }
+                    Op::Sddmm => {
+                        let mut out = DeviceCsr::from_host(dev, a.as_ref()).unwrap();
+                        cuda::sddmm_with(dev, config, 1.0, &l, &r, 0.0, &mut out).unwrap();
+                        bits(&out.values_to_host().unwrap())
+                    }
+                }
+            };
+            assert_eq!(run(), run(), "{config}: two runs differ");
+        }
+    }
+    // The split did run: the mask has long rows for every splitting tile.
+    let plain: Vec<usize> = KernelConfig::all(Op::Spmm)
+        .iter()
+        .filter(|c| c.split > 0)
+        .map(|c| c.long_rows(a.row_ptr(), &a.row_swizzle()))
+        .collect();
+    assert!(plain.iter().all(|&l| l > 0), "{plain:?}");
+}
+
 #[test]
 fn the_tile_table_is_enumerable_without_a_gpu() {
     for op in Op::ALL {
@@ -461,6 +511,13 @@ fn the_tile_table_is_enumerable_without_a_gpu() {
     let spmm: Vec<_> = KernelConfig::all(Op::Spmm).iter().map(shape).collect();
     let spmm_t: Vec<_> = KernelConfig::all(Op::SpmmT).iter().map(shape).collect();
     assert_eq!(spmm, spmm_t);
+    // Every op has a splitting tile, and names tell the tiles apart.
+    for op in Op::ALL {
+        let all = KernelConfig::all(op);
+        assert!(all.iter().any(|c| c.split > 0), "{op}: no splitting tile");
+        let names: std::collections::HashSet<String> = all.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), all.len(), "{op}: duplicate names");
+    }
 }
 
 #[test]

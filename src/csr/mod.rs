@@ -12,7 +12,7 @@ mod validate;
 pub(crate) use build::Entry;
 pub(crate) use validate::check_index;
 
-pub use stats::RowStats;
+pub use stats::{long_rows, RowStats};
 pub use transpose::TransposePlan;
 pub use validate::StructureId;
 

@@ -45,6 +45,11 @@ pub struct KernelConfig {
     /// SDDMM: nonzeros per round that share one load of L's chunk and one shuffle
     /// reduction.
     pub unroll: u32,
+    /// Long-row split: 0 is off; otherwise a row longer than `split` times the mean row
+    /// length (and than one sub-warp) gets a whole block, whose sub-warps share its
+    /// nonzeros and, for SpMM, add their partial sums in a fixed order (bitwise
+    /// reproducible). [`KernelConfig::long_rows`] counts those rows.
+    pub split: u32,
 }
 
 impl KernelConfig {
@@ -73,6 +78,7 @@ impl KernelConfig {
             vectors: u(c.vectors),
             threads: u(c.threads),
             unroll: u(c.unroll),
+            split: u(c.split),
         })
     }
 
@@ -119,23 +125,47 @@ impl KernelConfig {
             .expect("csrc/tiles.cuh compiles at least one configuration per op")
     }
 
-    /// A short name such as `sw8_br16_v1`, or `sw8_br16_v1_u8` for a fast-path
-    /// configuration (the unroll-1 names are those of tuning caches written before the
-    /// fast path existed, so those caches still read).
+    /// The launch's `long_rows` for a structure walked in `row_swizzle` order (the host
+    /// arrays: [`crate::CsrShape::row_ptr`] and [`crate::CsrShape::row_swizzle`], or a
+    /// [`crate::TransposePlan`]'s): see [`crate::csr::long_rows`]; always 0 when this
+    /// configuration does not split.
+    ///
+    /// ```
+    /// use rosa::cuda::{KernelConfig, Op};
+    /// use rosa::CsrShape;
+    /// let mut lens = vec![2; 60];
+    /// (lens[7], lens[30]) = (400, 300); // far above the mean
+    /// let a = rosa::random::csr_with_row_lengths::<f32>(60, 512, &lens, 1)?;
+    /// for c in KernelConfig::all(Op::Spmm) {
+    ///     let long = c.long_rows(a.row_ptr(), &a.row_swizzle());
+    ///     assert_eq!(long, if c.split > 0 { 2 } else { 0 });
+    /// }
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn long_rows(&self, row_ptr: &[i32], row_swizzle: &[i32]) -> usize {
+        crate::csr::long_rows(row_ptr, row_swizzle, self.split, self.subwarp as usize)
+    }
+
+    /// A short name such as `sw8_br16_v1`, `sw8_br16_v1_u8` for a fast-path configuration
+    /// and `sw8_br16_v1_u8_s4` for one that splits long rows (the unroll-1 names are those
+    /// of tuning caches written before the fast path existed, so those caches still read).
     ///
     /// ```
     /// use rosa::cuda::{KernelConfig, Op};
     /// let names: Vec<String> = KernelConfig::all(Op::Spmm).iter().map(|c| c.name()).collect();
     /// assert!(names.iter().any(|n| n.ends_with("_u8")));
+    /// assert!(names.iter().any(|n| n.ends_with("_u8_s4")));
     /// assert!(names.contains(&"sw8_br16_v1".to_string()));
     /// ```
     pub fn name(&self) -> String {
-        let base = format!("sw{}_br{}_v{}", self.subwarp, self.block_rows, self.vectors);
+        let mut name = format!("sw{}_br{}_v{}", self.subwarp, self.block_rows, self.vectors);
         if self.unroll > 1 {
-            format!("{base}_u{}", self.unroll)
-        } else {
-            base
+            name += &format!("_u{}", self.unroll);
         }
+        if self.split > 0 {
+            name += &format!("_s{}", self.split);
+        }
+        name
     }
 }
 

@@ -5,7 +5,7 @@ use cudarc::driver::{CudaSlice, CudaStream};
 
 use super::mem;
 use super::result::Structure;
-use super::Device;
+use super::{Device, KernelConfig};
 use crate::tune::ProblemKey;
 use crate::{CsrShape, DType, Op, Result, StructureId};
 
@@ -45,6 +45,26 @@ pub struct DeviceMask {
     t_col_idx: CudaSlice<i32>,
     t_perm: CudaSlice<i32>,
     t_swizzle: CudaSlice<i32>,
+    /// The launch's `long_rows` of every configuration, by op and table index, counted once
+    /// here from the host arrays (a launch cannot read the swizzle back).
+    long_rows: [Vec<usize>; 3],
+}
+
+/// `long_rows` of each configuration of `op` over a structure walked in `swizzle` order.
+fn long_rows_by_config(op: Op, row_ptr: &[i32], swizzle: &[i32]) -> Vec<usize> {
+    KernelConfig::all(op)
+        .iter()
+        .map(|c| c.long_rows(row_ptr, swizzle))
+        .collect()
+}
+
+/// Slot of `op` in [`DeviceMask`]'s `long_rows`.
+fn op_slot(op: Op) -> usize {
+    match op {
+        Op::Spmm => 0,
+        Op::SpmmT => 1,
+        Op::Sddmm => 2,
+    }
 }
 
 impl DeviceMask {
@@ -57,16 +77,22 @@ impl DeviceMask {
     pub fn from_host(dev: &Device, s: &impl CsrShape) -> Result<Self> {
         let up = |v: &[i32]| mem::upload(dev.stream(), v);
         let plan = s.try_transpose_plan()?;
+        let (swizzle, t_swizzle) = (s.row_swizzle(), plan.row_swizzle());
         Ok(DeviceMask {
             id: s.structure_id(),
             row_cv: s.row_stats().cv,
             row_ptr: up(s.row_ptr())?,
             col_idx: up(s.col_idx())?,
-            swizzle: up(&s.row_swizzle())?,
+            swizzle: up(&swizzle)?,
             t_row_ptr: up(plan.row_ptr())?,
             t_col_idx: up(plan.col_idx())?,
             t_perm: up(plan.perm())?,
-            t_swizzle: up(&plan.row_swizzle())?,
+            t_swizzle: up(&t_swizzle)?,
+            long_rows: [
+                long_rows_by_config(Op::Spmm, s.row_ptr(), &swizzle),
+                long_rows_by_config(Op::SpmmT, plan.row_ptr(), &t_swizzle),
+                long_rows_by_config(Op::Sddmm, s.row_ptr(), &swizzle),
+            ],
         })
     }
 
@@ -101,6 +127,15 @@ impl DeviceMask {
             0.0
         };
         ProblemKey::new(op, dtype, self.rows(), self.cols(), n, density, self.row_cv)
+    }
+
+    /// `config`'s `long_rows` over the structure its op walks (`S`, or `S^T` for
+    /// [`Op::SpmmT`]); 0 for a configuration not in this build's table.
+    pub(crate) fn long_rows(&self, config: &KernelConfig) -> usize {
+        self.long_rows[op_slot(config.op)]
+            .get(config.index)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub(crate) fn stream_of(&self) -> &CudaStream {

@@ -16,7 +16,7 @@
 use std::ffi::c_void;
 
 use super::result::{self, RawStructure};
-use super::spmm::check_config;
+use super::spmm::{check_config, check_long_rows};
 use super::KernelConfig;
 use crate::cpu::check_scalars;
 use crate::{DType, Error, Op, Result};
@@ -42,6 +42,10 @@ pub struct RawCsr {
     pub row_swizzle: u64,
     /// `i32[nnz]`, or 0 for a plain (not transposed) product.
     pub perm: u64,
+    /// How many rows, in `row_swizzle` order, get a whole block each: 0 (always allowed)
+    /// or, for a configuration that splits long rows, [`KernelConfig::long_rows`] of the
+    /// host arrays. At most `rows`; any such count is correct, only the speed changes.
+    pub long_rows: usize,
 }
 
 /// A row-major `rows x cols` matrix at device address `ptr`, row `i` at element `i * ld`.
@@ -106,6 +110,7 @@ fn check_structure(s: &RawCsr) -> Result<()> {
 ///     col_idx: upload(&bytes(a.col_idx())),
 ///     row_swizzle: upload(&bytes(&a.row_swizzle())),
 ///     perm: 0,
+///     long_rows: 0, // or config.long_rows(a.row_ptr(), &a.row_swizzle())
 /// };
 /// # let (values, b_ptr, c_ptr) = (0u64, 0u64, 0u64);
 /// let config = KernelConfig::heuristic(Op::Spmm, rosa::DType::F32, 16);
@@ -152,9 +157,11 @@ pub unsafe fn spmm(
     nonnull("values", values, s.nnz > 0)?;
     nonnull("b", b.ptr, s.nnz > 0 && n > 0)?;
     nonnull("c", c.ptr, s.rows > 0 && n > 0)?;
+    check_long_rows(config, s.long_rows)?;
     let shape = RawStructure {
         rows: s.rows,
         cols: s.cols,
+        long_rows: s.long_rows,
     };
     let mut p = result::spmm_params(dtype, &shape, n, b.ld, c.ld, alpha, beta)?;
     p.row_ptr = s.row_ptr as usize as *const i32;
@@ -212,9 +219,11 @@ pub unsafe fn sddmm(
     nonnull("out", out, s.nnz > 0)?;
     nonnull("l", l.ptr, s.nnz > 0 && l.cols > 0)?;
     nonnull("r", r.ptr, s.nnz > 0 && l.cols > 0)?;
+    check_long_rows(config, s.long_rows)?;
     let shape = RawStructure {
         rows: s.rows,
         cols: s.cols,
+        long_rows: s.long_rows,
     };
     let mut p = result::sddmm_params(dtype, &shape, l.cols, l.ld, r.ld, alpha, beta)?;
     p.row_ptr = s.row_ptr as usize as *const i32;

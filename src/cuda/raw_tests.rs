@@ -73,6 +73,12 @@ fn spmm_rows_ending_at_i32_max_sum_their_last_entries() {
                     rows: 1,
                     n: n as i32,
                     b_rows: b_rows as i32,
+                    // A splitting configuration walks the row as a long one: its
+                    // sub-warps' interleaved batches step SW * BR past the same limit.
+                    long_rows: i32::from(
+                        super::KernelConfig::get(crate::Op::Spmm, config)
+                            .is_ok_and(|c| c.split > 0),
+                    ),
                     row_ptr: rp as usize as *const i32,
                     col_idx: biased::<i32>(ci, start as i64) as usize as *const i32,
                     perm: if transposed {

@@ -191,6 +191,8 @@ pub(crate) struct Spmm<'a, T> {
     pub n: usize,
     pub alpha: f32,
     pub beta: f32,
+    /// The configuration's long-row count over `s` (0 unless it splits).
+    pub long_rows: usize,
 }
 
 /// Elements a row-major `rows x n` operand of row stride `ld` spans.
@@ -230,6 +232,7 @@ pub(crate) fn spmm_params(
         rows: i32_of("rows", s.rows)?,
         n: i32_of("n", n)?,
         b_rows: i32_of("cols", s.cols)?,
+        long_rows: long_rows_of(s)?,
         row_ptr: std::ptr::null(),
         col_idx: std::ptr::null(),
         perm: std::ptr::null(),
@@ -248,6 +251,18 @@ pub(crate) fn spmm_params(
 pub(crate) struct RawStructure {
     pub rows: usize,
     pub cols: usize,
+    /// Rows, in swizzle order, that get a block each (a splitting configuration's).
+    pub long_rows: usize,
+}
+
+fn long_rows_of(s: &RawStructure) -> Result<i32> {
+    if s.long_rows > s.rows {
+        return Err(Error::InvalidArgument(format!(
+            "long_rows {} exceeds the walked structure's {} rows",
+            s.long_rows, s.rows
+        )));
+    }
+    i32_of("long_rows", s.long_rows)
 }
 
 /// Runs `rosa_spmm` (`transposed == false`) or `rosa_spmm_t` with filled-in parameters.
@@ -280,6 +295,7 @@ pub(crate) fn spmm<T: crate::Scalar>(
     let shape = RawStructure {
         rows: a.s.rows,
         cols: a.s.cols,
+        long_rows: a.long_rows,
     };
     let mut params = spmm_params(T::DTYPE, &shape, a.n, a.ldb, a.ldc, a.alpha, a.beta)?;
     need("b", a.b.len(), span(a.s.cols, a.n, a.ldb))?;
@@ -320,6 +336,8 @@ pub(crate) struct Sddmm<'a, T> {
     pub k: usize,
     pub alpha: f32,
     pub beta: f32,
+    /// As [`Spmm::long_rows`].
+    pub long_rows: usize,
 }
 
 /// The C parameters of an SDDMM over `s`, checked as [`spmm_params`].
@@ -339,6 +357,7 @@ pub(crate) fn sddmm_params(
         rows: i32_of("rows", s.rows)?,
         cols: i32_of("cols", s.cols)?,
         k: i32_of("k", k)?,
+        long_rows: long_rows_of(s)?,
         row_ptr: std::ptr::null(),
         col_idx: std::ptr::null(),
         row_swizzle: std::ptr::null(),
@@ -380,6 +399,7 @@ pub(crate) fn sddmm<T: crate::Scalar>(
     let shape = RawStructure {
         rows: a.s.rows,
         cols: a.s.cols,
+        long_rows: a.long_rows,
     };
     let mut params = sddmm_params(T::DTYPE, &shape, a.k, a.ldl, a.ldr, a.alpha, a.beta)?;
     need("l", a.l.len(), span(a.s.rows, a.k, a.ldl))?;

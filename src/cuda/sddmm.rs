@@ -96,6 +96,7 @@ pub fn sddmm_with<T: CudaScalar>(
             k,
             alpha,
             beta,
+            long_rows: mask.long_rows(config),
         },
     )
 }

@@ -19,6 +19,18 @@ pub(crate) fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
     }
 }
 
+/// Refuses a long-row count for a configuration that does not split long rows: its
+/// kernel would take the count's first blocks for ordinary ones and skip rows.
+pub(crate) fn check_long_rows(config: &KernelConfig, long_rows: usize) -> Result<()> {
+    if long_rows == 0 || config.split > 0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "long_rows {long_rows} given to {config}, which does not split long rows"
+        )))
+    }
+}
+
 /// `C = alpha A B + beta C` for `A` (M x K sparse), `B` (K x N), `C` (M x N); `beta == 0`
 /// leaves the old `C` unread. Queued on the device's stream; the configuration is the
 /// tuned one for this problem (exact key, else the nearest, see [`crate::tune`]), else
@@ -190,6 +202,7 @@ fn launch<T: CudaScalar>(
             n,
             alpha,
             beta,
+            long_rows: mask.long_rows(config),
         },
     )
 }
