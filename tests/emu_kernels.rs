@@ -202,49 +202,42 @@ struct Csr {
 }
 
 fn random_csr(rng: &mut Rng, rows: usize, cols: usize) -> Csr {
-    let mut row_ptr = vec![0i32];
-    let mut col_idx = Vec::new();
-    for r in 0..rows {
-        let len = match r % 5 {
-            0 => 0,
-            1 if r == 1 => cols.min(70),
-            _ => rng.below(cols.min(12) + 1),
-        };
-        let mut cs: Vec<i32> = (0..cols as i32).collect();
-        for i in 0..len {
-            let j = i + rng.below(cols - i);
-            cs.swap(i, j);
-        }
-        let mut chosen = cs[..len].to_vec();
-        chosen.sort_unstable();
-        col_idx.extend(chosen);
-        row_ptr.push(col_idx.len() as i32);
-    }
-    let values = (0..col_idx.len()).map(|_| rng.unit()).collect();
-    Csr {
-        rows,
-        cols,
-        row_ptr,
-        col_idx,
-        values,
-    }
+    let len = |r: usize, rng: &mut Rng| match r % 5 {
+        0 => 0,
+        1 if r == 1 => cols.min(70),
+        _ => rng.below(cols.min(12) + 1),
+    };
+    csr_of_lengths(rng, rows, cols, len, 0)
 }
 
 /// A power-law-like mask for the long-row split: empty rows, short rows, three rows of
 /// about `cols` entries (more batches than a block has sub-warps when cols > 128), and a
 /// hot column 0 in most rows, so that A^T has a long row too.
 fn skewed_csr(rng: &mut Rng, rows: usize, cols: usize) -> Csr {
+    let len = |r: usize, rng: &mut Rng| match r {
+        _ if r.is_multiple_of(5) => 0,
+        1..=3 => cols - rng.below(cols.min(8)),
+        _ => 1 + rng.below(cols.min(6)),
+    };
+    // Column 0 first whenever the row has an entry: the hot column.
+    csr_of_lengths(rng, rows, cols, len, 1)
+}
+
+/// Row `r` gets `len(r)` distinct sorted columns: the first `keep` columns (when the row
+/// has that many entries) and the rest by a partial Fisher-Yates shuffle; values uniform.
+fn csr_of_lengths(
+    rng: &mut Rng,
+    rows: usize,
+    cols: usize,
+    mut len: impl FnMut(usize, &mut Rng) -> usize,
+    keep: usize,
+) -> Csr {
     let mut row_ptr = vec![0i32];
     let mut col_idx = Vec::new();
     for r in 0..rows {
-        let len = match r {
-            _ if r % 5 == 0 => 0,
-            1..=3 => cols - rng.below(cols.min(8)),
-            _ => 1 + rng.below(cols.min(6)),
-        };
+        let len = len(r, rng);
         let mut cs: Vec<i32> = (0..cols as i32).collect();
-        // Column 0 first whenever the row has an entry: the hot column.
-        for i in 1..len {
+        for i in keep..len {
             let j = i + rng.below(cols - i);
             cs.swap(i, j);
         }
