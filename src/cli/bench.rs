@@ -258,10 +258,10 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// `--predict`: the floors as JSON or as one line per (op, dtype, shape), densities across.
 fn predict(args: &Args, sweeps: &[Sweep], c: &Ceilings) -> Result<()> {
-    let mut all = Vec::new();
-    for sweep in sweeps {
-        all.extend(bench::predict(sweep, c)?);
-    }
+    let per_sweep = sweeps
+        .iter()
+        .map(|sweep| bench::predict(sweep, c))
+        .collect::<Result<Vec<_>>>()?;
     if args.json {
         // Marked as predictions, with their ceilings, so they never pass for a measured
         // report.
@@ -269,7 +269,7 @@ fn predict(args: &Args, sweeps: &[Sweep], c: &Ceilings) -> Result<()> {
             "predicted": true,
             "note": "roofline floors at the given ceilings; no kernel ran",
             "ceilings": c,
-            "points": all,
+            "points": per_sweep.concat(),
         });
         let json = serde_json::to_string_pretty(&doc)
             .map_err(|e| Error::InvalidArgument(format!("could not serialize: {e}")))?;
@@ -287,7 +287,7 @@ fn predict(args: &Args, sweeps: &[Sweep], c: &Ceilings) -> Result<()> {
         c.fma_flops_per_s / 1e12
     );
     let mut header: Option<&[f64]> = None;
-    for sweep in sweeps {
+    for (sweep, points) in sweeps.iter().zip(&per_sweep) {
         // A header wherever the densities (the columns) change.
         if header != Some(&sweep.densities[..]) {
             let _ = write!(s, "{:<7} {:<5} {:<17}", "op", "dtype", "MxKxN");
@@ -297,7 +297,6 @@ fn predict(args: &Args, sweeps: &[Sweep], c: &Ceilings) -> Result<()> {
             let _ = writeln!(s);
             header = Some(&sweep.densities);
         }
-        let points = bench::predict(sweep, c)?;
         for op in &sweep.ops {
             let _ = write!(
                 s,
