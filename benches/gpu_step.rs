@@ -7,8 +7,13 @@
 //! buffer of this crate comes from it; cuBLAS's workspace does not, and is the same for
 //! both methods).
 //!
-//! Target (issue 5): RoSA step <= 1.25x the LoRA-only step. The last line reads
-//! `summary step: ...` for scripts/gpu-run.sh. `--quick` runs a small shape (a smoke
+//! RoSA runs under both of the layer's plans (`rosa::train::plan`): merged (W + S in a
+//! bf16 working copy, one GEMM per product) and sparse (SpMM and SpMM^T), and the line
+//! `plan model:` says which one the cost model picks for this shape on the measured
+//! ceilings, so the measurement can say whether the model is right.
+//!
+//! Target (issue 5): RoSA step <= 1.25x the LoRA-only step, with the plan the model picks.
+//! The last line reads `summary step: ...` for scripts/gpu-run.sh. `--quick` runs a small shape (a smoke
 //! test); without a GPU it prints `skipped: no CUDA device (...)` and exits 0.
 //!
 //!     cargo bench --features cuda --bench gpu_step [-- --quick]
@@ -17,6 +22,7 @@ mod common;
 
 use common::device_or_skip;
 use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
+use rosa::train::plan::{LayerPlan, PlanChoice, PlanModel};
 use rosa::train::{AdamConfig, LoraConfig, RosaLinear, Scaling};
 use rosa::{random, CsrShape, Result};
 
@@ -54,7 +60,7 @@ fn host_layer(s: &Shape, sparse: bool) -> Result<RosaLinear> {
     Ok(layer)
 }
 
-fn measure(dev: &Device, s: &Shape, host: &RosaLinear) -> Result<Measured> {
+fn measure(dev: &Device, s: &Shape, host: &RosaLinear, plan: LayerPlan) -> Result<Measured> {
     let x = DeviceDense::from_host(dev, random::dense::<f32>(s.inp, s.tokens, 4).as_ref())?;
     let dy = DeviceDense::from_host(dev, random::dense::<f32>(s.out, s.tokens, 5).as_ref())?;
     dev.synchronize()?;
@@ -62,6 +68,7 @@ fn measure(dev: &Device, s: &Shape, host: &RosaLinear) -> Result<Measured> {
     // (the same for both methods) and everything the layer and the steps allocate.
     dev.pool_high_water(true)?;
     let mut layer = DeviceRosaLinear::from_host(dev, host)?;
+    layer.set_plan(plan)?;
     let mut opt = DeviceAdamW::new(AdamConfig::default());
     let mut step = || -> Result<()> {
         drop(layer.forward(&x, true)?);
@@ -129,32 +136,79 @@ fn main() -> Result<()> {
         s.reps,
         s.warmup
     );
+    let ceilings = rosa::bench::gpu::measure_ceilings(&dev)?;
     let mut results = Vec::new();
-    for (name, sparse) in [("lora", false), ("rosa", true)] {
+    let mut choice: Option<PlanChoice> = None;
+    for (name, sparse, plan) in [
+        ("lora", false, LayerPlan::Sparse),
+        ("rosa-sparse", true, LayerPlan::Sparse),
+        ("rosa-merged", true, LayerPlan::Merged),
+    ] {
         let host = host_layer(&s, sparse)?;
+        if sparse && choice.is_none() {
+            let model = PlanModel {
+                ceilings,
+                measured: &[],
+                memory_budget: None,
+            };
+            let c = DeviceRosaLinear::from_host(&dev, &host)?.choose_plan(s.tokens, &model)?;
+            println!("plan model: {c}");
+            choice = Some(c);
+        }
         let nnz = host.sparse().map_or(0, |sp| sp.matrix().nnz());
-        let m = measure(&dev, &s, &host)?;
+        let m = measure(&dev, &s, &host, plan)?;
         let peak = m.peak_mib.map_or_else(
             || "n/a (no memory pool)".to_string(),
             |p| format!("{p:.1} MiB"),
         );
         println!(
-            "step {name:<5} median {:8.3} ms  min {:8.3} ms  peak pool memory {peak}  \
+            "step {name:<11} median {:8.3} ms  min {:8.3} ms  peak pool memory {peak}  \
              trainable {} (nnz {nnz})",
             m.median_ms, m.min_ms, m.trainable
         );
-        results.push(m);
+        results.push((plan, m));
     }
-    let ratio = results[1].median_ms / results[0].median_ms;
-    let peaks = match (results[0].peak_mib, results[1].peak_mib) {
-        (Some(l), Some(r)) => format!("peak {l:.0} MiB lora, {r:.0} MiB rosa"),
-        _ => "peak n/a".to_string(),
+    let lora = &results[0].1;
+    let ratio = |m: &Measured| m.median_ms / lora.median_ms;
+    let picked = choice.map_or(LayerPlan::Sparse, |c| c.plan);
+    let (sparse, merged) = (&results[1].1, &results[2].1);
+    let chosen = if picked == LayerPlan::Merged {
+        merged
+    } else {
+        sparse
+    };
+    let faster = if merged.median_ms < sparse.median_ms {
+        LayerPlan::Merged
+    } else {
+        LayerPlan::Sparse
+    };
+    let peak = |m: &Measured| {
+        m.peak_mib
+            .map_or("n/a".to_string(), |p| format!("{p:.0} MiB"))
     };
     println!(
-        "summary step: rosa/lora = {ratio:.3} ({}; target <= 1.25), {:.3} vs {:.3} ms, {peaks}",
-        if ratio <= 1.25 { "met" } else { "MISSED" },
-        results[1].median_ms,
-        results[0].median_ms
+        "summary step: rosa/lora = {:.3} with the {picked} plan the model picks ({}; target \
+         <= 1.25); sparse {:.3}, merged {:.3} ({faster} measured faster{}); {:.3} / {:.3} / \
+         {:.3} ms lora / sparse / merged; peak {} / {} / {}",
+        ratio(chosen),
+        if ratio(chosen) <= 1.25 {
+            "met"
+        } else {
+            "MISSED"
+        },
+        ratio(sparse),
+        ratio(merged),
+        if faster == picked {
+            ", as predicted"
+        } else {
+            ", NOT as predicted"
+        },
+        lora.median_ms,
+        sparse.median_ms,
+        merged.median_ms,
+        peak(lora),
+        peak(sparse),
+        peak(merged)
     );
     Ok(())
 }

@@ -74,16 +74,24 @@ __global__ void __launch_bounds__(kElemThreads)
 }
 
 // One warp per row; its lanes stride over the row's entries. Columns are unique within a
-// row and rows are disjoint, so no two threads ever add into the same element.
+// row and rows are disjoint, so no two threads ever write the same element; `base` either
+// is `dense` (same row, same element read then written by one thread) or does not overlap it.
+template <typename T>
 __global__ void __launch_bounds__(kElemThreads) csr_add_kernel(const rosa_csr_add_params p) {
   constexpr int kWarps = kElemThreads / 32;
   const int lane = threadIdx.x % 32;
+  T *const dense = static_cast<T *>(p.dense);
+  const T *const base = p.base != nullptr ? static_cast<const T *>(p.base) : dense;
+  const int64_t base_ld = p.base != nullptr ? p.base_ld : p.ld;
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; row < p.rows;
        row += static_cast<int64_t>(gridDim.x) * kWarps) {
-    float *dense_row = p.dense + row * p.ld;
+    T *dense_row = dense + row * p.ld;
+    const T *base_row = base + row * base_ld;
     const int32_t end = p.row_ptr[row + 1];
-    for (int32_t q = p.row_ptr[row] + lane; q < end; q += 32)
-      dense_row[p.col_idx[q]] += p.alpha * p.values[q];
+    for (int32_t q = p.row_ptr[row] + lane; q < end; q += 32) {
+      const int32_t c = p.col_idx[q];
+      dense_row[c] = Elem<T>::store(Elem<T>::load(base_row[c]) + p.alpha * p.values[q]);
+    }
   }
 }
 
@@ -154,7 +162,11 @@ extern "C" int32_t rosa_row_sum(int64_t rows, int64_t cols, const float *x, floa
 }
 
 extern "C" int32_t rosa_csr_add(const rosa_csr_add_params *p, void *stream) {
-  if (p == nullptr || p->rows < 0 || p->cols < 0 || p->ld < p->cols) return ROSA_ERR_BAD_ARGUMENT;
+  if (p == nullptr) return ROSA_ERR_BAD_ARGUMENT;
+  if (!valid_dtype(p->dtype)) return ROSA_ERR_BAD_DTYPE;
+  if (p->rows < 0 || p->cols < 0 || p->ld < p->cols ||
+      (p->base != nullptr && p->base_ld < p->cols))
+    return ROSA_ERR_BAD_ARGUMENT;
   if (p->rows == 0) return ROSA_OK;
   if (p->row_ptr == nullptr || p->col_idx == nullptr || p->values == nullptr ||
       p->dense == nullptr)
@@ -162,6 +174,8 @@ extern "C" int32_t rosa_csr_add(const rosa_csr_add_params *p, void *stream) {
   constexpr int64_t kRowsPerBlock = kElemThreads / 32;
   const unsigned blocks = static_cast<unsigned>(
       std::min<int64_t>((p->rows + kRowsPerBlock - 1) / kRowsPerBlock, kMaxBlocks));
-  csr_add_kernel<<<blocks, kElemThreads, 0, as_stream(stream)>>>(*p);
-  return launched();
+  return with_dtype(p->dtype, [&](auto tag) {
+    csr_add_kernel<decltype(tag)><<<blocks, kElemThreads, 0, as_stream(stream)>>>(*p);
+    return launched();
+  });
 }

@@ -175,16 +175,23 @@ int32_t rosa_bias_add(int64_t rows, int64_t cols, const float *bias, float *y, v
 /* out[i] = sum_j x[i, j] for a row-major rows x cols f32 matrix: the bias gradient. */
 int32_t rosa_row_sum(int64_t rows, int64_t cols, const float *x, float *out, void *stream);
 
-/* dense[i, col_idx[p]] += alpha values[p] for every stored entry p of row i of a CSR matrix
- * (rows x cols, columns unique within a row) into a row-major f32 matrix with row stride
- * `ld` >= cols: folds a sparse adapter into a dense weight (alpha = -1 takes it out). */
+/* dense[i, col_idx[p]] = base[i, col_idx[p]] + alpha values[p] for every stored entry p of
+ * row i of a CSR matrix (rows x cols, columns unique within a row), computed in f32 and
+ * rounded once to `dtype` (nearest even); every other element of `dense` is left as it is.
+ * `base` NULL means `dense` itself: an in-place add that folds a sparse adapter into a dense
+ * weight (alpha = -1 takes it out). A separate `base` (the frozen W, same shape, its own
+ * stride, never overlapping `dense`) rewrites the mask's entries of a working copy from
+ * scratch, so a merged W + S never drifts from rounding repeated adds and subtracts. */
 typedef struct rosa_csr_add_params {
   int32_t rows;
   int32_t cols;
   const int32_t *row_ptr; /* [rows + 1] */
   const int32_t *col_idx; /* [nnz], each in [0, cols) */
-  const float *values;    /* [nnz] */
-  float *dense;           /* [rows * ld] */
+  const float *values;    /* [nnz], f32 whatever the dense dtype */
+  int32_t dtype;          /* rosa_dtype of base and dense */
+  const void *base;       /* [rows * base_ld], or NULL (in place) */
+  int64_t base_ld;        /* >= cols when base is given */
+  void *dense;            /* [rows * ld] */
   int64_t ld;
   float alpha;
 } rosa_csr_add_params;

@@ -106,7 +106,7 @@ mutant shfl-width-32 plain sddmm_every_dtype_and_tile '^cuda-emu: .*shuffle read
   'for (off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(mask, sum, off, 32);'
 
 mutant csr-add-stride asan csr_add_keeps_padding 'ERROR: AddressSanitizer' \
-  elementwise.cu 'float *dense_row = p.dense + row * p.ld;' 'float *dense_row = p.dense + row * (p.ld + 1);'
+  elementwise.cu 'T *dense_row = dense + row * p.ld;' 'T *dense_row = dense + row * (p.ld + 1);'
 
 mutant syncthreads-if plain axpby_bias_add_row_sum_sum_squares '^cuda-emu: .*__syncthreads' \
   elementwise.cu $'  if (warp == 0) {\n    v = ' $'  if (warp == 0) {\n    __syncthreads();\n    v = '

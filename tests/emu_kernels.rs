@@ -1100,44 +1100,105 @@ fn axpby_bias_add_row_sum_sum_squares() {
     report();
 }
 
+/// `rosa_csr_add` in every dtype, in place (`base` null) and from a separate base with its
+/// own stride and offset: the mask's entries become `base + alpha S` rounded once, every
+/// other entry and all padding stay as they were.
 #[test]
 fn csr_add_keeps_padding() {
     let mut rng = Rng(0x5eed_0004);
-    for (rows, cols) in [(1, 5), (40, 80), (70, 75)] {
-        let a = random_csr(&mut rng, rows, cols);
-        let ld = cols + 1 + rng.below(9);
-        let mut dense = Buf::new(Dt::F32, rows, cols, ld, 0);
-        let mut d0 = vec![0f32; rows * cols];
-        for r in 0..rows {
-            for c in 0..cols {
-                d0[r * cols + c] = rng.unit();
-                dense.set(r, c, d0[r * cols + c]);
+    let alpha = -0.5f32;
+    for dt in DTYPES {
+        for (rows, cols) in [(0, 7), (1, 5), (40, 80), (70, 75)] {
+            for separate in [false, true] {
+                let a = random_csr(&mut rng, rows, cols);
+                let ld = cols + 1 + rng.below(9);
+                let mut dense = Buf::new(dt, rows, cols, ld, 2 * rng.below(4));
+                let base_ld = cols + rng.below(5);
+                let mut base = Buf::new(dt, rows, cols, base_ld, 2 * rng.below(4));
+                let mut before = vec![0f32; rows * cols];
+                let mut from = vec![0f32; rows * cols];
+                for r in 0..rows {
+                    for c in 0..cols {
+                        dense.set(r, c, rng.unit());
+                        base.set(r, c, rng.unit());
+                        before[r * cols + c] = dense.get(r, c);
+                        from[r * cols + c] = if separate {
+                            base.get(r, c)
+                        } else {
+                            before[r * cols + c]
+                        };
+                    }
+                }
+                let p = sys::rosa_csr_add_params {
+                    rows: rows as i32,
+                    cols: cols as i32,
+                    row_ptr: a.row_ptr.as_ptr(),
+                    col_idx: a.col_idx.as_ptr(),
+                    values: a.values.as_ptr(),
+                    dtype: dt.code(),
+                    base: if separate {
+                        base.ptr().cast_const()
+                    } else {
+                        std::ptr::null()
+                    },
+                    base_ld: base_ld as i64,
+                    dense: dense.ptr(),
+                    ld: ld as i64,
+                    alpha,
+                };
+                // SAFETY: the CSR arrays and the dense and base buffers match the params.
+                launched(unsafe { sys::rosa_csr_add(&p, std::ptr::null_mut()) });
+                let what = format!("csr_add {dt:?} {rows} x {cols} separate base {separate}");
+                let mut in_mask = vec![false; rows * cols];
+                for r in 0..rows {
+                    for q in a.row_ptr[r] as usize..a.row_ptr[r + 1] as usize {
+                        let c = a.col_idx[q] as usize;
+                        in_mask[r * cols + c] = true;
+                        let want = from[r * cols + c] as f64 + alpha as f64 * a.values[q] as f64;
+                        assert_close(dense.get(r, c), want, 2.0, dt, &what);
+                    }
+                }
+                for (i, (&m, &b)) in in_mask.iter().zip(&before).enumerate() {
+                    if !m {
+                        let got = dense.get(i / cols, i % cols);
+                        assert_eq!(got.to_bits(), b.to_bits(), "{what}: untouched entry {i}");
+                    }
+                }
+                dense.assert_padding(&what);
+                base.assert_padding(&what);
             }
         }
-        let p = sys::rosa_csr_add_params {
-            rows: rows as i32,
-            cols: cols as i32,
-            row_ptr: a.row_ptr.as_ptr(),
-            col_idx: a.col_idx.as_ptr(),
-            values: a.values.as_ptr(),
-            dense: dense.ptr().cast(),
-            ld: ld as i64,
-            alpha: -0.5,
-        };
-        // SAFETY: the CSR arrays and the dense buffer match the params.
-        launched(unsafe { sys::rosa_csr_add(&p, std::ptr::null_mut()) });
-        let mut want: Vec<f64> = d0.iter().map(|&v| v as f64).collect();
-        for r in 0..rows {
-            for q in a.row_ptr[r] as usize..a.row_ptr[r + 1] as usize {
-                want[r * cols + a.col_idx[q] as usize] += -0.5 * a.values[q] as f64;
-            }
-        }
-        for r in 0..rows {
-            for c in 0..cols {
-                assert_close(dense.get(r, c), want[r * cols + c], 2.0, Dt::F32, "csr_add");
-            }
-        }
-        dense.assert_padding("csr_add");
+    }
+    // Refused: a bad dtype, a base stride below the width, a stride below the width.
+    let a = random_csr(&mut rng, 3, 4);
+    let mut dense = vec![0f32; 12];
+    let good = sys::rosa_csr_add_params {
+        rows: 3,
+        cols: 4,
+        row_ptr: a.row_ptr.as_ptr(),
+        col_idx: a.col_idx.as_ptr(),
+        values: a.values.as_ptr(),
+        dtype: Dt::F32.code(),
+        base: dense.as_ptr().cast(),
+        base_ld: 4,
+        dense: dense.as_mut_ptr().cast(),
+        ld: 4,
+        alpha: 1.0,
+    };
+    let bad = [
+        sys::rosa_csr_add_params { dtype: 7, ..good },
+        sys::rosa_csr_add_params { base_ld: 3, ..good },
+        sys::rosa_csr_add_params { ld: 3, ..good },
+        sys::rosa_csr_add_params {
+            dense: std::ptr::null_mut(),
+            ..good
+        },
+    ];
+    for p in bad {
+        // SAFETY: refused before any pointer is read.
+        let code = unsafe { sys::rosa_csr_add(&p, std::ptr::null_mut()) };
+        assert!(code < 0, "csr_add refused arguments: got {code}");
+        CHECKS.fetch_add(1, Ordering::Relaxed);
     }
     report();
 }

@@ -17,9 +17,11 @@
 mod common;
 
 use common::gpu::device;
+use rosa::bench::roofline::Ceilings;
 use rosa::cuda::{
     self, CudaBackend, Device, DeviceAdamW, DeviceCsr, DeviceDense, DeviceRosaLinear,
 };
+use rosa::train::plan::{LayerPlan, PlanModel};
 use rosa::train::{
     AdamConfig, AdamW, Backend, Cpu, Lora, Method, MlpConfig, RosaLinear, TaskKind, TrainConfig,
     Trans, Weight,
@@ -459,6 +461,97 @@ fn a_second_step_keeps_agreeing() {
     let (lb, lc) = (back.lora().unwrap(), cpu.lora().unwrap());
     assert_near("A after 3 steps", lb.a.as_slice(), lc.a.as_slice(), 1e-4);
     assert_near("B after 3 steps", lb.b.as_slice(), lc.b.as_slice(), 1e-4);
+}
+
+/// The merged plan (W + S in a working copy, refreshed after each optimizer step) trains
+/// like the CPU layer over three steps, on every shape whose W is frozen; the plan switched
+/// between a forward and its backward pass still gives the same dX; a training W refuses
+/// the merged plan; `choose_plan` sets what it returns.
+#[test]
+fn the_merged_plan_trains_like_the_cpu_layer() {
+    let Some(dev) = device("the_merged_plan_trains_like_the_cpu_layer") else {
+        return;
+    };
+    for (k, s) in shapes().into_iter().enumerate() {
+        let seed = 5000 * (k as u64 + 1);
+        let mut cpu = host_layer(s, seed);
+        let mut gpu = DeviceRosaLinear::from_host(dev, &cpu).unwrap();
+        if s.train_w {
+            assert!(matches!(
+                gpu.set_plan(LayerPlan::Merged),
+                Err(rosa::Error::Unsupported(_))
+            ));
+            assert_eq!(gpu.plan(), LayerPlan::Sparse);
+            continue;
+        }
+        gpu.set_plan(LayerPlan::Merged).unwrap();
+        let w_rel = if s.bf16_w { 2e-2 } else { 1e-5 };
+        let (mut opt_cpu, mut opt_gpu) = (AdamW::new(adam()), DeviceAdamW::new(adam()));
+        for step in 0..3u64 {
+            let what = |t: &str| format!("merged plan, step {step}: {t} ({s:?})");
+            let x = random::dense::<f32>(s.inp, s.tokens, seed + 10 + step);
+            let dy = random::dense::<f32>(s.out, s.tokens, seed + 20 + step);
+            let y_cpu = cpu.forward(&Cpu, x.as_ref(), true).unwrap();
+            let y_gpu = gpu.forward(&up(dev, &x), true).unwrap().to_host().unwrap();
+            assert_near(&what("y"), y_gpu.as_slice(), y_cpu.as_slice(), w_rel);
+            if step == 1 {
+                // Back to the sparse plan between the passes: dX must not change.
+                gpu.set_plan(LayerPlan::Sparse).unwrap();
+            }
+            let dx_cpu = cpu.backward(&Cpu, dy.as_ref()).unwrap();
+            let dx_gpu = gpu.backward(&up(dev, &dy)).unwrap().to_host().unwrap();
+            assert_near(&what("dx"), dx_gpu.as_slice(), dx_cpu.as_slice(), w_rel);
+            if step == 1 {
+                gpu.set_plan(LayerPlan::Merged).unwrap();
+            }
+            let mut cp: Vec<_> = cpu
+                .params()
+                .into_iter()
+                .map(|p| (p.name.to_string(), p))
+                .collect();
+            let mut gp: Vec<_> = gpu
+                .params()
+                .into_iter()
+                .map(|p| (p.name.to_string(), p))
+                .collect();
+            opt_cpu.step(&mut cp, 1.0);
+            opt_gpu.step(dev, &mut gp, 1.0).unwrap();
+        }
+        // A fourth forward pass sees the third step's S through the refreshed copy.
+        let x = random::dense::<f32>(s.inp, s.tokens, seed + 99);
+        let y_cpu = cpu.forward(&Cpu, x.as_ref(), false).unwrap();
+        let y_gpu = gpu.forward(&up(dev, &x), false).unwrap().to_host().unwrap();
+        assert_near(
+            &format!("merged plan, after 3 steps: y ({s:?})"),
+            y_gpu.as_slice(),
+            y_cpu.as_slice(),
+            w_rel.max(1e-4),
+        );
+        let back = gpu.to_host().unwrap();
+        assert_near(
+            &format!("merged plan: S after 3 steps ({s:?})"),
+            back.sparse().unwrap().matrix().values(),
+            cpu.sparse().unwrap().matrix().values(),
+            1e-4,
+        );
+        let model = PlanModel {
+            ceilings: Ceilings {
+                dram_bytes_per_s: 4.3e12,
+                l2_bytes_per_s: 1.0e13,
+                fma_flops_per_s: 6.7e13,
+                l2_probe_bytes: 16 << 20,
+            },
+            measured: &[],
+            memory_budget: Some(0),
+        };
+        let choice = gpu.choose_plan(s.tokens, &model).unwrap();
+        assert_eq!(gpu.plan(), choice.plan);
+        assert_eq!(
+            choice.plan,
+            LayerPlan::Sparse,
+            "a zero budget leaves no copy"
+        );
+    }
 }
 
 #[test]

@@ -160,8 +160,13 @@ pub(crate) fn sum_squares_of<'a>(
         .unwrap_or(0.0))
 }
 
-/// `W += alpha S` for a sparse `S` and a dense `W` of the same shape: folds a sparse
-/// adapter into the weight (`alpha = 1`) or takes it back out (`alpha = -1`).
+/// `W += alpha S` for a sparse `S` (f32 values) and a dense `W` of the same shape, in W's
+/// type (f32, f16 or bf16; each touched entry computed in f32 and rounded once): folds a
+/// sparse adapter into the weight (`alpha = 1`) or takes it back out (`alpha = -1`).
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when the shapes differ, [`Error::InvalidArgument`] for a
+/// non-finite `alpha` or operands of another device, [`Error::Cuda`] for a failed launch.
 ///
 /// ```no_run
 /// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
@@ -173,11 +178,68 @@ pub(crate) fn sum_squares_of<'a>(
 /// assert_eq!(w.to_host()?.as_slice(), &[0.0, 0.0, 10.0, 2.0, 0.0, 0.0]);
 /// # Ok::<(), rosa::Error>(())
 /// ```
-pub fn csr_add(
+pub fn csr_add<T: CudaScalar>(
     dev: &Device,
     alpha: f32,
     s: &DeviceCsr<f32>,
-    w: &mut DeviceDense<f32>,
+    w: &mut DeviceDense<T>,
+) -> Result<()> {
+    check_csr_add(dev, alpha, s, w)?;
+    result::csr_add::<T>(
+        dev.stream(),
+        s.structure(),
+        &s.values,
+        alpha,
+        None,
+        &mut w.data,
+    )
+}
+
+/// `out = base + alpha S` at the stored entries of `S`, leaving every other entry of `out`
+/// as it is: with `out` a copy of `base` made once, this keeps a merged `W + S` up to date
+/// after each optimizer step by rewriting only the mask's entries, each rounded once from
+/// the frozen `base`, so repeated updates never accumulate rounding (which an in-place
+/// subtract-then-add would, by half an ulp of `T` per step).
+///
+/// # Errors
+/// As [`csr_add`], and [`Error::ShapeMismatch`] when `base` and `out` differ in shape.
+///
+/// ```no_run
+/// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
+/// let dev = Device::new(0)?;
+/// let s = rosa::Csr::from_triplets(1, 2, &[(0, 1, 0.5f32)])?;
+/// let ds = DeviceCsr::from_host(&dev, s.as_ref())?;
+/// let w = DeviceDense::filled(&dev, 1, 2, 1.0f32)?;
+/// let mut merged = DeviceDense::filled(&dev, 1, 2, 1.0f32)?;
+/// cuda::csr_add_from(&dev, &w, 1.0, &ds, &mut merged)?;
+/// assert_eq!(merged.to_host()?.as_slice(), &[1.0, 1.5]);
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn csr_add_from<T: CudaScalar>(
+    dev: &Device,
+    base: &DeviceDense<T>,
+    alpha: f32,
+    s: &DeviceCsr<f32>,
+    out: &mut DeviceDense<T>,
+) -> Result<()> {
+    same_shape("csr_add_from", base, out)?;
+    dev.check_same(base.data.stream(), "base")?;
+    check_csr_add(dev, alpha, s, out)?;
+    result::csr_add(
+        dev.stream(),
+        s.structure(),
+        &s.values,
+        alpha,
+        Some(&base.data),
+        &mut out.data,
+    )
+}
+
+fn check_csr_add<T: CudaScalar>(
+    dev: &Device,
+    alpha: f32,
+    s: &DeviceCsr<f32>,
+    w: &DeviceDense<T>,
 ) -> Result<()> {
     if (s.rows(), s.cols()) != (w.rows(), w.cols()) {
         return Err(Error::ShapeMismatch {
@@ -191,6 +253,5 @@ pub fn csr_add(
         )));
     }
     dev.check_same(s.stream_of(), "S")?;
-    dev.check_same(w.data.stream(), "W")?;
-    result::csr_add(dev.stream(), s.structure(), &s.values, alpha, &mut w.data)
+    dev.check_same(w.data.stream(), "W")
 }

@@ -5,6 +5,7 @@ use super::elementwise;
 use super::{sddmm, spmm, spmm_t, Blas, Device, DeviceCsr, DeviceDense, Transpose};
 use crate::bf16;
 use crate::train::layer::check_feature_rows;
+use crate::train::plan::{self, LayerPlan, PlanChoice, PlanInputs, PlanModel};
 use crate::train::{Group, Lora, RosaLinear, Weight};
 use crate::{Dense, Error, Result};
 
@@ -16,6 +17,39 @@ enum DeviceWeight {
     /// usual mixed-precision path: the CPU layer widens W instead, so results agree to
     /// bf16 precision, not f32.
     Bf16(DeviceDense<bf16>),
+}
+
+impl DeviceWeight {
+    /// A device copy in the same type.
+    fn copy(&self, dev: &Device) -> Result<Self> {
+        Ok(match self {
+            DeviceWeight::F32(w) => {
+                let mut c = DeviceDense::zeros(dev, w.rows(), w.cols())?;
+                elementwise::cast(dev, w, &mut c)?;
+                DeviceWeight::F32(c)
+            }
+            DeviceWeight::Bf16(w) => {
+                let mut c = DeviceDense::zeros(dev, w.rows(), w.cols())?;
+                elementwise::cast(dev, w, &mut c)?;
+                DeviceWeight::Bf16(c)
+            }
+        })
+    }
+
+    fn element_bytes(&self) -> usize {
+        match self {
+            DeviceWeight::F32(_) => 4,
+            DeviceWeight::Bf16(_) => 2,
+        }
+    }
+}
+
+/// The merged plan's working copy `W + S` (see [`LayerPlan::Merged`]).
+#[derive(Debug)]
+struct Merged {
+    w: DeviceWeight,
+    /// S (or W) changed since the copy's mask entries were last rewritten.
+    stale: bool,
 }
 
 #[derive(Debug)]
@@ -175,6 +209,9 @@ pub struct DeviceRosaLinear {
     merged: bool,
     cache: Option<Cache>,
     grads: Grads,
+    plan: LayerPlan,
+    /// The working copy, present under the merged plan when there is a sparse adapter.
+    work: Option<Merged>,
 }
 
 fn column(dev: &Device, v: &[f32]) -> Result<DeviceDense<f32>> {
@@ -256,6 +293,8 @@ impl DeviceRosaLinear {
             merged: layer.is_merged(),
             cache: None,
             grads,
+            plan: LayerPlan::Sparse,
+            work: None,
         })
     }
 
@@ -348,14 +387,178 @@ impl DeviceRosaLinear {
         &self.dev
     }
 
-    /// `out = op(W) rhs` (overwritten), in W's storage type.
+    /// The dense matrix of the products: the working copy `W + S` under the merged plan
+    /// (unless the adapters are folded into W), W otherwise.
+    fn product_weight(&self) -> &DeviceWeight {
+        match (&self.work, self.merged) {
+            (Some(m), false) => &m.w,
+            _ => &self.w,
+        }
+    }
+
+    /// Whether S rides in the product weight, so it has no products of its own.
+    fn s_in_copy(&self) -> bool {
+        self.work.is_some() && !self.merged
+    }
+
+    /// Rewrites the working copy's mask entries from W and S when either has changed.
+    fn refresh_work(&mut self) -> Result<()> {
+        let (Some(m), Some(s), false) = (&mut self.work, &self.sparse, self.merged) else {
+            return Ok(());
+        };
+        if !m.stale {
+            return Ok(());
+        }
+        match (&self.w, &mut m.w) {
+            (DeviceWeight::F32(w), DeviceWeight::F32(c)) => {
+                elementwise::csr_add_from(&self.dev, w, 1.0, s, c)?
+            }
+            (DeviceWeight::Bf16(w), DeviceWeight::Bf16(c)) => {
+                elementwise::csr_add_from(&self.dev, w, 1.0, s, c)?
+            }
+            // The copy is made from W by DeviceWeight::copy, so the types always agree.
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "DeviceRosaLinear: the working copy's type differs from W's".into(),
+                ))
+            }
+        }
+        m.stale = false;
+        Ok(())
+    }
+
+    /// A fresh working copy of W under the merged plan (after W changed everywhere).
+    fn rebuild_work(&mut self) -> Result<()> {
+        if self.work.is_some() {
+            self.work = Some(Merged {
+                w: self.w.copy(&self.dev)?,
+                stale: true,
+            });
+        }
+        Ok(())
+    }
+
+    /// The plan the products run by (the sparse plan until set or chosen).
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceRosaLinear};
+    /// use rosa::train::plan::LayerPlan;
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert_eq!(layer.plan(), LayerPlan::Sparse);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn plan(&self) -> LayerPlan {
+        self.plan
+    }
+
+    /// Runs the products by `plan` from the next pass on. [`LayerPlan::Merged`] allocates a
+    /// working copy of W (in W's type) when there is a sparse adapter, and rewrites its
+    /// mask entries from W and S before a pass whenever S has changed (after each
+    /// optimizer step); [`LayerPlan::Sparse`] frees it. Both compute the same function:
+    /// results differ by rounding only (for a bf16 W, by `W + S` rounded to bf16).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for the merged plan on a layer whose W trains (its copy
+    /// would miss W's updates); [`Error::Cuda`] when the copy cannot be allocated.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};
+    /// use rosa::train::plan::LayerPlan;
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// layer.set_plan(LayerPlan::Merged)?;
+    /// let y = layer.forward(&DeviceDense::filled(&dev, 4, 2, 1.0f32)?, false)?;
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn set_plan(&mut self, plan: LayerPlan) -> Result<()> {
+        match plan {
+            LayerPlan::Sparse => self.work = None,
+            LayerPlan::Merged => {
+                if self.train_w {
+                    return Err(Error::Unsupported(
+                        "the merged plan on a layer whose W trains (full fine-tuning); \
+                         use the sparse plan"
+                            .into(),
+                    ));
+                }
+                if self.work.is_none() && self.sparse.is_some() {
+                    self.work = Some(Merged {
+                        w: self.w.copy(&self.dev)?,
+                        stale: true,
+                    });
+                }
+            }
+        }
+        self.plan = plan;
+        Ok(())
+    }
+
+    /// What the cost model sees of this layer at `tokens` tokens per step.
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceRosaLinear};
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// assert_eq!(layer.plan_inputs(512).nnz, 0);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn plan_inputs(&self, tokens: usize) -> PlanInputs {
+        PlanInputs {
+            out: self.out_features(),
+            inp: self.in_features(),
+            tokens,
+            nnz: self.sparse.as_ref().map_or(0, |s| s.nnz()),
+            weight_bytes: self.w.element_bytes(),
+            // The sparse products run in f32 (the layer's activations are f32).
+            value_bytes: 4,
+            row_cv: self.sparse.as_ref().map_or(0.0, |s| s.mask().row_cv()),
+            quantized: false,
+            weight_trains: self.train_w,
+        }
+    }
+
+    /// Chooses the plan for `tokens` tokens per step by [`plan::choose`] under `model`
+    /// (the device's ceilings, the tuner's entries, a memory budget), sets it, and returns
+    /// the choice with its costs, for the caller to report (`PlanChoice` displays as one
+    /// line).
+    ///
+    /// # Errors
+    /// As [`DeviceRosaLinear::set_plan`].
+    ///
+    /// ```no_run
+    /// # use rosa::cuda::{Device, DeviceRosaLinear};
+    /// use rosa::bench::roofline::Ceilings;
+    /// use rosa::train::plan::PlanModel;
+    /// # let dev = Device::new(0)?;
+    /// # let host = rosa::train::RosaLinear::new(rosa::random::dense::<f32>(8, 4, 1), None);
+    /// let mut layer = DeviceRosaLinear::from_host(&dev, &host)?;
+    /// let ceilings = Ceilings { dram_bytes_per_s: 4.3e12, l2_bytes_per_s: 1.0e13,
+    ///     fma_flops_per_s: 6.7e13, l2_probe_bytes: 16 << 20 };
+    /// let model = PlanModel { ceilings, measured: &[], memory_budget: Some(1 << 30) };
+    /// let choice = layer.choose_plan(2048, &model)?;
+    /// println!("{choice}");
+    /// assert_eq!(layer.plan(), choice.plan);
+    /// # Ok::<(), rosa::Error>(())
+    /// ```
+    pub fn choose_plan(&mut self, tokens: usize, model: &PlanModel<'_>) -> Result<PlanChoice> {
+        let choice = plan::choose(&self.plan_inputs(tokens), model);
+        self.set_plan(choice.plan)?;
+        Ok(choice)
+    }
+
+    /// `out = op(W) rhs` (overwritten), in W's storage type, with W the working copy
+    /// `W + S` under the merged plan.
     fn weight_product(
         &self,
         t: Transpose,
         rhs: &DeviceDense<f32>,
         out: &mut DeviceDense<f32>,
     ) -> Result<()> {
-        match &self.w {
+        match self.product_weight() {
             DeviceWeight::F32(w) => self.blas.gemm(1.0, w, t, rhs, Transpose::No, 0.0, out),
             DeviceWeight::Bf16(w) => {
                 let mut narrow = DeviceDense::<bf16>::zeros(&self.dev, rhs.rows(), rhs.cols())?;
@@ -387,6 +590,7 @@ impl DeviceRosaLinear {
                 "training a merged layer: unmerge it first".into(),
             ));
         }
+        self.refresh_work()?;
         let dev = &self.dev;
         let tokens = x.cols();
         let mut y = DeviceDense::zeros(dev, self.out_features(), tokens)?;
@@ -403,7 +607,7 @@ impl DeviceRosaLinear {
                 .gemm(l.scale, &l.b, Transpose::No, &h, Transpose::No, 1.0, &mut y)?;
             h_kept = Some(h);
         }
-        if let (Some(s), false) = (&self.sparse, self.merged) {
+        if let (Some(s), false) = (&self.sparse, self.merged || self.s_in_copy()) {
             spmm(dev, 1.0, s, x, 1.0, &mut y)?;
         }
         self.cache = if train {
@@ -438,6 +642,10 @@ impl DeviceRosaLinear {
                 "{OP}: the layer is merged; unmerge it first"
             )));
         }
+        if self.cache.is_some() {
+            // The plan may have changed since the forward pass.
+            self.refresh_work()?;
+        }
         let cache = self.cache.as_ref().ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "{OP}: no training-mode forward pass to go back through"
@@ -454,6 +662,7 @@ impl DeviceRosaLinear {
                 ),
             });
         }
+        let s_in_copy = self.s_in_copy();
         let (dev, blas) = (&self.dev, &self.blas);
         let tokens = x.cols();
         let mut dx = DeviceDense::zeros(dev, self.in_features(), tokens)?;
@@ -491,7 +700,9 @@ impl DeviceRosaLinear {
         }
         if let (Some(s), Some(gs)) = (&self.sparse, &mut g.s) {
             sddmm(dev, 1.0, dy, x, 0.0, gs)?;
-            spmm_t(dev, 1.0, s, dy, 1.0, &mut dx)?;
+            if !s_in_copy {
+                spmm_t(dev, 1.0, s, dy, 1.0, &mut dx)?;
+            }
         }
         g.ready = true;
         Ok(dx)
@@ -512,6 +723,11 @@ impl DeviceRosaLinear {
         let mut out = Vec::new();
         if !g.ready {
             return out;
+        }
+        // The optimizer may change S through these: the working copy is rewritten before
+        // the next pass.
+        if let Some(m) = &mut self.work {
+            m.stale = true;
         }
         if let (Some(l), Some(ga), Some(gb)) = (&mut self.lora, &g.a, &g.b) {
             out.push(dense_param("lora_a", Group::LowRank, &mut l.a, ga));
@@ -583,6 +799,7 @@ impl DeviceRosaLinear {
         if !self.merged {
             self.fold(1.0)?;
             self.merged = true;
+            self.rebuild_work()?;
         }
         Ok(())
     }
@@ -604,6 +821,7 @@ impl DeviceRosaLinear {
         if self.merged {
             self.fold(-1.0)?;
             self.merged = false;
+            self.rebuild_work()?;
         }
         Ok(())
     }

@@ -129,6 +129,11 @@ impl DeviceMask {
         ProblemKey::new(op, dtype, self.rows(), self.cols(), n, density, self.row_cv)
     }
 
+    /// Coefficient of variation of the row lengths (as in [`crate::RowStats`]).
+    pub(crate) fn row_cv(&self) -> f64 {
+        self.row_cv
+    }
+
     /// `config`'s `long_rows` over the structure its op walks (`S`, or `S^T` for
     /// [`Op::SpmmT`]); 0 for a configuration not in this build's table.
     pub(crate) fn long_rows(&self, config: &KernelConfig) -> usize {

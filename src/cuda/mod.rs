@@ -19,7 +19,7 @@
 //! [`Blas`] wraps cuBLAS's dense GEMM and [`Sparse`] cuSPARSE's CSR SpMM and SDDMM on
 //! the same buffers: the baselines of [`crate::bench::gpu`]. [`DeviceRosaLinear`] and
 //! [`DeviceAdamW`] train the RoSA layer on the device, with the elementwise kernels
-//! ([`axpby`], [`cast`], [`bias_add`], [`row_sum`], [`sum_squares`], [`csr_add`]) doing
+//! ([`axpby`], [`cast`], [`bias_add`], [`row_sum`], [`sum_squares`], [`csr_add`], [`csr_add_from`]) doing
 //! the work around the products.
 //!
 //! ```no_run
@@ -69,7 +69,7 @@ pub use config::KernelConfig;
 pub use csr::DeviceCsr;
 pub use dense::DeviceDense;
 pub use device::{device_count, Device, DeviceInfo};
-pub use elementwise::{axpby, bias_add, cast, csr_add, row_sum, sum_squares};
+pub use elementwise::{axpby, bias_add, cast, csr_add, csr_add_from, row_sum, sum_squares};
 pub use layer::{DeviceParam, DeviceRosaLinear};
 pub use mask::DeviceMask;
 pub use optim::DeviceAdamW;

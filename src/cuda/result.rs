@@ -695,14 +695,16 @@ pub(crate) fn row_sum(
     })
 }
 
-/// Launches `rosa_csr_add`: `dense += alpha * S` for `S` with structure `st` (no plan) and
-/// `values`, `dense` packed row-major `st.rows x st.cols`.
-pub(crate) fn csr_add(
+/// Launches `rosa_csr_add`: `dense = base + alpha * S` at the entries of `S` (structure
+/// `st`, no plan, f32 `values`), rounded once to `T`; `base` `None` is `dense` itself (an
+/// in-place add). `dense` and `base` are packed row-major `st.rows x st.cols`.
+pub(crate) fn csr_add<T: crate::Scalar>(
     stream: &CudaStream,
     st: Structure<'_>,
     values: &CudaSlice<f32>,
     alpha: f32,
-    dense: &mut CudaSlice<f32>,
+    base: Option<&CudaSlice<T>>,
+    dense: &mut CudaSlice<T>,
 ) -> Result<()> {
     if st.perm.is_some() {
         return Err(Error::InvalidArgument(
@@ -711,25 +713,33 @@ pub(crate) fn csr_add(
     }
     st.check(values.len())?;
     need("csr_add dense", dense.len(), st.rows * st.cols)?;
+    if let Some(b) = base {
+        need("csr_add base", b.len(), st.rows * st.cols)?;
+    }
     let (rows, cols) = (i32_of("rows", st.rows)?, i32_of("cols", st.cols)?);
     let (row_ptr, _g1) = st.row_ptr.device_ptr(stream);
     let (col_idx, _g2) = st.col_idx.device_ptr(stream);
     let (vp, _g3) = values.device_ptr(stream);
-    let (dp, _g4) = dense.device_ptr_mut(stream);
+    let bp = base.map(|b| b.device_ptr(stream));
+    let (dp, _g5) = dense.device_ptr_mut(stream);
     let params = sys::rosa_csr_add_params {
         rows,
         cols,
         row_ptr: ptr(row_ptr),
         col_idx: ptr(col_idx),
         values: ptr(vp),
+        dtype: dtype_code(T::DTYPE),
+        base: bp.as_ref().map_or(std::ptr::null(), |(p, _)| ptr(*p)),
+        base_ld: i64_of(st.cols),
         dense: ptr_mut(dp),
         ld: i64_of(st.cols),
         alpha,
     };
     let s = runtime_stream(stream)?;
     // SAFETY: rows + 1 offsets, nnz columns (each < cols by construction of DeviceCsr) and
-    // nnz values, and rows * cols of the dense matrix (checked above); `params` outlives
-    // the call.
+    // nnz values, and rows * cols elements of T in dense and base (checked above); base is
+    // a different allocation from dense (the borrow checker keeps `&` and `&mut` apart);
+    // `params` outlives the call.
     check("rosa_csr_add", unsafe { sys::rosa_csr_add(&params, s) })
 }
 

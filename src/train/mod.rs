@@ -9,6 +9,7 @@
 //! | `mask` | gradient accumulation and top-k masks, stored as safetensors |
 //! | `schedule` | `lora_only`, `spa_only`, `wlN` |
 //! | `optim` | AdamW with two learning-rate groups, warm-up + decay, clipping |
+//! | `plan` | the layer's merged or sparse plan, chosen by a cost model |
 //! | `budget` | `(r, d)` pairs of equal trainable-parameter count |
 //! | `methods` | FFT, LoRA, SpA, RoSA, random subspace adaptation |
 //! | `model` | a residual GELU MLP of adapter layers; MSE and cross-entropy |
@@ -49,6 +50,7 @@ pub mod memory;
 pub mod methods;
 pub mod model;
 pub mod optim;
+pub mod plan;
 pub mod schedule;
 mod store;
 pub mod tasks;
