@@ -31,7 +31,9 @@
 #   5. compute-sanitizer memcheck, racecheck and synccheck over the kernel tests, one
 #      random case per configuration, our kernels only (--kernel-name kns=rosa);
 #   6. if time is left: `rosa tune --quick` (its cache is $OUT/tune.json), the baselines
-#      tests and the tuner tests.
+#      tests and the tuner tests, then `rosa tune --quick --mask` on the RoSA masks chosen
+#      on MiniLM (data/minilm-rosa-masks/: each mask's own shape, density and row spread,
+#      N 512, merged into the same $OUT/tune.json).
 # Part 2 (a second command, for what did not fit): machine facts and probe again,
 #   initcheck over the kernel tests, the layer tests under memcheck, racecheck and
 #   synccheck, the CLI's GPU tests, the bench on the RoSA masks chosen on MiniLM
@@ -310,6 +312,9 @@ bench_step() { # <what> <dtype> <budget> <json> <args...>
     --dtype "$dtype" "$@" --json-out "$OUT/$json"
 }
 
+# The RoSA masks chosen on MiniLM, comma-separated: tuned on in part 1, benched in part 2.
+masks=$(printf '%s\n' "$repo"/data/minilm-rosa-masks/*.mtx | paste -sd, -)
+
 if ((part == 1)); then
   per_op=matches_references_for_every_dtype_and_config
   for op in spmm spmm_t sddmm; do
@@ -339,13 +344,15 @@ if ((part == 1)); then
   step "rosa tune --quick" 90 bench.log "$ROSA" tune --quick --out "$OUT/tune.json"
   step "baselines tests (gpu_baselines)" 60 tests.log "$(bin tests/gpu_baselines)"
   step "tuner and cache lookup (gpu_tune)" 60 tests.log "$(bin tests/gpu_tune)"
+  # 4 distinct keys x 3 ops x 2 dtypes at N 512, each a 384- or 1536-row mask: seconds.
+  step "rosa tune --quick (MiniLM RoSA masks)" 45 bench.log "$ROSA" tune --quick \
+    --mask "$masks" --out "$OUT/tune.json"
 else
   sanitize initcheck 90 "initcheck: kernel tests" "$KERNELS"
   sanitize memcheck 90 "memcheck: layer tests" "$LAYER"
   sanitize racecheck 90 "racecheck: layer tests" "$LAYER"
   sanitize synccheck 60 "synccheck: layer tests" "$LAYER"
   step "CLI GPU tests (bench, train, tune)" 90 tests.log "$(bin tests/cli)" cuda tune_runs
-  masks=$(printf '%s\n' "$repo"/data/minilm-rosa-masks/*.mtx | paste -sd, -)
   for dtype in bf16 f32; do
     step "bench $dtype (MiniLM RoSA masks)" 45 bench.log "$ROSA" bench --device cuda \
       --dtype "$dtype" --mask "$masks" --n 512,2048 --time-ms 10

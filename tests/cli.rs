@@ -337,8 +337,54 @@ fn tune_without_the_feature_says_so() {
     assert!(!out_file.exists());
 }
 
+/// `rosa tune --mask` reads its masks before it looks for a GPU: a missing file or an
+/// empty mask is refused as `bench --mask` refuses it, with or without the cuda feature;
+/// a good mask then meets the missing feature (or, with it, the GPU check).
+#[test]
+fn tune_refuses_a_missing_or_empty_mask_before_looking_for_a_gpu() {
+    let tmp = Scratch::new();
+    let out_file = tmp.path("cache.json");
+    let missing = tmp.path("absent.mtx");
+    let tune = |mask: &Path| {
+        rosa(&[
+            "tune",
+            "--quick",
+            "--mask",
+            arg(mask),
+            "--out",
+            arg(&out_file),
+        ])
+    };
+    let err = assert_one_error_line(&tune(&missing));
+    assert!(err.contains("absent.mtx"), "{err}");
+    let empty = tmp.path("empty.mtx");
+    std::fs::write(
+        &empty,
+        "%%MatrixMarket matrix coordinate pattern general\n3 4 0\n",
+    )
+    .unwrap();
+    let err = assert_one_error_line(&tune(&empty));
+    assert!(
+        err.contains("empty.mtx") && err.contains("no nonzeros"),
+        "{err}"
+    );
+    // A good mask beside a bad one is no better.
+    let good = tmp.path("good.mtx");
+    io::write_mtx(&good, &random::csr::<f32>(20, 30, 0.1, 1).unwrap()).unwrap();
+    let both = format!("{},{}", arg(&good), arg(&missing));
+    let err = assert_one_error_line(&rosa(&["tune", "--mask", &both, "--out", arg(&out_file)]));
+    assert!(err.contains("absent.mtx"), "{err}");
+    #[cfg(not(feature = "cuda"))]
+    {
+        let err = assert_one_error_line(&tune(&good));
+        assert!(err.contains("built without the cuda feature"), "{err}");
+    }
+    assert!(!out_file.exists());
+}
+
 /// Without a GPU: the `Device::new` error as one line and no cache written. With one: a
-/// small quick tune whose cache holds one entry per problem, for this build.
+/// small quick tune whose cache holds one entry per problem, for this build; then one on
+/// a mask, whose entry is stored under the mask's own key.
 #[cfg(feature = "cuda")]
 #[test]
 fn tune_runs_or_reports_why_not() {
@@ -370,6 +416,29 @@ fn tune_runs_or_reports_why_not() {
     assert!(entries
         .iter()
         .all(|e| e["tuned_us"].as_f64().unwrap() <= e["heuristic_us"].as_f64().unwrap()));
+
+    let mask = random::csr_power_law::<f32>(300, 200, 0.05, 1.5, 2).unwrap();
+    let mask_file = tmp.path("skewed.mtx");
+    io::write_mtx(&mask_file, &mask).unwrap();
+    let mask_cache = tmp.path("mask-cache.json");
+    let out = rosa(&[
+        "tune",
+        "--quick",
+        "--ops",
+        "sddmm",
+        "--dtype",
+        "f32",
+        "--mask",
+        arg(&mask_file),
+        "--out",
+        arg(&mask_cache),
+    ]);
+    let text = assert_ok(&out);
+    assert!(text.contains("mask skewed"), "{text}");
+    let cache: rosa::tune::TuneCache = serde_json::from_value(read_json(&mask_cache)).unwrap();
+    let key = rosa::tune::ProblemKey::for_matrix(rosa::Op::Sddmm, DType::F32, &mask, 512);
+    assert_eq!(cache.entries().len(), 1);
+    assert_eq!(cache.entries()[0].key, key);
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -142,6 +142,7 @@ fn without_a_gpu_every_gpu_step_fails_for_want_of_a_device() {
         "rosa tune --quick",
         "baselines tests",
         "tuner and cache lookup",
+        "rosa tune --quick (MiniLM RoSA masks)",
     ] {
         let l = line(&lines, step);
         assert!(
@@ -187,6 +188,7 @@ fn a_short_deadline_reports_the_steps_it_could_not_start_as_not_run() {
         "bench f32 (headline)",
         "training step",
         "tuner and cache lookup",
+        "rosa tune --quick (MiniLM RoSA masks)",
     ] {
         assert!(line(&lines, step).contains("NOT RUN"), "{step}: {lines:?}");
     }

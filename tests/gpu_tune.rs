@@ -9,6 +9,7 @@
 
 mod common;
 
+use rosa::bench::mask::Mask;
 use rosa::cuda::{self, DeviceCsr, DeviceDense, KernelConfig, Op};
 use rosa::tune::{
     self, cache_file_name, CacheHeader, Effort, Problem, ProblemKey, RowSkew, Source, TuneCache,
@@ -83,8 +84,14 @@ fn tuned_caches_steer_the_default_launchers_and_searches_beat_or_match_the_heuri
         "{entry:?}"
     );
 
-    // A search over problems: one entry and one progress call per problem, in order.
-    let problems: Vec<Problem> = [(Op::Sddmm, DType::Bf16, 0.02), (Op::Spmm, DType::F32, 0.05)]
+    // A search over problems: one entry and one progress call per problem, in order; the
+    // last on a given mask (as `rosa tune --mask`), whose entry has the key its launches
+    // look up.
+    let pattern = random::csr_power_law::<f32>(384, 384, 0.0156, 1.5, 5).unwrap();
+    let mask = Mask::new("skewed", pattern.clone());
+    let on_mask = tune::mask_problems(&[mask], &[Op::SpmmT], &[DType::F32], Effort::Quick);
+    assert_eq!(on_mask.len(), 1);
+    let mut problems: Vec<Problem> = [(Op::Sddmm, DType::Bf16, 0.02), (Op::Spmm, DType::F32, 0.05)]
         .iter()
         .map(|&(op, dtype, density)| Problem {
             op,
@@ -100,25 +107,35 @@ fn tuned_caches_steer_the_default_launchers_and_searches_beat_or_match_the_heuri
             },
         })
         .collect();
+    problems.extend(on_mask.iter().cloned());
     let mut seen = Vec::new();
     let entries = tune::tune(dev, &problems, Effort::Quick, |p| {
         seen.push((p.done, p.total, p.problem.op, p.entry.key));
     })
     .unwrap();
-    assert_eq!(entries.len(), 2);
+    assert_eq!(entries.len(), 3);
     for (i, (e, p)) in entries.iter().zip(&problems).enumerate() {
-        assert_eq!(seen[i], (i + 1, 2, p.op, e.key));
+        assert_eq!(seen[i], (i + 1, 3, p.op, e.key));
         assert_eq!((e.key.op, e.key.dtype), (p.op, p.dtype));
         assert!(e.tuned_us <= e.heuristic_us, "{e:?}");
     }
+    let d_mask = DeviceCsr::from_host(dev, pattern.as_ref()).unwrap();
+    assert_eq!(Some(entries[2].key), problems[2].key());
+    assert_eq!(entries[2].key, d_mask.problem_key(Op::SpmmT, 512));
     let bad = Problem {
         density: 0.0,
-        ..problems[0]
+        ..problems[0].clone()
     };
-    assert!(matches!(
-        tune::tune(dev, &[bad], Effort::Quick, |_| {}),
-        Err(Error::InvalidArgument(_))
-    ));
+    let wrong_shape = Problem {
+        k: 383,
+        ..problems[2].clone()
+    };
+    for bad in [bad, wrong_shape] {
+        assert!(matches!(
+            tune::tune(dev, &[bad], Effort::Quick, |_| {}),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
     let empty = rosa::Csr::<f32>::empty(4, 4).unwrap();
     assert!(matches!(
         tune::tune_matrix(dev, Op::Spmm, &empty, 8, Effort::Quick),

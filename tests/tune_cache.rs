@@ -296,3 +296,127 @@ fn the_user_cache_overrides_the_shipped_one_and_other_devices_files_are_not_read
         Some((7, Source::Exact))
     );
 }
+
+/// `rosa tune --mask` on the repository's six MiniLM masks: each mask becomes problems on
+/// its own pattern, keyed by its own shape, density and row-length spread (so five skewed
+/// masks do not share a key with their uniform twins), one problem per distinct key; the
+/// cache written from their entries answers each mask's launch key exactly.
+#[test]
+fn the_minilm_masks_tune_under_the_keys_their_launches_look_up() {
+    use rosa::bench::mask::Mask;
+    use rosa::tune::{mask_problems, Effort, RowSkew};
+    use rosa::{bf16, random, CsrShape};
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/minilm-rosa-masks");
+    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mtx"))
+        .collect();
+    paths.sort();
+    let masks = Mask::read_all(&paths).unwrap();
+    assert_eq!(masks.len(), 6);
+    // (name, spread bucket of the row-length CV: BENCHMARKS.md's 2.48, 2.19, 2.26, 1.20,
+    // 2.66, 0.68).
+    let want = [
+        ("layer5.attention.output.dense", 4),
+        ("layer5.attention.self.key", 4),
+        ("layer5.attention.self.query", 4),
+        ("layer5.attention.self.value", 3),
+        ("layer5.intermediate.dense", 4),
+        ("layer5.output.dense", 2),
+    ];
+    let dtypes = [DType::F32, DType::Bf16];
+    for (mask, (name, spread)) in masks.iter().zip(want) {
+        assert_eq!(mask.name(), name);
+        let key = ProblemKey::for_matrix(Op::Spmm, DType::F32, mask.pattern(), 512);
+        assert_eq!(key.spread, spread, "{name}");
+        // Its uniform twin (same shape and density) falls in another spread bucket.
+        let a = mask.pattern();
+        let twin = random::csr::<f32>(a.rows(), a.cols(), a.density(), 1).unwrap();
+        let twin_key = ProblemKey::for_matrix(Op::Spmm, DType::F32, &twin, 512);
+        assert!(twin_key.spread < 2, "{name}: {twin_key:?}");
+        assert_ne!(key, twin_key, "{name}");
+    }
+
+    for (effort, widths) in [(Effort::Quick, 1), (Effort::Full, 3)] {
+        let problems = mask_problems(&masks, &Op::ALL, &dtypes, effort);
+        // 384x384 at spreads 4 and 3, 1536x384 and 384x1536: four distinct mask keys per
+        // op, dtype and width (key and query share output.dense's).
+        assert_eq!(problems.len(), 4 * 3 * dtypes.len() * widths, "{effort:?}");
+        let mut keys = Vec::new();
+        for p in &problems {
+            p.validate().unwrap();
+            let RowSkew::Mask(mask) = &p.skew else {
+                panic!("{p:?} is not on a mask")
+            };
+            assert!(
+                !["layer5.attention.self.key", "layer5.attention.self.query"]
+                    .contains(&mask.name())
+            );
+            let key = p.key().unwrap();
+            // The operand the search times: the mask's structure with fresh values, and
+            // the key its entry is stored under is this problem's.
+            let a32 = p.mask::<f32>(7).unwrap();
+            let a16 = p.mask::<bf16>(7).unwrap();
+            for (row_ptr, col_idx) in [
+                (a32.row_ptr(), a32.col_idx()),
+                (a16.row_ptr(), a16.col_idx()),
+            ] {
+                assert_eq!(row_ptr, mask.pattern().row_ptr());
+                assert_eq!(col_idx, mask.pattern().col_idx());
+            }
+            assert!(a32.values().iter().any(|&v| v != 1.0), "values are fresh");
+            assert_eq!(key, ProblemKey::for_matrix(p.op, p.dtype, &a32, p.n));
+            assert_eq!((key.op, key.dtype), (p.op, p.dtype));
+            keys.push(key);
+        }
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), problems.len(), "{effort:?}: a key tuned twice");
+
+        // The cache those entries make, read back, answers every mask's launch exactly
+        // (key and query by the entry their bucket shares).
+        let path = scratch(&format!("masks-{effort:?}")).join("cache.json");
+        let entries: Vec<TuneEntry> = problems
+            .iter()
+            .map(|p| TuneEntry {
+                key: p.key().unwrap(),
+                config: 1,
+                config_name: "c1".into(),
+                tuned_us: 1.0,
+                heuristic_us: 2.0,
+            })
+            .collect();
+        TuneCache::merge_into_file(&path, &header(), &entries, exists).unwrap();
+        let cache = TuneCache::load(&path, &header(), exists).unwrap();
+        let table = TuneTable::from_caches([&cache]);
+        for mask in &masks {
+            for op in Op::ALL {
+                for dtype in dtypes {
+                    for &n in effort.widths() {
+                        let launch = ProblemKey::for_matrix(op, dtype, mask.pattern(), n);
+                        assert_eq!(table.lookup(&launch), Some((1, Source::Exact)));
+                    }
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    // A problem that claims another shape or density than its mask's is refused.
+    let p = &mask_problems(&masks[..1], &[Op::Spmm], &[DType::F32], Effort::Quick)[0];
+    for bad in [
+        rosa::tune::Problem {
+            m: 385,
+            ..p.clone()
+        },
+        rosa::tune::Problem {
+            density: 0.02,
+            ..p.clone()
+        },
+    ] {
+        assert!(matches!(bad.validate(), Err(Error::InvalidArgument(_))));
+        assert!(matches!(bad.mask::<f32>(1), Err(Error::InvalidArgument(_))));
+    }
+}

@@ -83,6 +83,35 @@ impl Mask {
         })
     }
 
+    /// Reads every file as [`Mask::read`] does, in order; masks whose files share a name
+    /// (the same file name in different folders) are named by their paths instead. The
+    /// first failed read is the error.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("rosa-masks-{}", std::process::id()));
+    /// let (a, b) = (dir.join("a"), dir.join("b"));
+    /// for d in [&a, &b] {
+    ///     std::fs::create_dir_all(d).unwrap();
+    ///     std::fs::write(d.join("q.mtx"), "%%MatrixMarket matrix coordinate pattern general\n1 1 1\n1 1\n").unwrap();
+    /// }
+    /// std::fs::write(a.join("v.mtx"), "%%MatrixMarket matrix coordinate pattern general\n1 1 1\n1 1\n").unwrap();
+    /// let masks = rosa::bench::mask::Mask::read_all(&[a.join("q.mtx"), b.join("q.mtx"), a.join("v.mtx")]).unwrap();
+    /// assert!(masks[0].name().ends_with("q.mtx") && masks[0].name() != masks[1].name());
+    /// assert_eq!(masks[2].name(), "v");
+    /// assert!(rosa::bench::mask::Mask::read_all(&[dir.join("absent.mtx")]).is_err());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn read_all<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Self>> {
+        let mut masks = paths.iter().map(Mask::read).collect::<Result<Vec<_>>>()?;
+        let names: Vec<String> = masks.iter().map(|m| m.name.clone()).collect();
+        for (mask, path) in masks.iter_mut().zip(paths) {
+            if names.iter().filter(|n| **n == mask.name).count() > 1 {
+                mask.name = path.as_ref().display().to_string();
+            }
+        }
+        Ok(masks)
+    }
+
     /// The same mask under another name (two files of one name in different folders,
     /// say).
     pub fn with_name(self, name: impl Into<String>) -> Self {
@@ -121,6 +150,14 @@ impl Mask {
             mask: None,
             ..base.clone()
         }
+    }
+}
+
+/// Two masks are equal when their names and structures (and values, never used) are.
+impl PartialEq for Mask {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && (Arc::ptr_eq(&self.pattern, &other.pattern) || self.pattern == other.pattern)
     }
 }
 

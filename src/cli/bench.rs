@@ -161,19 +161,8 @@ impl Args {
             self.n.iter().map(at).collect()
         };
         Ok(if !self.mask.is_empty() {
-            let mut masks = self
-                .mask
-                .iter()
-                .map(Mask::read)
-                .collect::<Result<Vec<_>>>()?;
             // Files of one name from different folders: named by their paths instead.
-            let names: Vec<String> = masks.iter().map(|m| m.name().to_string()).collect();
-            for (i, path) in self.mask.iter().enumerate() {
-                if names.iter().filter(|n| **n == names[i]).count() > 1 {
-                    let m = masks[i].clone();
-                    masks[i] = m.with_name(path.display().to_string());
-                }
-            }
+            let masks = Mask::read_all(&self.mask)?;
             let mut sweeps: Vec<Sweep> = Vec::new();
             for base in at_each_n(&base) {
                 for mask in &masks {

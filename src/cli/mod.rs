@@ -32,8 +32,8 @@ enum Command {
     /// Time the CPU kernels against Rust baselines (or, with --device cuda, the CUDA
     /// kernels against cuBLAS) over a density sweep.
     Bench(bench::Args),
-    /// Autotune the CUDA kernels on GPU 0 over the benchmark grid (needs `cuda`) and
-    /// merge the winners into the tuning cache.
+    /// Autotune the CUDA kernels on GPU 0 (needs `cuda`) over the benchmark grid or on
+    /// given masks (--mask), and merge the winners into the tuning cache.
     Tune(tune::Args),
     /// Fine-tune with FFT, LoRA, SpA, RoSA and random subspace adaptation at matched
     /// budgets on the built-in tasks; one comparison table.

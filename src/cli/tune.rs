@@ -1,16 +1,27 @@
-//! `rosa tune`: the autotuner over the benchmark grid on GPU 0, merged into the user's
-//! tuning cache (or `--out`), with a progress bar on stderr and a summary table on stdout.
+//! `rosa tune`: the autotuner over the benchmark grid (or over given masks, `--mask`) on
+//! GPU 0, merged into the user's tuning cache (or `--out`), with a progress bar on stderr
+//! and a summary table on stdout.
 
 use std::path::PathBuf;
 
-use rosa::{DType, Op};
+use rosa::bench::mask::Mask;
+use rosa::tune::{self, Effort, Problem};
+use rosa::{CsrShape, DType, Op, Result};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A short search: the 4096x4096 shape, N 512 and 2048, every other density, shorter
-    /// measurements.
+    /// A short search: the 4096x4096 shape, N 512, every other density, shorter
+    /// measurements (with --mask: N 512, shorter measurements).
     #[arg(long)]
     quick: bool,
+    /// Tune on these sparsity patterns instead of the grid (Matrix Market files,
+    /// comma-separated; values ignored), e.g. the RoSA masks of data/minilm-rosa-masks/:
+    /// each mask's own shape and density at N 512, 2048 and 8192 (--quick: 512), with
+    /// random values. The winners go under each mask's own key (its shape, density and
+    /// row-length spread buckets), the one its launches look up; masks whose keys an
+    /// earlier mask already has are tuned once.
+    #[arg(long, value_name = "FILE.mtx", value_delimiter = ',')]
+    mask: Vec<PathBuf>,
     /// Ops to tune, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "spmm,spmm_t,sddmm")]
     ops: Vec<Op>,
@@ -24,8 +35,60 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
+impl Args {
+    fn effort(&self) -> Effort {
+        if self.quick {
+            Effort::Quick
+        } else {
+            Effort::Full
+        }
+    }
+
+    /// The problems to tune and, per mask, a line saying what it adds; the masks are read
+    /// (and refused: missing, unreadable, empty) before any GPU is looked for.
+    fn problems(&self) -> Result<(Vec<Problem>, Vec<String>)> {
+        let effort = self.effort();
+        if self.mask.is_empty() {
+            return Ok((tune::grid(&self.ops, &self.dtype, effort), Vec::new()));
+        }
+        let masks = Mask::read_all(&self.mask)?;
+        let problems = tune::mask_problems(&masks, &self.ops, &self.dtype, effort);
+        let notes = masks
+            .iter()
+            .map(|m| {
+                let a = m.pattern();
+                let own = |p: &&Problem| matches!(&p.skew, tune::RowSkew::Mask(x) if x == m);
+                let count = problems.iter().filter(own).count();
+                let stats = a.row_stats();
+                let spread = problems
+                    .iter()
+                    .find(own)
+                    .and_then(|p| p.key())
+                    .map_or(String::new(), |k| format!(" (spread bucket {})", k.spread));
+                let adds = if count == 0 {
+                    "no new keys (an earlier mask has them all)".to_string()
+                } else {
+                    format!("{count} problems")
+                };
+                format!(
+                    "mask {}: {}x{}, {} nonzeros ({:.3}%), row cv {:.2}{spread}: {adds}",
+                    m.name(),
+                    a.rows(),
+                    a.cols(),
+                    a.nnz(),
+                    100.0 * a.density(),
+                    stats.cv,
+                )
+            })
+            .collect();
+        Ok((problems, notes))
+    }
+}
+
 #[cfg(not(feature = "cuda"))]
-pub fn run(_: &Args) -> rosa::Result<()> {
+pub fn run(args: &Args) -> rosa::Result<()> {
+    // A bad mask is reported first: it is wrong on any machine.
+    args.problems()?;
     Err(rosa::Error::Unsupported(
         "rosa tune needs a GPU and this rosa was built without the cuda feature (rebuild \
          with `cargo build --release --features cuda`, see docs/CUDA.md)"
@@ -43,12 +106,13 @@ mod gpu {
     use std::time::{Duration, Instant};
 
     use rosa::cuda::{Device, KernelConfig};
-    use rosa::tune::{self, CacheHeader, Effort, Problem, Progress, TuneCache, TuneEntry};
+    use rosa::tune::{self, CacheHeader, Problem, Progress, TuneCache, TuneEntry};
     use rosa::{Error, Result};
 
     use super::Args;
 
     pub fn run(args: &Args) -> Result<()> {
+        let (problems, notes) = args.problems()?;
         let dev = Device::new(0)?;
         let header = CacheHeader::for_device(&dev)?;
         // Settled before the search, so that a missing directory fails in a second, not
@@ -64,18 +128,16 @@ mod gpu {
                 })?
                 .join(tune::cache_file_name(&header.device)),
         };
-        let effort = if args.quick {
-            Effort::Quick
-        } else {
-            Effort::Full
-        };
-        let problems = tune::grid(&args.ops, &args.dtype, effort);
+        let effort = args.effort();
         eprintln!(
             "tune: {} problems on {} (build {})",
             problems.len(),
             dev.info()?,
             header.build_id
         );
+        for note in &notes {
+            eprintln!("tune: {note}");
+        }
         let start = Instant::now();
         let terminal = std::io::stderr().is_terminal();
         let entries = tune::tune(&dev, &problems, effort, |p| {
@@ -97,9 +159,10 @@ mod gpu {
     }
 
     fn label(p: &Problem) -> String {
-        let skew = match p.skew {
+        let skew = match &p.skew {
             tune::RowSkew::Uniform => String::new(),
             tune::RowSkew::PowerLaw(e) => format!(" power-law {e}"),
+            tune::RowSkew::Mask(m) => format!(" mask {}", m.name()),
         };
         format!(
             "{} {} {}x{}x{} d={}%{skew}",

@@ -24,7 +24,7 @@ pub(crate) use load::table_for;
 pub use load::{
     cache_file_name, load_caches, shipped_caches, CacheFile, FileStatus, Loaded, Origin,
 };
-pub use search::{grid, Effort, Problem, Progress, RowSkew, GRID_POWER_LAW};
+pub use search::{grid, mask_problems, Effort, Problem, Progress, RowSkew, GRID_POWER_LAW};
 #[cfg(feature = "cuda")]
 pub use search::{tune, tune_matrix};
 

@@ -16,13 +16,14 @@
 
 use std::time::Duration;
 
-use super::TuneEntry;
+use super::{ProblemKey, TuneEntry};
+use crate::bench::mask::Mask;
 use crate::bench::{GRID_DENSITIES, GRID_N, GRID_SHAPES};
-use crate::{DType, Op};
+use crate::{CsrShape, DType, Error, Op, Result};
 
 /// One problem to tune: `op` on a random `m x k` CSR of the given density and row-length
-/// spread, with dense dimension `n` (the width of B and C, or SDDMM's inner dimension), in
-/// `dtype`.
+/// spread (or on a given mask's pattern, [`RowSkew::Mask`]), with dense dimension `n` (the
+/// width of B and C, or SDDMM's inner dimension), in `dtype`.
 ///
 /// ```
 /// use rosa::tune::{Problem, ProblemKey, RowSkew};
@@ -31,7 +32,7 @@ use crate::{DType, Op};
 /// let key = ProblemKey::new(p.op, p.dtype, p.m, p.k, p.n, p.density, 0.0);
 /// assert_eq!((key.m, key.k, key.n), (12, 13, 11));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     pub op: Op,
     pub dtype: DType,
@@ -42,14 +43,18 @@ pub struct Problem {
     pub skew: RowSkew,
 }
 
-/// How a problem's random mask spreads its nonzeros over the rows.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How a problem's mask spreads its nonzeros over the rows.
+#[derive(Debug, Clone, PartialEq)]
 pub enum RowSkew {
     /// Every row the same expected length ([`crate::random::csr`]).
     Uniform,
     /// Power-law row lengths of this exponent ([`crate::random::csr_power_law`]): the
     /// few very long rows of masks chosen by gradient magnitude.
     PowerLaw(f64),
+    /// Exactly this mask's pattern (a model's own, such as the RoSA masks of
+    /// `data/minilm-rosa-masks/`), with fresh random values; the problem's `m`, `k` and
+    /// `density` must be the mask's ([`mask_problems`] builds such problems).
+    Mask(Mask),
 }
 
 /// The exponent of the grid's skewed masks: on the grid's shapes and densities, a
@@ -59,9 +64,53 @@ pub enum RowSkew {
 pub const GRID_POWER_LAW: f64 = 1.5;
 
 impl Problem {
-    /// The problem's random sparse operand, `m x k` at `density` with the problem's row
-    /// spread, from `seed`. Errors as [`crate::random::csr`] and
-    /// [`crate::random::csr_power_law`] do.
+    /// Whether the problem can be tuned: positive sizes, a density in (0, 1], and on a
+    /// mask ([`RowSkew::Mask`]) the mask's own shape and density.
+    ///
+    /// ```
+    /// use rosa::bench::mask::Mask;
+    /// use rosa::tune::{Problem, RowSkew};
+    /// use rosa::{CsrShape, DType, Op};
+    /// let pattern = rosa::random::csr::<f32>(30, 20, 0.1, 1).unwrap();
+    /// let density = pattern.density();
+    /// let p = Problem { op: Op::Spmm, dtype: DType::F32, m: 30, k: 20, n: 8, density,
+    ///     skew: RowSkew::Mask(Mask::new("m", pattern)) };
+    /// assert!(p.validate().is_ok());
+    /// assert!(Problem { k: 21, ..p.clone() }.validate().is_err());
+    /// assert!(Problem { density: 0.0, skew: RowSkew::Uniform, ..p }.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if self.m == 0 || self.k == 0 || self.n == 0 || !(self.density > 0.0 && self.density <= 1.0)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "cannot tune a {}x{}x{} problem at density {}: sizes must be positive \
+                 and the density in (0, 1]",
+                self.m, self.k, self.n, self.density
+            )));
+        }
+        if let RowSkew::Mask(mask) = &self.skew {
+            let a = mask.pattern();
+            if (a.rows(), a.cols(), a.density()) != (self.m, self.k, self.density) {
+                return Err(Error::InvalidArgument(format!(
+                    "mask {} is {}x{} at density {}, the problem {}x{} at {} (build mask \
+                     problems with rosa::tune::mask_problems)",
+                    mask.name(),
+                    a.rows(),
+                    a.cols(),
+                    a.density(),
+                    self.m,
+                    self.k,
+                    self.density
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The problem's sparse operand from `seed`: a random `m x k` CSR at `density` with
+    /// the problem's row spread, or the mask's pattern with random values (uniform in
+    /// `[-1, 1)`, [`crate::random::values_on`]). Errors as [`crate::random::csr`] and
+    /// [`crate::random::csr_power_law`] do, and as [`Problem::validate`] on a mask.
     ///
     /// ```
     /// use rosa::tune::{Problem, RowSkew};
@@ -76,6 +125,39 @@ impl Problem {
             RowSkew::PowerLaw(e) => {
                 crate::random::csr_power_law(self.m, self.k, self.density, e, seed)
             }
+            RowSkew::Mask(ref mask) => {
+                self.validate()?;
+                crate::random::values_on(mask.pattern(), seed)
+            }
+        }
+    }
+
+    /// The key the problem's entry is stored under: [`ProblemKey::for_matrix`] on its
+    /// operand. On a mask that is the mask's own key, the one a launch on it looks up
+    /// (`DeviceCsr::problem_key` and `DeviceMask::problem_key` compute the same from the
+    /// same rows); a random mask's row spread is only known once drawn, so for
+    /// [`RowSkew::Uniform`] and [`RowSkew::PowerLaw`] this is `None`.
+    ///
+    /// ```
+    /// use rosa::bench::mask::Mask;
+    /// use rosa::tune::{Problem, ProblemKey, RowSkew};
+    /// use rosa::{CsrShape, DType, Op};
+    /// let pattern = rosa::random::csr_power_law::<f32>(300, 200, 0.05, 1.5, 1).unwrap();
+    /// let want = ProblemKey::for_matrix(Op::Sddmm, DType::Bf16, &pattern, 64);
+    /// let p = Problem { op: Op::Sddmm, dtype: DType::Bf16, m: 300, k: 200, n: 64,
+    ///     density: pattern.density(), skew: RowSkew::Mask(Mask::new("m", pattern)) };
+    /// assert_eq!(p.key(), Some(want));
+    /// assert_eq!(Problem { skew: RowSkew::Uniform, ..p }.key(), None);
+    /// ```
+    pub fn key(&self) -> Option<ProblemKey> {
+        match &self.skew {
+            RowSkew::Mask(mask) => Some(ProblemKey::for_matrix(
+                self.op,
+                self.dtype,
+                mask.pattern(),
+                self.n,
+            )),
+            RowSkew::Uniform | RowSkew::PowerLaw(_) => None,
         }
     }
 }
@@ -112,6 +194,21 @@ impl Effort {
             Effort::Full => (Duration::from_millis(10), 20),
         }
     }
+
+    /// The dense widths N tuned at: all of [`crate::bench::GRID_N`], or its smallest for
+    /// [`Effort::Quick`].
+    ///
+    /// ```
+    /// use rosa::tune::Effort;
+    /// assert_eq!(Effort::Quick.widths(), &[512]);
+    /// assert_eq!(Effort::Full.widths(), &rosa::bench::GRID_N);
+    /// ```
+    pub fn widths(self) -> &'static [usize] {
+        match self {
+            Effort::Quick => &GRID_N[..1],
+            Effort::Full => &GRID_N,
+        }
+    }
 }
 
 /// The problems `rosa tune` measures: the benchmark grid ([`crate::bench::GRID_SHAPES`],
@@ -134,10 +231,10 @@ impl Effort {
 /// ```
 pub fn grid(ops: &[Op], dtypes: &[DType], effort: Effort) -> Vec<Problem> {
     let (shapes, widths, densities): (&[(usize, usize)], &[usize], Vec<f64>) = match effort {
-        Effort::Full => (&GRID_SHAPES, &GRID_N, GRID_DENSITIES.to_vec()),
+        Effort::Full => (&GRID_SHAPES, effort.widths(), GRID_DENSITIES.to_vec()),
         Effort::Quick => (
             &GRID_SHAPES[..1],
-            &GRID_N[..1],
+            effort.widths(),
             GRID_DENSITIES.iter().copied().step_by(2).collect(),
         ),
     };
@@ -149,7 +246,7 @@ pub fn grid(ops: &[Op], dtypes: &[DType], effort: Effort) -> Vec<Problem> {
             for &n in widths {
                 for (i, &density) in densities.iter().enumerate() {
                     let skews = [RowSkew::Uniform, RowSkew::PowerLaw(GRID_POWER_LAW)];
-                    for &skew in &skews[..1 + usize::from(skewed(i))] {
+                    for skew in &skews[..1 + usize::from(skewed(i))] {
                         problems.extend(ops.iter().map(|&op| Problem {
                             op,
                             dtype,
@@ -157,9 +254,63 @@ pub fn grid(ops: &[Op], dtypes: &[DType], effort: Effort) -> Vec<Problem> {
                             k,
                             n,
                             density,
-                            skew,
+                            skew: skew.clone(),
                         }));
                     }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The problems `rosa tune --mask` measures: each mask's pattern ([`RowSkew::Mask`]) for
+/// each op and dtype at [`Effort::widths`] (the widths the grid uses), so that the
+/// winners land under the keys these masks' own launches look up ([`Problem::key`]: the
+/// mask's shape, density and row-length spread buckets, not a random mask's).
+///
+/// Masks sharing a shape come together (the search uploads the dense operands once per
+/// shape). A problem whose key an earlier one already has is left out: the cache keeps
+/// one choice per key, so the first mask of a bucket speaks for the others (the MiniLM
+/// masks' `attention.output.dense`, `self.key` and `self.query` share every key).
+///
+/// ```
+/// use rosa::bench::mask::Mask;
+/// use rosa::tune::{mask_problems, Effort, RowSkew};
+/// use rosa::{DType, Op};
+/// let a = Mask::new("a", rosa::random::csr_power_law::<f32>(300, 200, 0.05, 1.5, 1).unwrap());
+/// let b = Mask::new("b", rosa::random::csr::<f32>(300, 200, 0.05, 2).unwrap());
+/// let problems = mask_problems(&[a.clone(), b, a], &Op::ALL, &[DType::F32], Effort::Quick);
+/// assert_eq!(problems.len(), 6); // 2 distinct keys (the repeat of `a` adds none) x 3 ops
+/// assert!(problems.iter().all(|p| matches!(p.skew, RowSkew::Mask(_)) && p.n == 512));
+/// ```
+pub fn mask_problems(masks: &[Mask], ops: &[Op], dtypes: &[DType], effort: Effort) -> Vec<Problem> {
+    let shape = |m: &Mask| (m.pattern().rows(), m.pattern().cols());
+    let mut order: Vec<&Mask> = masks.iter().collect();
+    order.sort_by_key(|m| shape(m)); // stable: masks of one shape keep their order
+    let ops = distinct(ops);
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut seen: Vec<ProblemKey> = Vec::new();
+    for dtype in distinct(dtypes) {
+        for &n in effort.widths() {
+            for mask in &order {
+                let (a, cv) = (mask.pattern(), mask.pattern().row_stats().cv);
+                for &op in &ops {
+                    let key = ProblemKey::new(op, dtype, a.rows(), a.cols(), n, a.density(), cv);
+                    if seen.contains(&key) {
+                        continue;
+                    }
+                    seen.push(key);
+                    let p = Problem {
+                        op,
+                        dtype,
+                        m: a.rows(),
+                        k: a.cols(),
+                        n,
+                        density: a.density(),
+                        skew: RowSkew::Mask((*mask).clone()),
+                    };
+                    problems.push(p);
                 }
             }
         }
@@ -222,8 +373,9 @@ mod gpu {
     /// come back in the problems' order (merge them into a cache with
     /// [`crate::tune::TuneCache::merge_into_file`]).
     ///
-    /// Errors on a problem with a zero size or a density outside (0, 1], on operands that
-    /// do not fit in the GPU's memory, and on any failed CUDA call. While it times,
+    /// Errors on a problem that [`Problem::validate`] refuses (a zero size, a density
+    /// outside (0, 1], a mask of another shape or density), on operands that do not fit
+    /// in the GPU's memory, and on any failed CUDA call. While it times,
     /// cudarc's event tracking is paused on `dev`'s context, as in
     /// [`crate::bench::gpu::run`].
     ///
@@ -245,13 +397,7 @@ mod gpu {
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<Vec<TuneEntry>> {
         for p in problems {
-            if p.m == 0 || p.k == 0 || p.n == 0 || !(p.density > 0.0 && p.density <= 1.0) {
-                return Err(Error::InvalidArgument(format!(
-                    "cannot tune a {}x{}x{} problem at density {}: sizes must be positive \
-                     and the density in (0, 1]",
-                    p.m, p.k, p.n, p.density
-                )));
-            }
+            p.validate()?;
         }
         let mut entries = Vec::with_capacity(problems.len());
         let mut start = 0;
@@ -325,15 +471,15 @@ mod gpu {
         let range = (nnz.clone().min().unwrap_or(0), nnz.max().unwrap_or(0));
         let ops: Vec<Op> = group.iter().map(|p| p.op).collect();
         let mut bench = Bench::<T>::new(dev, m, k, n, &ops, range, effort)?;
-        let mut current: Option<(f64, RowSkew, Csr<T>)> = None;
+        let mut current: Option<(f64, &RowSkew, Csr<T>)> = None;
         for (i, p) in group.iter().enumerate() {
             if current
                 .as_ref()
-                .is_none_or(|(d, s, _)| (*d, *s) != (p.density, p.skew))
+                .is_none_or(|(d, s, _)| (*d, *s) != (p.density, &p.skew))
             {
                 let a = p.mask::<T>(SEED ^ p.density.to_bits())?;
                 bench.load(&a)?;
-                current = Some((p.density, p.skew, a));
+                current = Some((p.density, &p.skew, a));
             }
             let (_, _, a) = current.as_ref().expect("loaded above");
             done(i, bench.tune(p.op, a)?);
@@ -521,6 +667,7 @@ mod tests {
                     let cv = match p.skew {
                         RowSkew::Uniform => 0.0,
                         RowSkew::PowerLaw(_) => 1.7,
+                        RowSkew::Mask(_) => unreachable!("the grid has no given masks"),
                     };
                     ProblemKey::new(p.op, p.dtype, p.m, p.k, p.n, p.density, cv)
                 })
