@@ -355,6 +355,17 @@ fn layer_forward_backward_and_step_match_cpu() {
         // The bf16 path rounds the activations to bf16 for the W products (cuBLAS needs
         // both operands in one type); the CPU widens W instead. Adapter terms stay f32.
         let w_rel = if s.bf16_w { 2e-2 } else { 1e-5 };
+        // With a bf16 W, dS comes from the bf16 activations of W's products (f32
+        // accumulation): a few 1e-3 relative. The clipping norm inherits that, and Adam's
+        // first step on a gradient that close to 0 can move a value 2 lr the other way.
+        let grad_rel = |name: &str| {
+            if s.bf16_w && name == "sparse" {
+                1e-2
+            } else {
+                1e-5
+            }
+        };
+        let (norm_rel, step_rel) = if s.bf16_w { (1e-2, 5e-3) } else { (1e-5, 1e-5) };
         let what = |t: &str| format!("{t} ({s:?})");
 
         let y_cpu = cpu.forward(&Cpu, x.as_ref(), true).unwrap();
@@ -383,7 +394,7 @@ fn layer_forward_backward_and_step_match_cpu() {
                 &what(&format!("grad of {name}")),
                 &g.grad_to_host().unwrap(),
                 c.grad,
-                1e-5,
+                grad_rel(name),
             );
         }
         let norm_cpu = AdamW::new(adam()).step(&mut cpu_params, 0.5);
@@ -391,7 +402,7 @@ fn layer_forward_backward_and_step_match_cpu() {
             .step(dev, &mut gpu_params, 0.5)
             .unwrap();
         assert!(
-            (norm_cpu - norm_gpu).abs() <= 1e-5 * (1.0 + norm_cpu),
+            (norm_cpu - norm_gpu).abs() <= norm_rel * (1.0 + norm_cpu),
             "norm {norm_gpu} vs {norm_cpu} ({s:?})"
         );
         for ((name, c), (_, g)) in cpu_params.iter().zip(&gpu_params) {
@@ -399,7 +410,7 @@ fn layer_forward_backward_and_step_match_cpu() {
                 &what(&format!("{name} after a step")),
                 &g.value_to_host().unwrap(),
                 c.value,
-                1e-5,
+                step_rel,
             );
         }
         drop((cpu_params, gpu_params));
@@ -421,7 +432,7 @@ fn layer_forward_backward_and_step_match_cpu() {
             &what("S back"),
             back.sparse().unwrap().matrix().values(),
             cpu.sparse().unwrap().matrix().values(),
-            1e-5,
+            step_rel,
         );
         assert!(matches!(back.weight(), Weight::Bf16(_)) == s.bf16_w);
     }
@@ -532,7 +543,8 @@ fn the_merged_plan_trains_like_the_cpu_layer() {
             &format!("merged plan: S after 3 steps ({s:?})"),
             back.sparse().unwrap().matrix().values(),
             cpu.sparse().unwrap().matrix().values(),
-            1e-4,
+            // Three steps of the first test's bf16 bound.
+            if s.bf16_w { 1e-2 } else { 1e-4 },
         );
         let model = PlanModel {
             ceilings: Ceilings {

@@ -1,8 +1,13 @@
 //! [`DeviceRosaLinear`]: the RoSA layer with every tensor resident on the GPU, the CUDA
 //! twin of [`crate::train::RosaLinear`] (same forward, backward and merge semantics).
 
+use cudarc::driver::CudaSlice;
+
 use super::elementwise;
-use super::{sddmm, spmm, spmm_t, Blas, Device, DeviceCsr, DeviceDense, Transpose};
+use super::{
+    mem, result, sddmm, spmm, spmm_t, Blas, Device, DeviceCsr, DeviceDense, SparseViewMut,
+    Transpose,
+};
 use crate::bf16;
 use crate::train::layer::check_feature_rows;
 use crate::train::plan::{self, LayerPlan, PlanChoice, PlanInputs, PlanModel};
@@ -65,6 +70,8 @@ struct DeviceLora {
 struct Cache {
     x: DeviceDense<f32>,
     h: Option<DeviceDense<f32>>,
+    /// x rounded to bf16 for a bf16 W's product, kept for the bf16 SDDMM of dS.
+    x16: Option<DeviceDense<bf16>>,
 }
 
 /// Gradient buffers, allocated with the layer and overwritten by each backward pass.
@@ -74,6 +81,10 @@ struct Grads {
     b: Option<DeviceDense<f32>>,
     /// S's gradient shares its mask, so SDDMM writes it straight into a second CSR.
     s: Option<DeviceCsr<f32>>,
+    /// With a bf16 W, SDDMM reads the bf16 activations of W's products (half the bytes
+    /// gathered per nonzero) and writes dS here, f32-accumulated and rounded once, before
+    /// it is widened into `s` for the f32 master values.
+    s16: Option<CudaSlice<bf16>>,
     w: Option<DeviceDense<f32>>,
     bias: Option<DeviceDense<f32>>,
     /// Whether a backward pass has filled them (the optimizer sees nothing before).
@@ -276,6 +287,12 @@ impl DeviceRosaLinear {
                     DeviceCsr::from_host(dev, g.as_ref())
                 })
                 .transpose()?,
+            s16: match (&w, s_host) {
+                (DeviceWeight::Bf16(_), Some(s)) => {
+                    Some(mem::zeros(dev.stream(), crate::CsrShape::nnz(s))?)
+                }
+                _ => None,
+            },
             w: train_w.then(|| zeros(out, inp)).transpose()?,
             bias: (train_w && bias.is_some())
                 .then(|| zeros(out, 1))
@@ -552,19 +569,35 @@ impl DeviceRosaLinear {
 
     /// `out = op(W) rhs` (overwritten), in W's storage type, with W the working copy
     /// `W + S` under the merged plan.
+    /// `rhs16` is `rhs` rounded to bf16 ([`Self::narrow`]), required for a bf16 W.
     fn weight_product(
         &self,
         t: Transpose,
         rhs: &DeviceDense<f32>,
+        rhs16: Option<&DeviceDense<bf16>>,
         out: &mut DeviceDense<f32>,
     ) -> Result<()> {
-        match self.product_weight() {
-            DeviceWeight::F32(w) => self.blas.gemm(1.0, w, t, rhs, Transpose::No, 0.0, out),
-            DeviceWeight::Bf16(w) => {
-                let mut narrow = DeviceDense::<bf16>::zeros(&self.dev, rhs.rows(), rhs.cols())?;
-                elementwise::cast(&self.dev, rhs, &mut narrow)?;
+        match (self.product_weight(), rhs16) {
+            (DeviceWeight::F32(w), _) => self.blas.gemm(1.0, w, t, rhs, Transpose::No, 0.0, out),
+            (DeviceWeight::Bf16(w), Some(narrow)) => {
                 self.blas
-                    .gemm_f32_out(1.0, w, t, &narrow, Transpose::No, 0.0, out)
+                    .gemm_f32_out(1.0, w, t, narrow, Transpose::No, 0.0, out)
+            }
+            (DeviceWeight::Bf16(_), None) => Err(Error::InvalidArgument(
+                "DeviceRosaLinear: a bf16 W's product needs bf16 activations".into(),
+            )),
+        }
+    }
+
+    /// `m` rounded to bf16 when W is bf16 (its products' operand; cuBLAS multiplies one
+    /// type), `None` for an f32 W.
+    fn narrow(&self, m: &DeviceDense<f32>) -> Result<Option<DeviceDense<bf16>>> {
+        match self.w {
+            DeviceWeight::F32(_) => Ok(None),
+            DeviceWeight::Bf16(_) => {
+                let mut narrow = DeviceDense::<bf16>::zeros(&self.dev, m.rows(), m.cols())?;
+                elementwise::cast(&self.dev, m, &mut narrow)?;
+                Ok(Some(narrow))
             }
         }
     }
@@ -594,7 +627,8 @@ impl DeviceRosaLinear {
         let dev = &self.dev;
         let tokens = x.cols();
         let mut y = DeviceDense::zeros(dev, self.out_features(), tokens)?;
-        self.weight_product(Transpose::No, x, &mut y)?;
+        let x16 = self.narrow(x)?;
+        self.weight_product(Transpose::No, x, x16.as_ref(), &mut y)?;
         if let Some(b) = &self.bias {
             elementwise::bias_add(dev, b, &mut y)?;
         }
@@ -613,7 +647,11 @@ impl DeviceRosaLinear {
         self.cache = if train {
             let mut copy = DeviceDense::zeros(dev, x.rows(), tokens)?;
             elementwise::axpby(dev, 1.0, x, 0.0, &mut copy)?;
-            Some(Cache { x: copy, h: h_kept })
+            Some(Cache {
+                x: copy,
+                h: h_kept,
+                x16: x16.filter(|_| self.sparse.is_some()),
+            })
         } else {
             None
         };
@@ -666,7 +704,8 @@ impl DeviceRosaLinear {
         let (dev, blas) = (&self.dev, &self.blas);
         let tokens = x.cols();
         let mut dx = DeviceDense::zeros(dev, self.in_features(), tokens)?;
-        self.weight_product(Transpose::Yes, dy, &mut dx)?;
+        let dy16 = self.narrow(dy)?;
+        self.weight_product(Transpose::Yes, dy, dy16.as_ref(), &mut dx)?;
         let g = &mut self.grads;
         // Stale until every gradient below is written: a failure half-way must not let the
         // optimizer step on a mix of this pass's and the last one's.
@@ -699,7 +738,15 @@ impl DeviceRosaLinear {
             )?;
         }
         if let (Some(s), Some(gs)) = (&self.sparse, &mut g.s) {
-            sddmm(dev, 1.0, dy, x, 0.0, gs)?;
+            match (&dy16, &cache.x16, &mut g.s16) {
+                (Some(dy16), Some(x16), Some(s16)) => {
+                    let nnz = s.nnz();
+                    let mut out = SparseViewMut::new(s.mask(), s16.slice_mut(0..nnz))?;
+                    sddmm(dev, 1.0, dy16, x16, 0.0, &mut out)?;
+                    result::cast(dev.stream(), nnz, s16, &mut gs.values)?;
+                }
+                _ => sddmm(dev, 1.0, dy, x, 0.0, gs)?,
+            }
             if !s_in_copy {
                 spmm_t(dev, 1.0, s, dy, 1.0, &mut dx)?;
             }
