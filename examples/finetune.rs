@@ -23,6 +23,10 @@
 //! rank/2 plus a mask, random subspace as the same rank. Masks: top entries of the mean
 //! squared dense gradient over `--mask-batches` batches (SpA: before the first step;
 //! RoSA: after `--warmup` steps of LoRA alone, the paper's recipe).
+//!
+//! `qlora`, `qspa` and `qrosa` are LoRA, SpA and RoSA on the adapted layers' W stored in
+//! 4-bit NF4 (QLoRA's format, block 64, no double quantization; `rosa::quant`), quantized
+//! before the first step; every product with W dequantizes it (issue 18).
 
 use std::collections::BTreeSet;
 use std::error::Error;
@@ -35,6 +39,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rosa::candle::minilm::{mean_pool, pad, MiniLm, MiniLmTokenizer};
 use rosa::candle::RosaLinear;
+use rosa::quant::Nf4Config;
 use rosa::random::Rng;
 use rosa::train::{
     memory, Accumulation, Budget, CountingAlloc, GradAccumulator, Group, LoraConfig, Method,
@@ -57,7 +62,8 @@ struct Args {
     /// Input text: `name` (English name), `text` (the kaomoji) or `both`.
     #[arg(long, default_value = "both")]
     field: String,
-    /// Methods, comma-separated: probe, fft, lora, spa, rosa, random_subspace.
+    /// Methods, comma-separated: probe, fft, lora, spa, rosa, random_subspace, and qlora,
+    /// qspa, qrosa (the same on an NF4 W).
     #[arg(long, default_value = "probe,fft,lora,spa,rosa,random_subspace")]
     methods: String,
     /// Seeds per method.
@@ -246,6 +252,37 @@ fn bar(len: u64, msg: &str) -> ProgressBar {
 enum Run {
     Probe,
     Tune(Method),
+    /// The method on the adapted layers' W stored in NF4.
+    Nf4(Method),
+}
+
+impl Run {
+    fn method(self) -> Option<Method> {
+        match self {
+            Run::Probe => None,
+            Run::Tune(m) | Run::Nf4(m) => Some(m),
+        }
+    }
+}
+
+impl std::str::FromStr for Run {
+    type Err = Box<dyn Error>;
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        if name == "probe" {
+            return Ok(Run::Probe);
+        }
+        if let Some(base) = name.strip_prefix('q') {
+            return match base.parse()? {
+                m @ (Method::Lora | Method::Spa | Method::Rosa) => Ok(Run::Nf4(m)),
+                m => Err(format!(
+                    "{name}: only lora, spa and rosa run on an NF4 W ({m} trains or \
+                     re-splits W)"
+                )
+                .into()),
+            };
+        }
+        Ok(Run::Tune(name.parse()?))
+    }
 }
 
 impl std::fmt::Display for Run {
@@ -253,6 +290,7 @@ impl std::fmt::Display for Run {
         match self {
             Run::Probe => f.write_str("probe"),
             Run::Tune(m) => write!(f, "{m}"),
+            Run::Nf4(m) => write!(f, "q{m}"),
         }
     }
 }
@@ -399,24 +437,29 @@ fn run_one(
     };
     let mask_batches = &order[args.steps..];
     let (lr_rank, mut lr_other) = (args.lr, args.lr);
-    match run {
-        Run::Probe => {}
-        Run::Tune(Method::Fft) => {
+    if let Run::Nf4(_) = run {
+        for l in m.linears() {
+            l.quantize_weight_nf4(Nf4Config::default())?;
+        }
+    }
+    match run.method() {
+        None => {}
+        Some(Method::Fft) => {
             lr_other = args.fft_lr;
             for l in m.linears() {
                 l.prepare(Method::Fft, lora(args.rank), &mut rng)?;
             }
         }
-        Run::Tune(Method::Spa) => {
+        Some(Method::Spa) => {
             let d = budget.density_for_rank(&shapes, 0)?;
             m.masks(d, mask_batches, train)?;
         }
-        Run::Tune(Method::Rosa) => {
+        Some(Method::Rosa) => {
             for l in m.linears() {
                 l.add_lora(lora(args.rank / 2), &mut rng)?;
             }
         }
-        Run::Tune(method) => {
+        Some(method) => {
             for l in m.linears() {
                 l.prepare(method, lora(args.rank), &mut rng)?;
             }
@@ -437,12 +480,12 @@ fn run_one(
     let start = Instant::now();
     let mut trainable = 0;
     for (step, idx) in order[..args.steps].iter().enumerate() {
-        if run == Run::Tune(Method::Rosa) && step == args.warmup {
+        if run.method() == Some(Method::Rosa) && step == args.warmup {
             let d = budget.density_for_rank(&shapes, args.rank / 2)?;
             m.masks(d, mask_batches, train)?;
             opt_other = adam(group(&mut m, Group::Other), lr_other)?;
         }
-        if run == Run::Tune(Method::RandomSubspace) && step > 0 && step % args.resplit == 0 {
+        if run.method() == Some(Method::RandomSubspace) && step > 0 && step % args.resplit == 0 {
             for l in m.linears() {
                 l.subspace_split(args.rank, &mut rng)?;
             }
@@ -538,11 +581,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let test_c = Cached::build(&model, &tok, &test, frozen, &dev)?;
     let mut rows = Vec::new();
     for name in args.methods.split(',') {
-        let run = if name == "probe" {
-            Run::Probe
-        } else {
-            Run::Tune(name.parse()?)
-        };
+        let run: Run = name.parse()?;
         let mut outs = Vec::new();
         for seed in 0..args.seeds {
             let o = run_one(&args, run, seed, &model, &train_c, &test_c, classes, &dev)?;
