@@ -1,4 +1,7 @@
-//! The checked layer over [`super::sys`]: every `unsafe` of the crate's CUDA path is here.
+//! The checked layer over [`super::sys`]: every `unsafe` of the crate's CUDA path is here
+//! and in [`super::launch`], its cudarc-free half (status codes, the SpMM / SDDMM
+//! parameters, the launch calls on raw addresses), which this file's launchers build on
+//! and which `rosa::emu` compiles too.
 //!
 //! Each function turns a C status into a [`Result`] and takes typed device buffers rather
 //! than raw pointers, re-checking the lengths the kernels index with, so nothing outside
