@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The emulated suites (tests/emu_kernels.rs and tests/emu_semantics.rs, feature cuda-emu)
+# The emulated suites (tests/emu_kernels.rs, tests/emu_semantics.rs and tests/emu_raw.rs,
+# feature cuda-emu)
 # under AddressSanitizer + UndefinedBehaviorSanitizer, then under ThreadSanitizer. Stable Rust only: the C++ side
 # (the csrc/ kernels and the csrc/emu runtime) is built with -fsanitize when build.rs sees
 # ROSA_EMU_SANITIZE, and the sanitizer runtime is preloaded into the Rust test binary. Any report makes the run fail (halt_on_error / exitcode), so the script exits
@@ -7,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup-cuda-headers.sh)"
+# EMU_CHECK_TESTS: the test targets to run (default all three), e.g. "--test emu_raw".
+read -r -a TESTS <<<"${EMU_CHECK_TESTS:---test emu_kernels --test emu_semantics --test emu_raw}"
 
 run() {
   local name="$1" flags="$2" lib="$3" opts_var="$4" opts="$5"
@@ -15,9 +18,9 @@ run() {
   rt="$(g++ -print-file-name="$lib")"
   [[ -f "$rt" ]] || { echo "emu-check: $lib not found (install the gcc sanitizer runtimes)" >&2; exit 1; }
   ROSA_EMU_SANITIZE="$flags" \
-    cargo test -q --features cuda-emu --test emu_kernels --test emu_semantics --no-run
+    cargo test -q --features cuda-emu "${TESTS[@]}" --no-run
   ROSA_EMU_SANITIZE="$flags" LD_PRELOAD="$rt" env "$opts_var=$opts" \
-    cargo test -q --features cuda-emu --test emu_kernels --test emu_semantics -- --nocapture --test-threads=1
+    cargo test -q --features cuda-emu "${TESTS[@]}" -- --nocapture --test-threads=1
 }
 
 # detect_leaks=0: the Rust test harness and the emulator's detached pool are not leaks.

@@ -3,21 +3,40 @@
 //! bindgen bindings as the `cuda` feature, with "device" pointers that are plain host
 //! pointers. It exists so that tests can run the real kernel code where no GPU is; it is
 //! not a backend (see docs/CUDA.md, "Emulated kernels", for what it does and does not prove).
+//!
+//! Layered as `rosa::cuda`, from the same files (`#[path]`) wherever no cudarc is needed:
+//! [`sys`] (the bindings), the checked launch layer (status codes as
+//! [`Error::Cuda`](crate::Error::Cuda), parameters built and checked), and on top of it
+//! [`raw`], the raw-pointer entry of `rosa::cuda::raw` with [`KernelConfig`]: here its
+//! "device" addresses are host pointers and the stream is null.
 
 /// Raw bindings to `csrc/rosa_kernels.h`: the same bindgen output and module file as
 /// `rosa::cuda`'s.
 #[path = "cuda/sys.rs"]
 pub mod sys;
 
+/// The cudarc-free half of `rosa::cuda`'s checked layer, the same file.
+#[path = "cuda/launch.rs"]
+mod launch;
+
+/// The tile configurations, the same file as `rosa::cuda`'s.
+#[path = "cuda/config.rs"]
+mod config;
+
+/// `rosa::cuda::raw`, the same file, on the emulated kernels: addresses are host pointers
+/// (as `u64`), `stream` is null, and a launch has finished when the call returns.
+#[path = "cuda/raw.rs"]
+pub mod raw;
+
+pub use config::KernelConfig;
+
 /// A launcher's status as a `Result`: `Ok` for `ROSA_OK`, otherwise the code and its text
 /// from `rosa_status_string` (negative: refused arguments; positive: a `cudaError_t`).
 pub fn check(code: i32) -> Result<(), (i32, String)> {
-    if code == 0 {
+    if code == sys::rosa_status::ROSA_OK {
         return Ok(());
     }
-    // SAFETY: rosa_status_string returns a static NUL-terminated string for every code.
-    let text = unsafe { std::ffi::CStr::from_ptr(sys::rosa_status_string(code)) };
-    Err((code, text.to_string_lossy().into_owned()))
+    Err((code, launch::status_string(code)))
 }
 
 extern "C" {

@@ -13,7 +13,7 @@ mod common;
 use std::sync::Arc;
 
 use common::gpu::device;
-use common::{assert_close, dense64, gemm_ref, to64, transpose};
+use common::{assert_close, dense64, gemm_ref, strided, to64, transpose, unstrided, PAD};
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use rosa::cuda::raw::{self, RawCsr, RawDense};
 use rosa::cuda::{
@@ -22,37 +22,6 @@ use rosa::cuda::{
 use rosa::{random, CsrShape, DType, Dense, Error};
 
 const POISON: f32 = f32::NAN;
-const PAD: f32 = -7.25;
-
-/// `rows x cols` of `m` laid out at stride `ld` after `offset` elements of padding, every
-/// gap filled with `PAD`.
-fn strided(m: &Dense<f32>, ld: usize, offset: usize) -> Vec<f32> {
-    let mut v = vec![PAD; offset + m.rows() * ld];
-    for i in 0..m.rows() {
-        v[offset + i * ld..][..m.cols()].copy_from_slice(&m.as_slice()[i * m.cols()..][..m.cols()]);
-    }
-    v
-}
-
-/// The `rows x cols` matrix inside a strided buffer, after checking that every padding
-/// element is still `PAD`.
-fn unstrided(v: &[f32], rows: usize, cols: usize, ld: usize, offset: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows * cols);
-    for (p, x) in v.iter().enumerate() {
-        let inside = p >= offset && (p - offset) % ld < cols && (p - offset) / ld < rows;
-        if inside {
-            out.push(*x);
-        } else {
-            assert_eq!(
-                x.to_bits(),
-                PAD.to_bits(),
-                "padding element {p} was written"
-            );
-        }
-    }
-    out
-}
-
 fn upload(dev: &Device, v: &[f32]) -> CudaSlice<f32> {
     dev.stream().clone_htod(v).unwrap()
 }

@@ -1,9 +1,14 @@
 //! The compiled tile configurations, read from the one table in `csrc/tiles.cuh`.
+//!
+//! Needs no cudarc: compiled into `rosa::cuda` and, through `#[path]` (as `sys` and
+//! [`super::launch`] are), into `rosa::emu`, whose [`super::raw`] takes these
+//! configurations too. The examples are the `cuda` build's; under `cuda-emu` alone they
+//! compile to nothing.
 
 use std::fmt;
 
-use super::{result, sys};
-use crate::{DType, Op, Result};
+use super::{launch, sys};
+use crate::{DType, Error, Op, Result};
 
 /// The op's code in the C ABI: each op has its own table of tile configurations.
 fn code(op: Op) -> i32 {
@@ -19,11 +24,13 @@ fn code(op: Op) -> i32 {
 /// dimension.
 ///
 /// ```
+/// # #[cfg(feature = "cuda")] {
 /// use rosa::cuda::{KernelConfig, Op};
 /// // Listing the table needs no GPU.
 /// let all = KernelConfig::all(Op::Spmm);
 /// assert!(all.len() > 1);
 /// assert!(all.iter().enumerate().all(|(i, c)| c.index == i && c.threads == c.subwarp * c.block_rows));
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KernelConfig {
@@ -55,7 +62,7 @@ pub struct KernelConfig {
 impl KernelConfig {
     /// Every compiled configuration of `op`, in table order.
     pub fn all(op: Op) -> Vec<KernelConfig> {
-        (0..result::config_count(code(op)))
+        (0..launch::config_count(code(op)))
             .filter_map(|i| Self::get(op, i).ok())
             .collect()
     }
@@ -63,12 +70,14 @@ impl KernelConfig {
     /// Configuration `index` of `op`.
     ///
     /// ```
+    /// # #[cfg(feature = "cuda")] {
     /// use rosa::cuda::{KernelConfig, Op};
     /// assert!(KernelConfig::get(Op::Sddmm, 0).is_ok());
     /// assert!(KernelConfig::get(Op::Sddmm, 10_000).is_err());
+    /// # }
     /// ```
     pub fn get(op: Op, index: usize) -> Result<KernelConfig> {
-        let c = result::config_get(code(op), index)?;
+        let c = launch::config_get(code(op), index)?;
         let u = |x: i32| u32::try_from(x).unwrap_or(0);
         Ok(KernelConfig {
             op,
@@ -86,12 +95,14 @@ impl KernelConfig {
     /// must name to be used.
     ///
     /// ```
+    /// # #[cfg(feature = "cuda")] {
     /// use rosa::cuda::{KernelConfig, Op};
     /// assert!(KernelConfig::exists(Op::Spmm, 0));
     /// assert!(!KernelConfig::exists(Op::Spmm, KernelConfig::all(Op::Spmm).len()));
+    /// # }
     /// ```
     pub fn exists(op: Op, index: usize) -> bool {
-        index < result::config_count(code(op))
+        index < launch::config_count(code(op))
     }
 
     /// Dense elements one sub-warp covers per step: `subwarp * vectors * (16 / size)`.
@@ -104,11 +115,13 @@ impl KernelConfig {
     /// dimensions; for wide ones the configuration with the most work per thread.
     ///
     /// ```
+    /// # #[cfg(feature = "cuda")] {
     /// use rosa::cuda::{KernelConfig, Op};
     /// use rosa::DType;
     /// let narrow = KernelConfig::heuristic(Op::Sddmm, DType::F32, 16);
     /// let wide = KernelConfig::heuristic(Op::Sddmm, DType::F32, 4096);
     /// assert!(narrow.subwarp <= wide.subwarp);
+    /// # }
     /// ```
     pub fn heuristic(op: Op, dtype: DType, dense_dim: usize) -> KernelConfig {
         let all = Self::all(op);
@@ -131,6 +144,7 @@ impl KernelConfig {
     /// configuration does not split.
     ///
     /// ```
+    /// # #[cfg(feature = "cuda")] {
     /// use rosa::cuda::{KernelConfig, Op};
     /// use rosa::CsrShape;
     /// let mut lens = vec![2; 60];
@@ -140,6 +154,7 @@ impl KernelConfig {
     ///     let long = c.long_rows(a.row_ptr(), &a.row_swizzle());
     ///     assert_eq!(long, if c.split > 0 { 2 } else { 0 });
     /// }
+    /// # }
     /// # Ok::<(), rosa::Error>(())
     /// ```
     pub fn long_rows(&self, row_ptr: &[i32], row_swizzle: &[i32]) -> usize {
@@ -151,11 +166,13 @@ impl KernelConfig {
     /// of tuning caches written before the fast path existed, so those caches still read).
     ///
     /// ```
+    /// # #[cfg(feature = "cuda")] {
     /// use rosa::cuda::{KernelConfig, Op};
     /// let names: Vec<String> = KernelConfig::all(Op::Spmm).iter().map(|c| c.name()).collect();
     /// assert!(names.iter().any(|n| n.ends_with("_u8")));
     /// assert!(names.iter().any(|n| n.ends_with("_u8_s4")));
     /// assert!(names.contains(&"sw8_br16_v1".to_string()));
+    /// # }
     /// ```
     pub fn name(&self) -> String {
         let mut name = format!("sw{}_br{}_v{}", self.subwarp, self.block_rows, self.vectors);
@@ -166,6 +183,29 @@ impl KernelConfig {
             name += &format!("_s{}", self.split);
         }
         name
+    }
+}
+
+/// Refuses a configuration of another op than the launch's.
+pub(crate) fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
+    if config.op == op {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "configuration {config} is not for {op}"
+        )))
+    }
+}
+
+/// Refuses a long-row count for a configuration that does not split long rows: its
+/// kernel would take the count's first blocks for ordinary ones and skip rows.
+pub(crate) fn check_long_rows(config: &KernelConfig, long_rows: usize) -> Result<()> {
+    if long_rows == 0 || config.split > 0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "long_rows {long_rows} given to {config}, which does not split long rows"
+        )))
     }
 }
 

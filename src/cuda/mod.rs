@@ -3,7 +3,8 @@
 //!
 //! Layered like cudarc: [`sys`](self) holds the bindgen output of `csrc/rosa_kernels.h`,
 //! a checked layer turns C status codes into [`Error`](crate::Error)s and owns every
-//! `unsafe`, and this module's items are the safe API. Buffers, streams and events come
+//! `unsafe` (`launch`, its cudarc-free half, which `rosa::emu` compiles too, and `result`,
+//! the launchers on cudarc's buffers), and this module's items are the safe API. Buffers, streams and events come
 //! from cudarc (driver loaded at run time), so a binary built with `cuda` still starts,
 //! and reports [`Error::NoDevice`](crate::Error::NoDevice), where there is no GPU.
 //!
@@ -47,6 +48,7 @@ mod csr;
 mod dense;
 mod device;
 mod elementwise;
+mod launch;
 mod layer;
 mod mask;
 mod mem;

@@ -11,12 +11,17 @@
 //! `col_idx` of a validated [`crate::Csr`], [`crate::CsrShape::row_swizzle`], and for the
 //! transposed product the [`crate::TransposePlan`]'s `row_ptr`, `col_idx`, `perm` and
 //! [`crate::TransposePlan::row_swizzle`]. Stacks that do use cudarc get the same kernels
-//! without `unsafe` from [`super::DeviceMask`] and the view launchers.
+//! without `unsafe` from `rosa::cuda::DeviceMask` and the view launchers.
+//!
+//! Needs no cudarc: only the checked launch layer (`launch`) over the bindings (`sys`) and
+//! the tile table ([`KernelConfig`]). So the same file is also `rosa::emu::raw` (feature
+//! `cuda-emu`), where the addresses are host pointers and the kernels run in the emulator
+//! (tests/emu_raw.rs); the examples are the `cuda` build's and compile to nothing there.
 
 use std::ffi::c_void;
 
-use super::result::{self, RawStructure};
-use super::spmm::{check_config, check_long_rows};
+use super::config::{check_config, check_long_rows};
+use super::launch::{self, RawStructure};
 use super::KernelConfig;
 use crate::cpu::check_scalars;
 use crate::{DType, Error, Op, Result};
@@ -97,6 +102,7 @@ fn check_structure(s: &RawCsr) -> Result<()> {
 /// until the launch completes on `stream`.
 ///
 /// ```no_run
+/// # #[cfg(feature = "cuda")] {
 /// use rosa::cuda::{raw, KernelConfig, Op};
 /// use rosa::CsrShape;
 /// # fn upload(_: &[u8]) -> u64 { 0 }
@@ -123,6 +129,7 @@ fn check_structure(s: &RawCsr) -> Result<()> {
 ///         std::ptr::null_mut(),
 ///     )?;
 /// }
+/// # }
 /// # Ok::<(), rosa::Error>(())
 /// ```
 #[allow(clippy::too_many_arguments)]
@@ -163,7 +170,7 @@ pub unsafe fn spmm(
         cols: s.cols,
         long_rows: s.long_rows,
     };
-    let mut p = result::spmm_params(dtype, &shape, n, b.ld, c.ld, alpha, beta)?;
+    let mut p = launch::spmm_params(dtype, &shape, n, b.ld, c.ld, alpha, beta)?;
     p.row_ptr = s.row_ptr as usize as *const i32;
     p.col_idx = s.col_idx as usize as *const i32;
     p.row_swizzle = s.row_swizzle as usize as *const i32;
@@ -172,7 +179,7 @@ pub unsafe fn spmm(
     p.b = b.ptr as usize as *const c_void;
     p.c = c.ptr as usize as *mut c_void;
     // SAFETY: the caller's contract above is the launcher's.
-    unsafe { result::launch_spmm(&p, transposed, config.index, stream) }
+    unsafe { launch::launch_spmm(&p, transposed, config.index, stream) }
 }
 
 /// `out[p] = alpha (L R^T)[i, j] + beta out[p]` for every stored entry `p = (i, j)` of the
@@ -225,7 +232,7 @@ pub unsafe fn sddmm(
         cols: s.cols,
         long_rows: s.long_rows,
     };
-    let mut p = result::sddmm_params(dtype, &shape, l.cols, l.ld, r.ld, alpha, beta)?;
+    let mut p = launch::sddmm_params(dtype, &shape, l.cols, l.ld, r.ld, alpha, beta)?;
     p.row_ptr = s.row_ptr as usize as *const i32;
     p.col_idx = s.col_idx as usize as *const i32;
     p.row_swizzle = s.row_swizzle as usize as *const i32;
@@ -233,5 +240,5 @@ pub unsafe fn sddmm(
     p.r = r.ptr as usize as *const c_void;
     p.out = out as usize as *mut c_void;
     // SAFETY: the caller's contract above is the launcher's.
-    unsafe { result::launch_sddmm(&p, config.index, stream) }
+    unsafe { launch::launch_sddmm(&p, config.index, stream) }
 }

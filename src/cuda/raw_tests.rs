@@ -56,7 +56,7 @@ fn spmm_rows_ending_at_i32_max_sum_their_last_entries() {
     let (row_ptr, swizzle, col_idx, perm) = (up(&[start, end]), up(&[0]), up(&sorted), up(&perm));
     let values_d: CudaSlice<f32> = stream.clone_htod(&values).unwrap();
     let b_d: CudaSlice<f32> = stream.clone_htod(&b).unwrap();
-    let configs = super::result::config_count(sys::rosa_op::ROSA_OP_SPMM as i32);
+    let configs = super::launch::config_count(sys::rosa_op::ROSA_OP_SPMM as i32);
     for transposed in [false, true] {
         for config in 0..configs {
             let mut c_d: CudaSlice<f32> = stream.clone_htod(&vec![f32::NAN; n]).unwrap();

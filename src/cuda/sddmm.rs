@@ -63,7 +63,7 @@ pub fn sddmm_with<T: CudaScalar>(
     beta: f32,
     out: &mut impl SparseOperandMut<T>,
 ) -> Result<()> {
-    super::spmm::check_config(config, Op::Sddmm)?;
+    super::config::check_config(config, Op::Sddmm)?;
     check_scalars("sddmm", alpha, beta)?;
     let (l, r, out) = (l.dense_view(), r.dense_view(), out.sparse_view_mut());
     let mask = out.mask;

@@ -1,35 +1,12 @@
 //! SpMM and transposed SpMM on the GPU: the CUDA twins of [`crate::cpu::spmm`] and
 //! [`crate::cpu::spmm_t`], with the same argument order and semantics.
 
-use super::config::KernelConfig;
+use super::config::{check_config, KernelConfig};
 use super::result::{self, Spmm};
 use super::{CudaScalar, DenseOperand, DenseOperandMut, Device, SparseOperand};
 use crate::cpu::check_scalars;
 use crate::Op;
 use crate::{Error, Result};
-
-/// Refuses a configuration of another op than the launch's.
-pub(crate) fn check_config(config: &KernelConfig, op: Op) -> Result<()> {
-    if config.op == op {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "configuration {config} is not for {op}"
-        )))
-    }
-}
-
-/// Refuses a long-row count for a configuration that does not split long rows: its
-/// kernel would take the count's first blocks for ordinary ones and skip rows.
-pub(crate) fn check_long_rows(config: &KernelConfig, long_rows: usize) -> Result<()> {
-    if long_rows == 0 || config.split > 0 {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "long_rows {long_rows} given to {config}, which does not split long rows"
-        )))
-    }
-}
 
 /// `C = alpha A B + beta C` for `A` (M x K sparse), `B` (K x N), `C` (M x N); `beta == 0`
 /// leaves the old `C` unread. Queued on the device's stream; the configuration is the

@@ -101,6 +101,35 @@ pub fn gemm_ref(
     out
 }
 
+/// What fills the gaps of a [`strided`] buffer (exact in every dtype).
+pub const PAD: f32 = -7.25;
+
+/// `rows x cols` of `m` laid out at stride `ld` after `offset` elements of padding, every
+/// gap (between rows, and before the first) filled with `PAD`.
+pub fn strided<T: Scalar>(m: &Dense<T>, ld: usize, offset: usize) -> Vec<T> {
+    let mut v = vec![T::from_f32(PAD); offset + m.rows() * ld];
+    for i in 0..m.rows() {
+        v[offset + i * ld..][..m.cols()].copy_from_slice(&m.as_slice()[i * m.cols()..][..m.cols()]);
+    }
+    v
+}
+
+/// The `rows x cols` matrix inside a [`strided`] buffer, after checking that every padding
+/// element is still `PAD`, bit for bit.
+pub fn unstrided<T: Scalar>(v: &[T], rows: usize, cols: usize, ld: usize, offset: usize) -> Vec<T> {
+    let pad = T::from_f32(PAD).to_f32().to_bits();
+    let mut out = Vec::with_capacity(rows * cols);
+    for (p, x) in v.iter().enumerate() {
+        let inside = p >= offset && (p - offset) % ld < cols && (p - offset) / ld < rows;
+        if inside {
+            out.push(*x);
+        } else {
+            assert_eq!(x.to_f32().to_bits(), pad, "padding element {p} was written");
+        }
+    }
+    out
+}
+
 /// The transpose of an m x n row-major matrix.
 pub fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {
     let mut t = vec![0.0; a.len()];
