@@ -147,3 +147,15 @@ inline float atomic_add(float *p, float v) {
 #define __ldg(p) ::emu::ldg((p), __FILE__, __LINE__)
 #define __ldcg(p) ::emu::ldg((p), __FILE__, __LINE__)
 #define atomicAdd(p, v) ::emu::atomic_add((p), (v))
+
+// Round-to-nearest f32 product and sum that are never fused into an FMA (nvcc contracts
+// a * b + c unless these are used). The volatile store forces each result to be rounded
+// to f32 on its own here too, whatever contraction the host compiler would do.
+inline float __fmul_rn(float a, float b) {
+  volatile float r = a * b;
+  return r;
+}
+inline float __fadd_rn(float a, float b) {
+  volatile float r = a + b;
+  return r;
+}
