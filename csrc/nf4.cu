@@ -7,6 +7,8 @@
 // Memory-bound and simple: each thread takes a group of kGroup consecutive elements of W
 // (row-major) per grid-stride step, one 32-bit load of their codes and one scale, and
 // writes them with 16-byte stores where the group lies in one row of an aligned output.
+#include <cstring>
+
 #include "common.cuh"
 
 namespace rosa {
@@ -38,6 +40,14 @@ __device__ __forceinline__ uint32_t load_codes(const uint8_t *__restrict__ codes
 // (element 2j is the high nibble of byte j, as rosa::quant and bitsandbytes pack them).
 __device__ __forceinline__ uint32_t nibble(uint32_t bits, int i) {
   return (bits >> ((4 * i) ^ 4)) & 15u;
+}
+
+// The bits of an output element, widened to a 32-bit word (memcpy: a bit cast that stays
+// in registers).
+template <typename T> __device__ __forceinline__ uint32_t bits_of(T x) {
+  std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t> b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
 }
 
 // Scale of block `block`: absmax[block], or the double-quantized
@@ -75,15 +85,21 @@ __global__ void __launch_bounds__(kElemThreads)
     int64_t row = lo / p.cols, col = lo - row * p.cols;
     T *dst = out + (row - p.row0) * p.ld + col;
     if (hi - lo == kGroup && col + kGroup <= p.cols && aligned16(dst)) {
-      // Whole group, one row, aligned: 16-byte stores (two for f32, one for f16 / bf16).
-      constexpr int kStores = kGroup * static_cast<int>(sizeof(T)) / 16;
-      uint4 u[kStores];
-      T *e = reinterpret_cast<T *>(u);
+      // Whole group, one row, aligned: 16-byte stores (two for f32, one for f16 / bf16),
+      // assembled from 32-bit words. __stwb is a plain (write-back) store, spelled as the
+      // intrinsic because nvcc 13.0 split a plain uint4 assignment here into four 32-bit
+      // stores (the first of the two for f32), even with the alignment asserted.
+      constexpr int kPerWord = 4 / static_cast<int>(sizeof(T));
+      constexpr int kWords = kGroup / kPerWord;
+      uint32_t w[kWords] = {};
 #pragma unroll
       for (int i = 0; i < kGroup; ++i)
-        e[i] = Elem<T>::store(nf4[nibble(bits, i)] * scale);
+        w[i / kPerWord] |= bits_of(Elem<T>::store(nf4[nibble(bits, i)] * scale))
+                           << (32 / kPerWord * (i % kPerWord));
 #pragma unroll
-      for (int s = 0; s < kStores; ++s) reinterpret_cast<uint4 *>(dst)[s] = u[s];
+      for (int s = 0; s < kWords / 4; ++s)
+        __stwb(reinterpret_cast<uint4 *>(dst) + s,
+               make_uint4(w[4 * s], w[4 * s + 1], w[4 * s + 2], w[4 * s + 3]));
     } else {
       // A group at either end of the range, one that wraps to the next row (cols not a
       // multiple of kGroup), or a misaligned output: element by element.
