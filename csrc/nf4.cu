@@ -14,11 +14,11 @@
 namespace rosa {
 namespace {
 
-// Codes per thread and step: 4 bytes, one 32-bit load. Every block size is a multiple of
-// 32 elements, so a group aligned to kGroup never straddles two scale blocks: one scale
-// per group.
+// Codes per thread and step: 4 bytes, one 32-bit load (load_codes and nibble assume it).
+// Every block size is a multiple of 32 elements, so a group aligned to kGroup never
+// straddles two scale blocks: one scale per group.
 constexpr int kGroup = 8;
-static_assert(32 % kGroup == 0, "a group must lie inside one scale block");
+static_assert(kGroup == 8 && 32 % kGroup == 0, "one 32-bit word of codes in one block");
 
 // The 4-bit codes of group g (elements 8g .. 8g + 8 of W) as a little-endian word (see
 // nibble). The last group of W may have fewer than 4 bytes, and a caller's codes pointer

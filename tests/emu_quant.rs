@@ -266,6 +266,14 @@ fn groups(row0: usize, rows: usize, cols: usize) -> usize {
     end.div_ceil(GROUP) - start / GROUP
 }
 
+/// Builds rosa's 8-bit code table (a `LazyLock`, built by the first thread to use it) on
+/// the test's own thread. Otherwise a rayon worker of `Nf4Matrix::quantize` builds it, and
+/// ThreadSanitizer, which cannot see the synchronization of uninstrumented Rust (rayon's
+/// join, `Once`), reports the kernel's reads of the table as a race with that write.
+fn build_tables_here() {
+    let _ = dynamic_code();
+}
+
 struct Case {
     rows: usize,
     cols: usize,
@@ -320,6 +328,7 @@ fn nf4_dequant_bit_for_bit_every_dtype() {
             double_quant: None,
         },
     ];
+    build_tables_here();
     let nf4 = NF4;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut launches, mut past_cap) = (0usize, 0usize);
@@ -396,6 +405,7 @@ fn special_blocks_reach_the_kernel() {
 
 #[test]
 fn nf4_dequant_refusals() {
+    build_tables_here();
     let mut rng = Rng(3);
     let w = weights(&mut rng, 9, 11, 32);
     let config = Nf4Config {
