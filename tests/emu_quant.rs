@@ -193,9 +193,19 @@ impl Out {
 }
 
 /// Random weights in [-1, 1) with three special blocks of `block` elements where W has
-/// them: block 1 all zeros, block 2 scaled by 1e5 (its f16 outputs overflow to infinity
-/// beyond 65504) and block 3 by 1e-6 (f16 subnormals).
-fn weights(rng: &mut Rng, rows: usize, cols: usize, block: usize) -> Dense<f32> {
+/// them: block 1 all zeros, block 2 scaled by `big` and block 3 by `small`. With f32
+/// scales, `big = 1e5` makes f16 outputs overflow to infinity (beyond 65504) and `small =
+/// 1e-6` gives f16 subnormals. Double-quantized scales need milder ones: a 1e5 outlier
+/// would make the 8-bit codes of every ordinary scale equal, and a wrong block index
+/// would then go unnoticed.
+fn weights(
+    rng: &mut Rng,
+    rows: usize,
+    cols: usize,
+    block: usize,
+    big: f32,
+    small: f32,
+) -> Dense<f32> {
     let mut v: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
     let n = v.len();
     let mut scale_block = |b: usize, by: f32| {
@@ -204,8 +214,8 @@ fn weights(rng: &mut Rng, rows: usize, cols: usize, block: usize) -> Dense<f32> 
         }
     };
     scale_block(1, 0.0);
-    scale_block(2, 1e5);
-    scale_block(3, 1e-6);
+    scale_block(2, big);
+    scale_block(3, small);
     Dense::from_vec(rows, cols, v).unwrap()
 }
 
@@ -333,12 +343,26 @@ fn nf4_dequant_bit_for_bit_every_dtype() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut launches, mut past_cap) = (0usize, 0usize);
     for (ci, case) in cases.iter().enumerate() {
-        let w = weights(&mut rng, case.rows, case.cols, case.block);
+        let (big, small) = match case.double_quant {
+            None => (1e5, 1e-6),
+            Some(_) => (8.0, 0.125),
+        };
+        let w = weights(&mut rng, case.rows, case.cols, case.block, big, small);
         let config = Nf4Config {
             block_size: BlockSize::new(case.block).unwrap(),
             double_quant: case.double_quant.map(|b| BlockSize::new(b).unwrap()),
         };
         let q = Nf4Matrix::quantize(w.as_ref(), config).unwrap();
+        // Most neighbouring blocks must differ in scale, or reading the wrong block's
+        // scale would pass.
+        let blocks = q.scales().len();
+        let changes = (1..blocks)
+            .filter(|&b| q.scales().get(b) != q.scales().get(b - 1))
+            .count();
+        assert!(
+            2 * changes >= blocks - 1,
+            "case {ci}: {changes} scale changes in {blocks} blocks"
+        );
         // Aligned codes, and codes one byte off (every group then takes the byte loads).
         let mut codes = fenced_codes(&q, ci % 2);
         let codes_ptr = codes.ptr().cast::<u8>().cast_const();
@@ -389,12 +413,12 @@ fn nf4_dequant_bit_for_bit_every_dtype() {
     println!("nf4 dequant: {launches} launches bit for bit, {past_cap} past the grid cap");
 }
 
-/// A test of the test: the blocks `weights` makes special are where the dequantized
-/// values say they are (zeros, f16 infinities, f16 subnormals).
+/// A test of the test: the blocks `weights` makes special with f32 scales are where the
+/// dequantized values say they are (zeros, f16 infinities, f16 subnormals).
 #[test]
 fn special_blocks_reach_the_kernel() {
     let mut rng = Rng(7);
-    let w = weights(&mut rng, 5, 64, 64);
+    let w = weights(&mut rng, 5, 64, 64, 1e5, 1e-6);
     let q = Nf4Matrix::quantize(w.as_ref(), Nf4Config::default()).unwrap();
     let h = q.dequantize::<f16>().unwrap();
     let row = |r: usize| &h.as_slice()[r * 64..(r + 1) * 64];
@@ -407,7 +431,7 @@ fn special_blocks_reach_the_kernel() {
 fn nf4_dequant_refusals() {
     build_tables_here();
     let mut rng = Rng(3);
-    let w = weights(&mut rng, 9, 11, 32);
+    let w = weights(&mut rng, 9, 11, 32, 8.0, 0.125);
     let config = Nf4Config {
         block_size: BlockSize::new(32).unwrap(),
         double_quant: Some(BlockSize::new(32).unwrap()),
