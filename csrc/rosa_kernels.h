@@ -199,6 +199,39 @@ typedef struct rosa_csr_add_params {
 int32_t rosa_csr_add(const rosa_csr_add_params *params, void *stream);
 
 /*
+ * NF4 dequantization (csrc/nf4.cu), the CUDA twin of rosa::quant's Nf4Matrix::dequantize_into:
+ * rows [row0, row0 + row_count) of a rows x cols NF4 matrix W into a row-major output of
+ * out_dtype with row stride ld, out[i * ld + j] = round(nf4[q] * scale) for element
+ * e = (row0 + i) * cols + j of W. The elements of W, row-major, are cut into blocks of
+ * block_size consecutive elements, one scale each; element e's 4-bit code q is the high
+ * nibble of codes[e / 2] for an even e, the low one for an odd e. A scale is absmax[b],
+ * or, double-quantized (scale_codes != NULL), dynamic_code[scale_codes[b]] * absmax[b /
+ * dq_block_size] + offset, each operation rounded to f32 (never fused). The padding of
+ * out between rows is never touched; out is only written, never read.
+ */
+typedef struct rosa_nf4_params {
+  int64_t rows;                /* rows of W */
+  int64_t cols;                /* columns of W and of the output */
+  int64_t row0;                /* first row of W to dequantize */
+  int64_t row_count;           /* rows to dequantize: row0 + row_count <= rows */
+  int32_t block_size;          /* elements per scale: a power of two in [32, 4096] */
+  int32_t dq_block_size;       /* scales per nested absmax, a power of two in [32, 4096];
+                                  ignored unless scale_codes != NULL */
+  const uint8_t *codes;        /* [ceil(rows * cols / 2)] packed 4-bit codes */
+  const float *nf4;            /* [16] the code values */
+  const float *absmax;         /* [ceil(rows * cols / block_size)] f32 scales, or the nested
+                                  absmax [ceil(scales / dq_block_size)] of double quant */
+  const uint8_t *scale_codes;  /* NULL: f32 scales; else [scales] 8-bit codes of the scales */
+  const float *dynamic_code;   /* [256] values of the 8-bit codes; double quantization only */
+  float offset;                /* double quantization: added to every dequantized scale */
+  void *out;                   /* [(row_count - 1) * ld + cols] of out_dtype */
+  int64_t ld;                  /* row stride of out in elements, >= cols */
+} rosa_nf4_params;
+
+/* Dequantizes into out (a rosa_dtype). row_count == 0 or cols == 0 launches nothing. */
+int32_t rosa_nf4_dequant(const rosa_nf4_params *params, int32_t out_dtype, void *stream);
+
+/*
  * Probes of the GPU's ceilings (csrc/ceilings.cu), for the benchmarks' roofline. Both run
  * `blocks` blocks of ROSA_PROBE_THREADS threads and write *sink at most once (only on
  * values the callers never produce: the probes' results are their times, not their sums).

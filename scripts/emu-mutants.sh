@@ -6,6 +6,7 @@
 # is an exact text replacement that must match csrc/ exactly once, so a change to csrc/ that
 # moves the code fails this script loudly instead of testing an unmutated copy.
 # Only rosa is rebuilt per mutant (the C++ and the crate, ~1 min on 2 cores).
+# `scripts/emu-mutants.sh NAME...` plants and checks only the mutants named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup-cuda-headers.sh)"
@@ -14,6 +15,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 table="$work/table"
 failed=0
+only=("$@")
 
 # plant DIR FILE OLD NEW: replaces the one occurrence of OLD in DIR/FILE by NEW.
 plant() {
@@ -46,11 +48,14 @@ sanitizer_env() {
 
 # mutant NAME DETECTOR TEST PATTERN FILE OLD NEW
 #   DETECTOR: plain | asan | tsan (how the suite is built and run);
+#   TEST: a test of tests/emu_kernels.rs, or TARGET/TEST for one of another test target;
 #   PATTERN: an extended regex the failing run's output must contain.
 mutant() {
   local name="$1" detector="$2" test="$3" pattern="$4" file="$5" old="$6" new="$7"
-  local dir="$work/$name/csrc" log="$work/$name.log" start caught
-  echo "== emu-mutants: $name ($detector, $test)"
+  local dir="$work/$name/csrc" log="$work/$name.log" start caught target=emu_kernels
+  if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]]; then return; fi
+  if [[ "$test" == */* ]]; then target="${test%%/*}" test="${test#*/}"; fi
+  echo "== emu-mutants: $name ($detector, $target $test)"
   mkdir -p "$work/$name"
   cp -r csrc "$dir"
   plant "$dir" "$file" "$old" "$new"
@@ -61,9 +66,9 @@ mutant() {
   for e in "${run_env[@]}"; do [[ "$e" == LD_PRELOAD=* ]] || build_env+=("$e"); done
   # The build must succeed: a mutant that does not compile proves nothing.
   env ROSA_CSRC_DIR="$dir" "${build_env[@]}" \
-    cargo test -q --features cuda-emu --test emu_kernels --no-run
+    cargo test -q --features cuda-emu --test "$target" --no-run
   if env ROSA_CSRC_DIR="$dir" "${run_env[@]}" \
-    cargo test -q --features cuda-emu --test emu_kernels -- --exact "$test" --test-threads=1 \
+    cargo test -q --features cuda-emu --test "$target" -- --exact "$test" --test-threads=1 \
     >"$log" 2>&1; then
     caught="no (passed)"
   elif grep -Eq -- "$pattern" "$log"; then
@@ -74,7 +79,7 @@ mutant() {
     tail -n 20 "$log"
   fi
   [[ "$caught" == yes ]] || failed=1
-  printf '| %-14s | %-6s | %-36s | %-22s | %3d |\n' "$name" "$detector" "$test" "$caught" \
+  printf '| %-15s | %-6s | %-36s | %-22s | %3d |\n' "$name" "$detector" "$test" "$caught" \
     $((SECONDS - start)) >>"$table"
 }
 
@@ -111,9 +116,16 @@ mutant csr-add-stride asan csr_add_keeps_padding 'ERROR: AddressSanitizer' \
 mutant syncthreads-if plain axpby_bias_add_row_sum_sum_squares '^cuda-emu: .*__syncthreads' \
   elementwise.cu $'  if (warp == 0) {\n    v = ' $'  if (warp == 0) {\n    __syncthreads();\n    v = '
 
+mutant nf4-nibbles plain emu_quant/nf4_dequant_bit_for_bit_every_dtype 'differs from the CPU' \
+  nf4.cu 'return (bits >> ((4 * i) ^ 4)) & 15u;' 'return (bits >> (4 * i)) & 15u;'
+
+mutant nf4-scale-block plain emu_quant/nf4_dequant_bit_for_bit_every_dtype 'differs from the CPU' \
+  nf4.cu 'const float scale = block_scale(p, e0 >> block_shift, dq_shift);' \
+  'const float scale = block_scale(p, (e0 >> block_shift) + 1, dq_shift);'
+
 echo "== emu-mutants: summary"
-echo "| mutant         | detect | test                                 | caught                 |   s |"
-echo "|----------------|--------|--------------------------------------|------------------------|-----|"
+echo "| mutant          | detect | test                                 | caught                 |   s |"
+echo "|-----------------|--------|--------------------------------------|------------------------|-----|"
 cat "$table"
 if ((failed)); then
   echo "emu-mutants: a planted bug was not caught" >&2

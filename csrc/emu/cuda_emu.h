@@ -2,7 +2,7 @@
 // every csrc/*.cu when the `cuda-emu` feature builds the kernels as plain C++. The real
 // CUDA 13.0 headers supply the types and the host-side half/bfloat16 conversions; this
 // header supplies what only nvcc would: the thread indices, __shared__, barriers, warp
-// shuffles, __ldg, atomics, and the launch that build.rs substitutes for `<<<...>>>`.
+// shuffles, __ldg / __stwb, atomics, and the launch that build.rs substitutes for `<<<...>>>`.
 // Semantics (runtime in emu_runtime.cpp): every CUDA thread of a block is its own OS
 // thread, blocks of a launch run one after another, and any misuse that a GPU would
 // answer with a hang or undefined behaviour aborts with the kernel's file:line.
@@ -144,6 +144,26 @@ inline float atomic_add(float *p, float v) {
   return std::atomic_ref<float>(*p).fetch_add(v, std::memory_order_relaxed);
 }
 } // namespace emu
+namespace emu {
+// A store through the intrinsic: a 16-byte one must be 16-byte aligned, as for __ldg.
+template <typename T> void stwb(T *p, T v, const char *file, int line) {
+  if constexpr (sizeof(T) == 16) check_aligned16(p, file, line, "16-byte __stwb");
+  *p = v;
+}
+} // namespace emu
 #define __ldg(p) ::emu::ldg((p), __FILE__, __LINE__)
+#define __stwb(p, v) ::emu::stwb((p), (v), __FILE__, __LINE__)
 #define __ldcg(p) ::emu::ldg((p), __FILE__, __LINE__)
 #define atomicAdd(p, v) ::emu::atomic_add((p), (v))
+
+// Round-to-nearest f32 product and sum that are never fused into an FMA (nvcc contracts
+// a * b + c unless these are used). The volatile store forces each result to be rounded
+// to f32 on its own here too, whatever contraction the host compiler would do.
+inline float __fmul_rn(float a, float b) {
+  volatile float r = a * b;
+  return r;
+}
+inline float __fadd_rn(float a, float b) {
+  volatile float r = a + b;
+  return r;
+}

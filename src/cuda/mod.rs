@@ -14,6 +14,10 @@
 //! | [`spmm_t`] | `C = alpha A^T B + beta C` | A: M x K sparse, B: M x N, C: K x N |
 //! | [`sddmm`] | `out[p] = alpha (L R^T)[i, j] + beta out[p]` | L: M x k, R: N x k, out: M x N mask |
 //!
+//! [`DeviceNf4`] holds an NF4-quantized frozen weight ([`crate::quant::Nf4Matrix`]) on the
+//! device, and [`dequantize`] writes a tile of its rows into a reused f32 / f16 / bf16
+//! workspace before a dense GEMM (QRoSA).
+//!
 //! [`CudaBackend`] runs the trainer's products ([`crate::train::Backend`]) on these
 //! launchers and [`Blas`], staging each call's operands through host memory.
 //!
@@ -53,6 +57,7 @@ mod layer;
 mod mask;
 mod mem;
 mod optim;
+mod quant;
 pub mod raw;
 #[cfg(test)]
 mod raw_tests;
@@ -75,6 +80,7 @@ pub use elementwise::{axpby, bias_add, cast, csr_add, csr_add_from, row_sum, sum
 pub use layer::{DeviceParam, DeviceRosaLinear};
 pub use mask::DeviceMask;
 pub use optim::DeviceAdamW;
+pub use quant::{dequantize, DeviceNf4};
 pub use sddmm::{sddmm, sddmm_with};
 pub use sparse::{Sparse, SparseSddmm, SparseSpmm, SpmmAlg};
 pub use spmm::{spmm, spmm_t, spmm_t_with, spmm_with};

@@ -26,6 +26,7 @@ use crate::{DType, Error, Result};
 
 pub(crate) mod ceilings;
 pub(crate) mod cusparse;
+pub(crate) mod quant;
 
 /// Whether one of cudarc's CUDA libraries can be used: `$probe` is the `is_culib_present`
 /// of its `sys` module. rosa alone has cudarc load the libraries at run time
