@@ -12,6 +12,10 @@
 //! `plan model:` says which one the cost model picks for this shape on the measured
 //! ceilings, so the measurement can say whether the model is right.
 //!
+//! QLoRA and QRoSA (issue 18) run the same step with W in NF4 (double-quantized scales),
+//! dequantized into the device's bf16 workspace for each product; QRoSA has the sparse
+//! plan only.
+//!
 //! Target (issue 5): RoSA step <= 1.25x the LoRA-only step, with the plan the model picks.
 //! The last line reads `summary step: ...` for scripts/gpu-run.sh. `--quick` runs a small shape (a smoke
 //! test); without a GPU it prints `skipped: no CUDA device (...)` and exits 0.
@@ -22,6 +26,7 @@ mod common;
 
 use common::device_or_skip;
 use rosa::cuda::{Device, DeviceAdamW, DeviceDense, DeviceRosaLinear};
+use rosa::quant::Nf4Config;
 use rosa::train::plan::{LayerPlan, PlanChoice, PlanModel};
 use rosa::train::{AdamConfig, LoraConfig, RosaLinear, Scaling};
 use rosa::{random, CsrShape, Result};
@@ -43,9 +48,14 @@ struct Measured {
     trainable: usize,
 }
 
-fn host_layer(s: &Shape, sparse: bool) -> Result<RosaLinear> {
+/// The layer: W in bf16, or in NF4 (QLoRA's format with double quantization) for `nf4`.
+fn host_layer(s: &Shape, sparse: bool, nf4: bool) -> Result<RosaLinear> {
     let mut layer = RosaLinear::new(random::dense::<f32>(s.out, s.inp, 1), None);
-    layer.store_weight_bf16()?;
+    if nf4 {
+        layer.quantize_weight_nf4(Nf4Config::qlora())?;
+    } else {
+        layer.store_weight_bf16()?;
+    }
     let cfg = LoraConfig {
         rank: s.rank,
         alpha: 2.0 * s.rank as f32,
@@ -139,13 +149,15 @@ fn main() -> Result<()> {
     let ceilings = rosa::bench::gpu::measure_ceilings(&dev)?;
     let mut results = Vec::new();
     let mut choice: Option<PlanChoice> = None;
-    for (name, sparse, plan) in [
-        ("lora", false, LayerPlan::Sparse),
-        ("rosa-sparse", true, LayerPlan::Sparse),
-        ("rosa-merged", true, LayerPlan::Merged),
+    for (name, sparse, plan, nf4) in [
+        ("lora", false, LayerPlan::Sparse, false),
+        ("rosa-sparse", true, LayerPlan::Sparse, false),
+        ("rosa-merged", true, LayerPlan::Merged, false),
+        ("qlora", false, LayerPlan::Sparse, true),
+        ("qrosa", true, LayerPlan::Sparse, true),
     ] {
-        let host = host_layer(&s, sparse)?;
-        if sparse && choice.is_none() {
+        let host = host_layer(&s, sparse, nf4)?;
+        if sparse && !nf4 && choice.is_none() {
             let model = PlanModel {
                 ceilings,
                 measured: &[],
@@ -209,6 +221,17 @@ fn main() -> Result<()> {
         peak(lora),
         peak(sparse),
         peak(merged)
+    );
+    let (qlora, qrosa) = (&results[3].1, &results[4].1);
+    println!(
+        "summary qrosa: qrosa/qlora = {:.3}, qlora/lora = {:.3} (NF4 W dequantized per \
+         product); {:.3} / {:.3} ms qlora / qrosa; peak {} / {}",
+        qrosa.median_ms / qlora.median_ms,
+        ratio(qlora),
+        qlora.median_ms,
+        qrosa.median_ms,
+        peak(qlora),
+        peak(qrosa)
     );
     Ok(())
 }

@@ -335,7 +335,7 @@ if ((part == 1)); then
   bench_step headline f32 100 bench-f32.json "${headline[@]}"
   step "PyTorch on the same matrices" 90 bench.log python3 "$repo/scripts/torch_baseline.py" \
     "$work/export"
-  step "training step (gpu_step)" 90 bench.log "$(bin gpu_step)"
+  step "training step (gpu_step)" 120 bench.log "$(bin gpu_step)"
 
   sanitize memcheck 90 "memcheck: kernel tests" "$KERNELS"
   sanitize racecheck 90 "racecheck: kernel tests" "$KERNELS"

@@ -21,7 +21,8 @@ use rosa::bench::roofline::Ceilings;
 use rosa::cuda::{
     self, CudaBackend, Device, DeviceAdamW, DeviceCsr, DeviceDense, DeviceRosaLinear,
 };
-use rosa::train::plan::{LayerPlan, PlanModel};
+use rosa::quant::Nf4Config;
+use rosa::train::plan::{LayerPlan, PlanModel, PlanReason};
 use rosa::train::{
     AdamConfig, AdamW, Backend, Cpu, Lora, Method, MlpConfig, RosaLinear, TaskKind, TrainConfig,
     Trans, Weight,
@@ -562,6 +563,116 @@ fn the_merged_plan_trains_like_the_cpu_layer() {
             choice.plan,
             LayerPlan::Sparse,
             "a zero budget leaves no copy"
+        );
+    }
+}
+
+/// QRoSA on the device: an NF4 W (double-quantized scales) dequantized per product into the
+/// device's shared bf16 workspace trains like the CPU layer on the same NF4 W, two layers of
+/// different sizes taking turns with the workspace (it grows, then is reused smaller);
+/// merging and the merged plan are refused, the cost model says why, and `to_host` gives
+/// the same 4-bit W back.
+#[test]
+fn an_nf4_layer_trains_like_the_cpu_nf4_layer() {
+    let Some(dev) = device("an_nf4_layer_trains_like_the_cpu_nf4_layer") else {
+        return;
+    };
+    let shapes = [
+        Shape {
+            out: 33,
+            inp: 64,
+            tokens: 17,
+            rank: 4,
+            density: 0.1,
+            bias: true,
+            bf16_w: false,
+            train_w: false,
+        },
+        Shape {
+            out: 130,
+            inp: 200,
+            tokens: 9,
+            rank: 2,
+            density: 0.05,
+            bias: false,
+            bf16_w: false,
+            train_w: false,
+        },
+    ];
+    let mut layers: Vec<_> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let mut cpu = host_layer(s, 9000 + k as u64);
+            cpu.quantize_weight_nf4(Nf4Config::qlora()).unwrap();
+            let gpu = DeviceRosaLinear::from_host(dev, &cpu).unwrap();
+            (s, cpu, gpu)
+        })
+        .collect();
+    for step in 0..2u64 {
+        for (k, (s, cpu, gpu)) in layers.iter_mut().enumerate() {
+            let what = |t: &str| format!("NF4 layer {k}, step {step}: {t} ({s:?})");
+            let x = random::dense::<f32>(s.inp, s.tokens, 100 * step + k as u64);
+            let dy = random::dense::<f32>(s.out, s.tokens, 100 * step + k as u64 + 50);
+            // The device rounds the dequantized W and the activations to bf16.
+            let y_cpu = cpu.forward(&Cpu, x.as_ref(), true).unwrap();
+            let y_gpu = gpu.forward(&up(dev, &x), true).unwrap().to_host().unwrap();
+            assert_near(&what("y"), y_gpu.as_slice(), y_cpu.as_slice(), 2e-2);
+            let dx_cpu = cpu.backward(&Cpu, dy.as_ref()).unwrap();
+            let dx_gpu = gpu.backward(&up(dev, &dy)).unwrap().to_host().unwrap();
+            assert_near(&what("dx"), dx_gpu.as_slice(), dx_cpu.as_slice(), 2e-2);
+            let mut cp: Vec<_> = cpu
+                .params()
+                .into_iter()
+                .map(|p| (p.name.to_string(), p))
+                .collect();
+            let mut gp: Vec<_> = gpu
+                .params()
+                .into_iter()
+                .map(|p| (p.name.to_string(), p))
+                .collect();
+            for ((name, c), (_, g)) in cp.iter().zip(&gp) {
+                let rel = if name == "sparse" { 1e-2 } else { 1e-5 };
+                assert_near(
+                    &what(&format!("grad of {name}")),
+                    &g.grad_to_host().unwrap(),
+                    c.grad,
+                    rel,
+                );
+            }
+            AdamW::new(adam()).step(&mut cp, 1.0);
+            DeviceAdamW::new(adam()).step(dev, &mut gp, 1.0).unwrap();
+        }
+    }
+    for (s, cpu, gpu) in &mut layers {
+        assert!(matches!(gpu.merge(), Err(Error::Unsupported(_))), "{s:?}");
+        assert!(matches!(
+            gpu.set_plan(LayerPlan::Merged),
+            Err(Error::Unsupported(_))
+        ));
+        let model = PlanModel {
+            ceilings: Ceilings {
+                dram_bytes_per_s: 4.3e12,
+                l2_bytes_per_s: 1.0e13,
+                fma_flops_per_s: 6.7e13,
+                l2_probe_bytes: 16 << 20,
+            },
+            measured: &[],
+            memory_budget: None,
+        };
+        let choice = gpu.choose_plan(s.tokens, &model).unwrap();
+        assert_eq!(choice.plan, LayerPlan::Sparse);
+        assert_eq!(choice.reason, PlanReason::Quantized);
+        let back = gpu.to_host().unwrap();
+        match (back.weight(), cpu.weight()) {
+            (Weight::Nf4(b), Weight::Nf4(c)) => assert_eq!(b, c),
+            _ => panic!("the NF4 weight did not come back as NF4 ({s:?})"),
+        }
+        assert_near(
+            &format!("NF4 layer: S after 2 steps ({s:?})"),
+            back.sparse().unwrap().matrix().values(),
+            cpu.sparse().unwrap().matrix().values(),
+            1e-2,
         );
     }
 }

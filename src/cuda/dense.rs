@@ -30,6 +30,19 @@ fn len_of(rows: usize, cols: usize) -> Result<usize> {
     })
 }
 
+impl<T> DeviceDense<T> {
+    /// A `rows x cols` matrix over the first `rows * cols` elements of `data`, which may
+    /// be longer (a reused workspace); the caller guarantees the length.
+    pub(crate) fn from_parts(data: CudaSlice<T>, rows: usize, cols: usize) -> Self {
+        DeviceDense { rows, cols, data }
+    }
+
+    /// The buffer back, for reuse.
+    pub(crate) fn into_data(self) -> CudaSlice<T> {
+        self.data
+    }
+}
+
 impl<T: CudaScalar> DeviceDense<T> {
     /// Copies a host matrix to the device (ordered on the device's stream).
     pub fn from_host(dev: &Device, m: MatRef<'_, T>) -> Result<Self> {

@@ -1,9 +1,9 @@
 //! A GPU and the stream every launch of this crate is ordered on.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 
 use super::config::KernelConfig;
 use super::result::{driver, driver_present, driver_version};
@@ -32,6 +32,11 @@ pub struct Device {
     /// Tuned configurations, loaded on the first default launch (not at open: a device
     /// used only with explicit configurations never reads a cache).
     tuning: Arc<OnceLock<Arc<TuneTable>>>,
+    /// The bf16 workspace that 4-bit weights are dequantized into before their GEMM,
+    /// grown to the largest one and shared by every layer on this device handle (and its
+    /// clones), so no layer keeps a dense copy. Launches that use it are all ordered on
+    /// `stream`, so one product's GEMM has read it before the next dequantization writes.
+    scratch: Arc<Mutex<Option<CudaSlice<crate::bf16>>>>,
 }
 
 /// What a [`Device`] is, for logs and for the tuner's fingerprint.
@@ -162,7 +167,34 @@ impl Device {
             ctx,
             stream,
             tuning: Arc::default(),
+            scratch: Arc::default(),
         })
+    }
+
+    /// Runs `f` on the device's shared bf16 workspace shaped `rows x cols` (grown, and its
+    /// old contents dropped, when it is smaller), holding the workspace's lock meanwhile;
+    /// the buffer goes back to the device whatever `f` returns.
+    pub(crate) fn with_scratch<R>(
+        &self,
+        rows: usize,
+        cols: usize,
+        f: impl FnOnce(&mut super::DeviceDense<crate::bf16>) -> Result<R>,
+    ) -> Result<R> {
+        let mut slot = self.scratch.lock().map_err(|_| {
+            Error::InvalidArgument("the device's workspace lock is poisoned".into())
+        })?;
+        let len = rows.checked_mul(cols).ok_or(Error::IndexOverflow {
+            what: "workspace rows * cols",
+            value: usize::MAX,
+        })?;
+        let data = match slot.take() {
+            Some(d) if d.len() >= len => d,
+            _ => super::mem::zeros(&self.stream, len)?,
+        };
+        let mut ws = super::DeviceDense::from_parts(data, rows, cols);
+        let out = f(&mut ws);
+        *slot = Some(ws.into_data());
+        out
     }
 
     /// The CUDA ordinal.

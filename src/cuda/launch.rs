@@ -75,7 +75,7 @@ pub(crate) fn i64_of(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn check_ld(what: &'static str, ld: usize, n: usize) -> Result<()> {
+pub(crate) fn check_ld(what: &'static str, ld: usize, n: usize) -> Result<()> {
     if ld >= n {
         Ok(())
     } else {

@@ -5,10 +5,11 @@ use cudarc::driver::CudaSlice;
 
 use super::elementwise;
 use super::{
-    mem, result, sddmm, spmm, spmm_t, Blas, Device, DeviceCsr, DeviceDense, SparseViewMut,
-    Transpose,
+    mem, quant, result, sddmm, spmm, spmm_t, Blas, Device, DeviceCsr, DeviceDense, DeviceNf4,
+    SparseViewMut, Transpose,
 };
 use crate::bf16;
+use crate::quant::Nf4Matrix;
 use crate::train::layer::check_feature_rows;
 use crate::train::plan::{self, LayerPlan, PlanChoice, PlanInputs, PlanModel};
 use crate::train::{Group, Lora, RosaLinear, Weight};
@@ -22,6 +23,23 @@ enum DeviceWeight {
     /// usual mixed-precision path: the CPU layer widens W instead, so results agree to
     /// bf16 precision, not f32.
     Bf16(DeviceDense<bf16>),
+    /// 4-bit NF4 (QLoRA / QRoSA): each product dequantizes W into the device's shared bf16
+    /// workspace, then runs as the bf16 W does. W is frozen, so the host matrix kept
+    /// beside it (an eighth of an f32 W's bytes) is what `to_host` returns.
+    Nf4(Box<Nf4Weight>),
+}
+
+#[derive(Debug)]
+struct Nf4Weight {
+    dev: DeviceNf4,
+    host: Nf4Matrix,
+}
+
+/// A 4-bit W takes neither S (the merged plan) nor the adapters (merge): the errors.
+fn nf4_refusal(what: &str) -> Error {
+    Error::Unsupported(format!(
+        "{what} into a 4-bit NF4 weight: it is frozen; export the adapters instead"
+    ))
 }
 
 impl DeviceWeight {
@@ -38,13 +56,23 @@ impl DeviceWeight {
                 elementwise::cast(dev, w, &mut c)?;
                 DeviceWeight::Bf16(c)
             }
+            DeviceWeight::Nf4(_) => return Err(nf4_refusal("a merged copy of W + S")),
         })
     }
 
+    /// Bytes per element of the products' W: the workspace's bf16 for NF4.
     fn element_bytes(&self) -> usize {
         match self {
             DeviceWeight::F32(_) => 4,
-            DeviceWeight::Bf16(_) => 2,
+            DeviceWeight::Bf16(_) | DeviceWeight::Nf4(_) => 2,
+        }
+    }
+
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            DeviceWeight::F32(w) => (w.rows(), w.cols()),
+            DeviceWeight::Bf16(w) => (w.rows(), w.cols()),
+            DeviceWeight::Nf4(q) => (q.dev.rows(), q.dev.cols()),
         }
     }
 }
@@ -251,14 +279,10 @@ impl DeviceRosaLinear {
         let w = match layer.weight() {
             Weight::F32(w) => DeviceWeight::F32(DeviceDense::from_host(dev, w.as_ref())?),
             Weight::Bf16(w) => DeviceWeight::Bf16(DeviceDense::from_host(dev, w.as_ref())?),
-            // No CUDA NF4 dequantization kernel yet (issue 18): refuse rather than widen W
-            // to f32 on the device, which would undo the memory saving.
-            Weight::Nf4(_) => {
-                return Err(Error::Unsupported(
-                    "an NF4 weight on the CUDA layer (DeviceRosaLinear); train it on the CPU"
-                        .into(),
-                ))
-            }
+            Weight::Nf4(q) => DeviceWeight::Nf4(Box::new(Nf4Weight {
+                dev: DeviceNf4::from_host(dev, q)?,
+                host: q.clone(),
+            })),
         };
         let bias = layer.bias().map(|b| column(dev, b)).transpose()?;
         let lora = layer
@@ -288,7 +312,7 @@ impl DeviceRosaLinear {
                 })
                 .transpose()?,
             s16: match (&w, s_host) {
-                (DeviceWeight::Bf16(_), Some(s)) => {
+                (DeviceWeight::Bf16(_) | DeviceWeight::Nf4(_), Some(s)) => {
                     Some(mem::zeros(dev.stream(), crate::CsrShape::nnz(s))?)
                 }
                 _ => None,
@@ -336,6 +360,7 @@ impl DeviceRosaLinear {
         let w = match &self.w {
             DeviceWeight::F32(w) => Weight::F32(w.to_host()?),
             DeviceWeight::Bf16(w) => Weight::Bf16(w.to_host()?),
+            DeviceWeight::Nf4(q) => Weight::Nf4(q.host.clone()),
         };
         let bias = self
             .bias
@@ -368,10 +393,7 @@ impl DeviceRosaLinear {
     /// # Ok::<(), rosa::Error>(())
     /// ```
     pub fn out_features(&self) -> usize {
-        match &self.w {
-            DeviceWeight::F32(w) => w.rows(),
-            DeviceWeight::Bf16(w) => w.rows(),
-        }
+        self.w.shape().0
     }
 
     /// Input features.
@@ -384,10 +406,7 @@ impl DeviceRosaLinear {
     /// # Ok::<(), rosa::Error>(())
     /// ```
     pub fn in_features(&self) -> usize {
-        match &self.w {
-            DeviceWeight::F32(w) => w.cols(),
-            DeviceWeight::Bf16(w) => w.cols(),
-        }
+        self.w.shape().1
     }
 
     /// The device the layer lives on.
@@ -494,6 +513,9 @@ impl DeviceRosaLinear {
         match plan {
             LayerPlan::Sparse => self.work = None,
             LayerPlan::Merged => {
+                if matches!(self.w, DeviceWeight::Nf4(_)) {
+                    return Err(nf4_refusal("the merged plan (W + S)"));
+                }
                 if self.train_w {
                     return Err(Error::Unsupported(
                         "the merged plan on a layer whose W trains (full fine-tuning); \
@@ -533,7 +555,7 @@ impl DeviceRosaLinear {
             // The sparse products run in f32 (the layer's activations are f32).
             value_bytes: 4,
             row_cv: self.sparse.as_ref().map_or(0.0, |s| s.mask().row_cv()),
-            quantized: false,
+            quantized: matches!(self.w, DeviceWeight::Nf4(_)),
             weight_trains: self.train_w,
         }
     }
@@ -583,8 +605,16 @@ impl DeviceRosaLinear {
                 self.blas
                     .gemm_f32_out(1.0, w, t, narrow, Transpose::No, 0.0, out)
             }
-            (DeviceWeight::Bf16(_), None) => Err(Error::InvalidArgument(
-                "DeviceRosaLinear: a bf16 W's product needs bf16 activations".into(),
+            (DeviceWeight::Nf4(q), Some(narrow)) => {
+                let (w, rows, cols) = (&q.dev, q.dev.rows(), q.dev.cols());
+                self.dev.with_scratch(rows, cols, |ws| {
+                    quant::dequantize(&self.dev, w, 0..rows, ws)?;
+                    self.blas
+                        .gemm_f32_out(1.0, ws, t, narrow, Transpose::No, 0.0, out)
+                })
+            }
+            (DeviceWeight::Bf16(_) | DeviceWeight::Nf4(_), None) => Err(Error::InvalidArgument(
+                "DeviceRosaLinear: a bf16 or NF4 W's product needs bf16 activations".into(),
             )),
         }
     }
@@ -594,7 +624,7 @@ impl DeviceRosaLinear {
     fn narrow(&self, m: &DeviceDense<f32>) -> Result<Option<DeviceDense<bf16>>> {
         match self.w {
             DeviceWeight::F32(_) => Ok(None),
-            DeviceWeight::Bf16(_) => {
+            DeviceWeight::Bf16(_) | DeviceWeight::Nf4(_) => {
                 let mut narrow = DeviceDense::<bf16>::zeros(&self.dev, m.rows(), m.cols())?;
                 elementwise::cast(&self.dev, m, &mut narrow)?;
                 Ok(Some(narrow))
@@ -843,6 +873,9 @@ impl DeviceRosaLinear {
     /// # Ok::<(), rosa::Error>(())
     /// ```
     pub fn merge(&mut self) -> Result<()> {
+        if matches!(self.w, DeviceWeight::Nf4(_)) {
+            return Err(nf4_refusal("merging the adapters"));
+        }
         if !self.merged {
             self.fold(1.0)?;
             self.merged = true;
@@ -903,6 +936,7 @@ impl DeviceRosaLinear {
                 update(&mut wide)?;
                 elementwise::cast(dev, &wide, w)
             }
+            DeviceWeight::Nf4(_) => Err(nf4_refusal("merging the adapters")),
         }
     }
 }

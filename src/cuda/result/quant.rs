@@ -7,7 +7,8 @@ use std::ops::Range;
 
 use cudarc::driver::{CudaSlice, CudaStream, CudaViewMut, DevicePtr, DevicePtrMut};
 
-use super::{check, check_ld, dtype_code, i64_of, need, ptr, ptr_mut, runtime_stream, span, sys};
+use super::{check, dtype_code, i64_of, need, ptr, ptr_mut, runtime_stream, span, sys};
+use crate::cuda::launch::check_ld;
 use crate::{Error, Result};
 
 /// An NF4 matrix's device buffers (see `rosa_nf4_params`).
