@@ -1,4 +1,4 @@
-//! GPU SpMM, transposed SpMM and SDDMM across the DESIGN.md grid (`rosa::bench::grid`, f32
+//! GPU SpMM, transposed SpMM and SDDMM across the benchmark grid (`rosa::bench::grid`, f32
 //! and bf16): our kernels, cuSPARSE (CSR ALG2 and ALG3, SDDMM) and cuBLAS's dense GEMMs
 //! in one criterion group per op, dtype and shape, on the same operands.
 //!

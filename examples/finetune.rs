@@ -25,7 +25,8 @@
 //! RoSA: after `--warmup` steps of LoRA alone, the paper's recipe).
 //!
 //! `qlora`, `qspa` and `qrosa` are LoRA, SpA and RoSA on the adapted layers' W stored in
-//! 4-bit NF4 (QLoRA's format, block 64, no double quantization; `rosa::quant`), quantized
+//! 4-bit NF4 (QLoRA's codes, blocks of 64 with f32 scales: `Nf4Config::default()`, without
+//! QLoRA's double quantization; `rosa::quant`), quantized
 //! before the first step; every product with W dequantizes it (issue 18).
 
 use std::collections::BTreeSet;

@@ -497,7 +497,8 @@ impl DeviceRosaLinear {
     ///
     /// # Errors
     /// [`Error::Unsupported`] for the merged plan on a layer whose W trains (its copy
-    /// would miss W's updates); [`Error::Cuda`] when the copy cannot be allocated.
+    /// would miss W's updates) or whose W is 4-bit NF4 (it cannot hold S);
+    /// [`Error::Cuda`] when the copy cannot be allocated.
     ///
     /// ```no_run
     /// # use rosa::cuda::{Device, DeviceDense, DeviceRosaLinear};

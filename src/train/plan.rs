@@ -1,4 +1,4 @@
-//! Which of the RoSA layer's two plans runs (DESIGN.md, "The RoSA layer's two plans"), by a
+//! Which of the RoSA layer's two plans runs (docs/CUDA.md, "The layer's two plans"), by a
 //! cost model: the terms in which the plans differ, per training step, from the tuner's
 //! measured kernel times where it has them and the three-floor roofline otherwise.
 //!
@@ -10,9 +10,12 @@
 //!
 //! Everything else of the step (the GEMMs on W or on the copy, which have the same shape;
 //! the LoRA products; SDDMM for dS) is the same in both and left out of the comparison.
-//! Rewriting the copy costs O(nnz) bytes and the two products O(nnz N): above a handful of
-//! tokens per step the merged plan wins whenever its copy fits, and the memory budget is
-//! what decides. (With a bf16 W the copy is `bf16(W + S)`: an update of S smaller than
+//! Rewriting the copy costs O(nnz) bytes and the two products O(nnz N): at low density the
+//! rewrite moves about 72 bytes per entry through DRAM (its CSR entry, and a 32-byte
+//! sector of W read and one of the copy written) and the two f32 products gather 8 bytes
+//! per entry and token through L2, so with the example's ceilings the merged plan wins
+//! from about 21 tokens per step on whenever its copy fits, and the memory budget is what
+//! decides. (With a bf16 W the copy is `bf16(W + S)`: an update of S smaller than
 //! half a bf16 ulp of W's entry leaves the forward pass unchanged until it accumulates.)
 //!
 //! ```
@@ -33,6 +36,10 @@
 //! assert_eq!(c.costs.merged_bytes, 11008 * 4096 * 2); // 86 MiB
 //! // One token per step (decoding): the products are cheaper than the rewrite.
 //! assert_eq!(choose(&PlanInputs { tokens: 1, ..p }, &model).plan, LayerPlan::Sparse);
+//! // The crossover: 72 B x 270,532 at 4.3 TB/s (4.4 us) against 2 x 4 B x 270,532 per
+//! // token at 10 TB/s (0.22 us per token).
+//! assert_eq!(choose(&PlanInputs { tokens: 20, ..p }, &model).plan, LayerPlan::Sparse);
+//! assert_eq!(choose(&PlanInputs { tokens: 21, ..p }, &model).plan, LayerPlan::Merged);
 //! // A 64 MiB budget leaves no room for the copy.
 //! let tight = PlanModel { memory_budget: Some(64 << 20), ..model };
 //! assert!(matches!(choose(&p, &tight).reason, PlanReason::OverBudget { .. }));
@@ -202,11 +209,14 @@ pub fn refresh_bytes(out: usize, inp: usize, nnz: usize, weight_bytes: usize) ->
 /// The time of one sparse product: the tuner's measurement when an entry has this
 /// product's key, the roofline floor otherwise.
 fn product_time(op: Op, p: &PlanInputs, model: &PlanModel<'_>) -> (f64, CostSource) {
-    // SpMM^T walks S^T: out and inp swap.
-    let (m, k) = match op {
-        Op::SpmmT => (p.inp, p.out),
-        _ => (p.out, p.inp),
-    };
+    if p.nnz == 0 {
+        // No sparse adapter (or one without entries): nothing to multiply.
+        return (0.0, CostSource::Roofline);
+    }
+    // Both products are keyed, and their bytes counted, on the stored S (out x inp), as
+    // the tuner and the launchers key them (`ProblemKey::for_matrix`, `op_bytes`, which
+    // swap the dimensions for SpMM^T themselves).
+    let (m, k) = (p.out, p.inp);
     let dtype = if p.value_bytes == 2 {
         DType::Bf16
     } else {
@@ -227,7 +237,8 @@ fn product_time(op: Op, p: &PlanInputs, model: &PlanModel<'_>) -> (f64, CostSour
 
 /// The plan for `p` under `model`: the sparse plan for a quantized or training W or when
 /// the working copy exceeds the memory budget, otherwise the cheaper one per step (ties go to the
-/// sparse plan, which needs no copy). See the module's example.
+/// sparse plan, which needs no copy, so a layer without sparse entries keeps the sparse
+/// plan). See the module's example.
 pub fn choose(p: &PlanInputs, model: &PlanModel<'_>) -> PlanChoice {
     let merged_bytes = p.out * p.inp * p.weight_bytes;
     let (spmm_s, spmm_src) = product_time(Op::Spmm, p, model);
@@ -327,6 +338,11 @@ mod tests {
         assert_eq!(sparse_enough.plan, LayerPlan::Sparse);
         assert!(sparse_enough.costs.sparse_s <= sparse_enough.costs.merged_s);
         assert_eq!(dense_enough.costs.merged_bytes, 4096 * 4096 * 2);
+        // No sparse entries: neither plan has anything to do, and the tie keeps the
+        // sparse plan (no copy).
+        let empty = choose(&inputs(0, 2048), &model);
+        assert_eq!((empty.costs.merged_s, empty.costs.sparse_s), (0.0, 0.0));
+        assert_eq!(empty.plan, LayerPlan::Sparse);
     }
 
     #[test]
@@ -393,5 +409,31 @@ mod tests {
             ..model
         };
         assert_eq!(choose(&p, &half).costs.sparse_source, CostSource::Roofline);
+    }
+
+    /// On a non-square S, both products' entries are found under the keys the tuner
+    /// stores them under: `ProblemKey::for_matrix` on S itself (out x inp), SpMM^T too.
+    #[test]
+    fn measured_keys_are_those_of_the_stored_s() {
+        let p = PlanInputs {
+            out: 11008,
+            ..inputs(270_532, 2048)
+        };
+        let entry = |op| TuneEntry {
+            key: ProblemKey::new(op, DType::Bf16, 11008, 4096, 2048, 0.006, 0.1),
+            config: 0,
+            config_name: String::new(),
+            tuned_us: 1.0,
+            heuristic_us: 1.0,
+        };
+        let measured = [entry(Op::Spmm), entry(Op::SpmmT)];
+        let model = PlanModel {
+            ceilings: ceilings(),
+            measured: &measured,
+            memory_budget: None,
+        };
+        let c = choose(&p, &model);
+        assert_eq!(c.costs.sparse_source, CostSource::Measured);
+        assert!((c.costs.sparse_s - 2e-6).abs() < 1e-12);
     }
 }
