@@ -184,7 +184,7 @@ pub fn csr_add<T: CudaScalar>(
     s: &DeviceCsr<f32>,
     w: &mut DeviceDense<T>,
 ) -> Result<()> {
-    check_csr_add(dev, alpha, s, w)?;
+    check_csr_add(dev, "csr_add", alpha, s, w)?;
     result::csr_add::<T>(
         dev.stream(),
         s.structure(),
@@ -224,7 +224,7 @@ pub fn csr_add_from<T: CudaScalar>(
 ) -> Result<()> {
     same_shape("csr_add_from", base, out)?;
     dev.check_same(base.data.stream(), "base")?;
-    check_csr_add(dev, alpha, s, out)?;
+    check_csr_add(dev, "csr_add_from", alpha, s, out)?;
     result::csr_add(
         dev.stream(),
         s.structure(),
@@ -237,19 +237,20 @@ pub fn csr_add_from<T: CudaScalar>(
 
 fn check_csr_add<T: CudaScalar>(
     dev: &Device,
+    op: &'static str,
     alpha: f32,
     s: &DeviceCsr<f32>,
     w: &DeviceDense<T>,
 ) -> Result<()> {
     if (s.rows(), s.cols()) != (w.rows(), w.cols()) {
         return Err(Error::ShapeMismatch {
-            op: "csr_add",
+            op,
             detail: format!("S {} into W {}", s.shape(), w.shape()),
         });
     }
     if !alpha.is_finite() {
         return Err(Error::InvalidArgument(format!(
-            "csr_add: alpha must be finite, got {alpha}"
+            "{op}: alpha must be finite, got {alpha}"
         )));
     }
     dev.check_same(s.stream_of(), "S")?;
