@@ -1112,9 +1112,9 @@ fn csr_add_keeps_padding() {
             for separate in [false, true] {
                 let a = random_csr(&mut rng, rows, cols);
                 let ld = cols + 1 + rng.below(9);
-                let mut dense = Buf::new(dt, rows, cols, ld, 2 * rng.below(4));
+                let mut dense = Buf::new(dt, rows, cols, ld, dt.size() * rng.below(4));
                 let base_ld = cols + rng.below(5);
-                let mut base = Buf::new(dt, rows, cols, base_ld, 2 * rng.below(4));
+                let mut base = Buf::new(dt, rows, cols, base_ld, dt.size() * rng.below(4));
                 let mut before = vec![0f32; rows * cols];
                 let mut from = vec![0f32; rows * cols];
                 for r in 0..rows {
