@@ -17,6 +17,7 @@ use candle_core::{DType, Device, Module, Tensor, Var};
 use common::candle::{random_tensor, vec_f32};
 use common::row_lengths;
 use rosa::candle::{rosa_error, RosaLinear, SparseMask};
+use rosa::quant::Nf4Config;
 use rosa::{random, Csr, CsrShape, Error};
 
 const CPU: Device = Device::Cpu;
@@ -298,6 +299,66 @@ fn rosa_linear_on_the_gpu_matches_the_cpu_layer() {
     let merged = gpu_layer.to_linear().unwrap();
     let y_m = merged.forward(&x.to_device(&dev).unwrap()).unwrap();
     assert_close("merged forward", &y_m, &y_c, &loose(&y_c));
+}
+
+/// QRoSA on candle's GPU: an NF4 W (QLoRA's double-quantized setting), LoRA and a sparse
+/// adapter; the forward pass and the gradients of x, A and S against the same layers on
+/// the CPU; merging refused on both; two layers of different
+/// sizes in one graph (each product dequantizes its own W into a pooled buffer).
+#[test]
+fn an_nf4_rosa_linear_on_the_gpu_matches_the_cpu_layer() {
+    let Some(dev) = gpu("NF4 RosaLinear on the GPU") else {
+        return;
+    };
+    let (out, inp, r) = (24, 64, 4);
+    let mask = SparseMask::from_csr(&skewed_mask(out, inp, 34));
+    let values = Tensor::from_slice(
+        &vec_f32(&random_tensor(1, mask.nnz(), 35)),
+        mask.nnz(),
+        &CPU,
+    )
+    .unwrap();
+    let (w1, w2) = (random_tensor(out, inp, 30), random_tensor(40, out, 31));
+    let (a, b) = (random_tensor(r, inp, 32), random_tensor(out, r, 33));
+    let x = random_tensor(2 * 3, inp, 36).reshape((2, 3, inp)).unwrap();
+    let layers = |d: &Device| {
+        let on = |t: &Tensor| t.to_device(d).unwrap();
+        let mut first = RosaLinear::new(on(&w1), None).unwrap();
+        first.quantize_weight_nf4(Nf4Config::qlora()).unwrap();
+        first.set_lora(&on(&a), &on(&b), 0.5, 0.0).unwrap();
+        first.set_sparse(mask.clone(), &on(&values)).unwrap();
+        let mut second = RosaLinear::new(on(&w2), None).unwrap();
+        second.quantize_weight_nf4(Nf4Config::qlora()).unwrap();
+        (first, second)
+    };
+    let (cpu, gpu_layers) = (layers(&CPU), layers(&dev));
+    let run = |(l1, l2): &(RosaLinear, RosaLinear), d: &Device| {
+        let xv = Var::from_tensor(&x.to_device(d).unwrap()).unwrap();
+        let y = l2.forward(&l1.forward(xv.as_tensor()).unwrap()).unwrap();
+        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let g = |t: &Tensor| grads.get(t).unwrap().clone();
+        let lora = l1.lora().unwrap();
+        (
+            y.clone(),
+            g(xv.as_tensor()),
+            g(lora.a().as_tensor()),
+            g(l1.sparse().unwrap().values()),
+        )
+    };
+    let (c, g) = (run(&cpu, &CPU), run(&gpu_layers, &dev));
+    // Both sides multiply the same dequantized W in f32 (cuBLAS against gemm, in other
+    // orders): each element within 10 f32 tolerances of the largest one.
+    let loose = |t: &Tensor| {
+        let max = vec_f32(&t.abs().unwrap())
+            .into_iter()
+            .fold(1.0f32, f32::max);
+        (t.ones_like().unwrap() * f64::from(10.0 * max)).unwrap()
+    };
+    assert_close("NF4 forward", &g.0, &c.0, &loose(&c.0));
+    assert_close("NF4 dX", &g.1, &c.1, &loose(&c.1));
+    assert_close("NF4 dA", &g.2, &c.2, &loose(&c.2));
+    assert_close("NF4 dS", &g.3, &c.3, &loose(&c.3));
+    assert!(gpu_layers.0.clone().merge().is_err() && cpu.0.clone().merge().is_err());
 }
 
 /// Mean milliseconds of `f` over `reps` runs after one warm-up, the device synchronized

@@ -20,11 +20,13 @@ use candle_core::cuda_backend::{CudaDType, DeviceId};
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result, Shape};
 use cudarc::driver::CudaView;
 
+use super::nf4::Nf4Base;
 use super::op::Kind;
 use super::storage::{dtype_error, rank_error, Elem};
 use super::SparseMask;
 use crate::cuda::{
-    self, CudaScalar, DenseView, DenseViewMut, Device, DeviceMask, SparseView, SparseViewMut,
+    self, CudaScalar, DenseView, DenseViewMut, Device, DeviceMask, DeviceNf4, SparseView,
+    SparseViewMut,
 };
 use crate::Error;
 
@@ -228,6 +230,96 @@ impl SparseMask {
             id: dev.id(),
             dev: rosa_dev,
             mask,
+        });
+        cache.push(entry.clone());
+        Ok(entry)
+    }
+}
+
+/// An NF4 W on one candle device, with the rosa device on that device's stream.
+#[derive(Debug)]
+pub(super) struct Nf4OnDevice {
+    id: DeviceId,
+    dev: Device,
+    w: DeviceNf4,
+}
+
+/// `Y = X W^T` (`transposed == false`) or `Y = X W` for the 4-bit W of `base`, X and Y f32
+/// on candle's CUDA storage, with the CPU forward's checks: W is dequantized by rosa's NF4
+/// kernel into a buffer from candle's pool (on candle's stream), candle's GEMM reads it,
+/// and it is freed when the call returns, so layers take turns with one W's worth of
+/// memory instead of keeping their own.
+pub(super) fn nf4_product(
+    op: &'static str,
+    base: &Nf4Base,
+    transposed: bool,
+    s: &CudaStorage,
+    l: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let q = base
+        .matrix()
+        .ok_or_else(|| candle_core::Error::msg("rosa: an NF4 product without an NF4 weight"))?;
+    if s.dtype() != DType::F32 {
+        return Err(candle_core::Error::UnsupportedDTypeForOp(s.dtype(), op));
+    }
+    let &[rows, inner] = l.dims() else {
+        return Err(rank_error(op, 2, l));
+    };
+    let (w_rows, w_cols) = (q.rows(), q.cols());
+    let (want, cols) = if transposed {
+        (w_rows, w_cols)
+    } else {
+        (w_cols, w_rows)
+    };
+    if inner != want {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: l.shape().clone(),
+            rhs: Shape::from((w_rows, w_cols)),
+            op,
+        });
+    }
+    let cdev = &s.device;
+    if rows == 0 || cols == 0 || inner == 0 {
+        // Nothing to multiply: the product is zeros (cuBLAS is not asked for a k = 0 GEMM).
+        let y = cdev.alloc_zeros::<f32>((rows * cols).max(1))?;
+        return Ok((
+            CudaStorage::wrap_cuda_slice(y, cdev.clone()),
+            Shape::from((rows, cols)),
+        ));
+    }
+    let on = base.on_device(cdev, q)?;
+    let mut w = cdev.alloc_zeros::<f32>(w_rows * w_cols)?;
+    {
+        let mut wv = DenseViewMut::new(w.as_view_mut(), w_rows, w_cols, w_cols)?;
+        cuda::dequantize(&on.dev, &on.w, 0..w_rows, &mut wv)?;
+    }
+    let w = CudaStorage::wrap_cuda_slice(w, cdev.clone());
+    // The GEMM's right operand, k x n: W itself, or W^T as a transposed layout of W.
+    let w_layout = if transposed {
+        Layout::contiguous((w_rows, w_cols))
+    } else {
+        Layout::new(Shape::from((w_cols, w_rows)), vec![1, w_cols], 0)
+    };
+    let y = s.matmul(&w, (1, rows, cols, inner), l, &w_layout)?;
+    Ok((y, Shape::from((rows, cols))))
+}
+
+impl Nf4Base {
+    /// This W on candle device `dev`, uploaded on its first use there, with a rosa
+    /// [`Device`] on that device's stream.
+    fn on_device(&self, dev: &CudaDevice, q: &crate::quant::Nf4Matrix) -> Result<Arc<Nf4OnDevice>> {
+        let mut cache = self.devices.lock().map_err(|_| {
+            candle_core::Error::msg("rosa: an NF4 weight's device cache was poisoned")
+        })?;
+        if let Some(hit) = cache.iter().find(|g| g.id == dev.id()) {
+            return Ok(hit.clone());
+        }
+        let rosa_dev = Device::from_stream(dev.cuda_stream())?;
+        let w = DeviceNf4::from_host(&rosa_dev, q)?;
+        let entry = Arc::new(Nf4OnDevice {
+            id: dev.id(),
+            dev: rosa_dev,
+            w,
         });
         cache.push(entry.clone());
         Ok(entry)

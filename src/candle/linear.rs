@@ -10,7 +10,7 @@ use super::storage::{dense_from_tensor, tensor_from_dense};
 use super::SparseMask;
 use crate::quant::{Nf4Config, Nf4Matrix};
 use crate::random::Rng;
-use crate::train::{lora_params, Group, Lora, LoraConfig, Weight};
+use crate::train::{lora_params, Group, Lora, LoraConfig};
 use crate::{CsrShape, Dense, Error};
 
 /// A weight or bias: frozen (a plain tensor, so autograd computes no gradient for it) or
@@ -35,7 +35,10 @@ impl Param {
 #[derive(Debug, Clone)]
 enum Base {
     Dense(Param),
-    Nf4 { w: Arc<Weight>, device: Device },
+    Nf4 {
+        w: Arc<super::nf4::Nf4Base>,
+        device: Device,
+    },
 }
 
 /// The low-rank pair of a [`RosaLinear`]: `A` (r x in), `B` (out x r), the factor `s` of
@@ -205,7 +208,7 @@ impl RosaLinear {
     pub fn out_features(&self) -> usize {
         match &self.weight {
             Base::Dense(p) => p.tensor().dims()[0],
-            Base::Nf4 { w, .. } => w.rows(),
+            Base::Nf4 { w, .. } => w.w.rows(),
         }
     }
 
@@ -213,7 +216,7 @@ impl RosaLinear {
     pub fn in_features(&self) -> usize {
         match &self.weight {
             Base::Dense(p) => p.tensor().dims()[1],
-            Base::Nf4 { w, .. } => w.cols(),
+            Base::Nf4 { w, .. } => w.w.cols(),
         }
     }
 
@@ -228,32 +231,30 @@ impl RosaLinear {
     pub fn weight(&self) -> Result<Tensor> {
         match &self.weight {
             Base::Dense(p) => Ok(p.tensor().clone()),
-            Base::Nf4 { w, device } => tensor_from_dense(&w.to_f32(), device),
+            Base::Nf4 { w, device } => tensor_from_dense(&w.w.to_f32(), device),
         }
     }
 
     /// The 4-bit weight, when [`RosaLinear::quantize_weight_nf4`] made one.
     pub fn nf4_weight(&self) -> Option<&Nf4Matrix> {
         match &self.weight {
-            Base::Nf4 { w, .. } => match w.as_ref() {
-                Weight::Nf4(q) => Some(q),
-                _ => None,
-            },
+            Base::Nf4 { w, .. } => w.matrix(),
             Base::Dense(_) => None,
         }
     }
 
     /// Stores the frozen weight in 4-bit NormalFloat (QLoRA's NF4, [`Nf4Matrix`]) from
     /// now on: QLoRA with a LoRA adapter, QRoSA with LoRA and sparse ones. Every product
-    /// with W dequantizes it into rosa's f32 workspace, shared by all layers of a thread,
-    /// forward and backward alike, so no dense copy of W stays in the layer or in the
-    /// autograd graph. The layer's input and its products with W run in f32. A 4-bit W
-    /// cannot take S in: [`RosaLinear::merge`] is refused (export the adapters, or take
+    /// with W dequantizes it, forward and backward alike, so no dense copy of W stays in
+    /// the layer or in the autograd graph: on the CPU into rosa's f32 workspace, shared by
+    /// all layers of a thread; on CUDA (feature `candle-cuda`) by rosa's NF4 kernel into a
+    /// buffer of candle's pool that candle's GEMM reads and then frees. The layer's input
+    /// and its products with W run in f32. A 4-bit W cannot take S in:
+    /// [`RosaLinear::merge`] is refused (export the adapters, or take
     /// [`RosaLinear::merged_weight`]); so are full fine-tuning and replacing the weight.
-    /// CPU only.
     ///
-    /// Errors: [`Error::Unsupported`] for a trained weight or a layer not on the CPU;
-    /// the quantizer's errors (a non-finite weight, say).
+    /// Errors: [`Error::Unsupported`] for a trained weight, or a layer neither on the CPU
+    /// nor (with `candle-cuda`) on CUDA; the quantizer's errors (a non-finite weight, say).
     ///
     /// ```
     /// use candle_core::{Device, Module, Tensor};
@@ -280,16 +281,20 @@ impl RosaLinear {
             }
             Base::Dense(Param::Frozen(t)) => t,
         };
-        if !t.device().is_cpu() {
+        // CUDA needs rosa's NF4 kernel, which only the candle-cuda build links.
+        if !(t.device().is_cpu() || cfg!(feature = "candle-cuda") && t.device().is_cuda()) {
             return Err(Error::Unsupported(format!(
-                "an NF4 weight in rosa::candle runs on the CPU only, the layer is on {:?}",
+                "an NF4 weight in rosa::candle runs on the CPU, or on CUDA with the \
+                 candle-cuda feature; the layer is on {:?}",
                 t.device().location()
             ))
             .into());
         }
+        // Quantized on the host (W is read back once from a GPU), uploaded per device on
+        // first use.
         let q = Nf4Matrix::quantize(dense_from_tensor(t)?.as_ref(), config)?;
         self.weight = Base::Nf4 {
-            w: Arc::new(Weight::Nf4(q)),
+            w: Arc::new(super::nf4::Nf4Base::new(q)),
             device: t.device().clone(),
         };
         Ok(())
