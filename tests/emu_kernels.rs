@@ -9,9 +9,12 @@
 // Index loops read clearer where the same index addresses several parallel arrays.
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::xorshift::Rng;
 use half::{bf16, f16};
 use rosa::emu::{check, sys};
 use rosa::{CsrShape, Scalar};
@@ -22,24 +25,6 @@ static CHECKS: AtomicUsize = AtomicUsize::new(0);
 fn launched(code: i32) {
     LAUNCHES.fetch_add(1, Ordering::Relaxed);
     check(code).unwrap_or_else(|(c, m)| panic!("launch failed: {c} {m}"));
-}
-
-/// xorshift64*: deterministic, dependency-free inputs.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -9,9 +9,12 @@
 //! byte fails), grids past the emulated block cap, and the refused arguments.
 #![cfg(feature = "cuda-emu")]
 
+mod common;
+
 use std::ffi::c_void;
 use std::ops::Range;
 
+use common::xorshift::Rng;
 use half::{bf16, f16};
 use rosa::emu::{check, sys};
 use rosa::quant::{dynamic_code, BlockSize, Nf4Config, Nf4Matrix, Scales, NF4};
@@ -25,21 +28,6 @@ const SENTINEL: u8 = 0xA5;
 const GROUP: usize = 8;
 const THREADS: usize = 256;
 const EMU_MAX_BLOCKS: usize = 4;
-
-/// xorshift64*: deterministic, dependency-free inputs.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Dt {

@@ -10,6 +10,7 @@ pub mod gpu;
 pub mod kernels;
 pub mod npy;
 pub mod scratch;
+pub mod xorshift;
 
 /// A dense f64 copy of a sparse matrix.
 pub fn dense64<T: Scalar>(a: &Csr<T>) -> Vec<f64> {
