@@ -69,7 +69,7 @@ typedef struct rosa_config {
  * mapping each entry of A^T to its index in A's `values`).
  */
 typedef struct rosa_spmm_params {
-  int32_t dtype;              /* rosa_dtype of values, b and c */
+  int32_t dtype;              /* rosa_dtype of values and b (and of c unless c_f32) */
   int32_t rows;               /* rows of the walked operand and of C */
   int32_t n;                  /* columns of B and C */
   int32_t b_rows;             /* rows of B: columns of the walked operand */
@@ -78,6 +78,10 @@ typedef struct rosa_spmm_params {
                                  sub-warps share the row and combine their partial sums
                                  in a fixed order (so results are bitwise reproducible).
                                  Any value is correct; the split rule's count is fast */
+  int32_t c_f32;              /* 0: c has `dtype`; 1: c is f32, written from the f32
+                                 accumulators unrounded (dtype bf16 or f32 only; f16
+                                 is refused with ROSA_ERR_BAD_DTYPE): a bf16 product
+                                 added straight into f32 activations */
   const int32_t *row_ptr;     /* [rows + 1] */
   const int32_t *col_idx;     /* [nnz], each in [0, b_rows) */
   const int32_t *perm;        /* [nnz] or NULL: value index of each entry */

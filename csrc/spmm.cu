@@ -17,6 +17,11 @@
 // block barrier sub-warp v adds the BR partials of its vectors v in sub-warp order and
 // stores. A fixed summation order and no atomics, so a rerun gives the same bits
 // (cuSPARSE's ALG2 and transposed paths do not promise that).
+//
+// Output type TC: C in the operands' type T, or f32 for bf16 operands (c_f32). The RoSA
+// layer's sparse terms, S x and S^T dY, read bf16 values and activations but add into f32
+// activations; a bf16 C would need a temporary, a cast and an add over the whole M x N
+// output, more traffic than the bf16 reads save at RoSA's densities.
 #include "common.cuh"
 #include "tiles.cuh"
 
@@ -47,6 +52,22 @@ template <int U> struct FastPath {
   static_assert(U > 1, "the fast path batches several nonzeros");
   static constexpr int kUnroll = U;
 };
+
+// Elements of C per store: a whole T vector when C is T, else (f32 C of bf16 operands) one
+// 16-byte f32 vector, kVec<T> / 4 of them per T vector.
+template <typename T, typename TC>
+constexpr int kStore = kVec<TC> < kVec<T> ? kVec<TC> : kVec<T>;
+
+// out[i] = alpha acc[i] + beta out[i] for the kVec<T> accumulators of one T vector, each
+// store bounded by what is left of the row.
+template <typename T, typename TC>
+__device__ __forceinline__ void store_out(TC *p, int64_t avail, const float *acc, float alpha,
+                                          float beta) {
+  constexpr int CV = kStore<T, TC>;
+#pragma unroll
+  for (int h = 0; h < kVec<T>; h += CV)
+    if (h < avail) store_vec<TC>(p + h, avail - h, acc + h, alpha, beta);
+}
 
 template <typename T, int SW, int V>
 __device__ __forceinline__ void general_batch(float (&acc)[V][kVec<T>], const int64_t *s_off,
@@ -105,10 +126,10 @@ __device__ __forceinline__ void fast_batch(float (&acc)[V][kVec<T>], const int64
 // Adds the BR sub-warps' partial sums of a long row in sub-warp order and stores them:
 // sub-warp v finishes vector v of every lane (V <= BR in every tile). Both barriers are
 // reached by the whole block: a long row's block has no exited thread.
-template <typename T, int SW, int BR, int V>
+template <typename T, typename TC, int SW, int BR, int V>
 __device__ __forceinline__ void combine_store(const float (&acc)[V][kVec<T>],
                                               float (&s_part)[BR][V][kVec<T>][SW], int sub,
-                                              int lane, T *c, int64_t tile0,
+                                              int lane, TC *c, int64_t tile0,
                                               const rosa_spmm_params &p) {
   constexpr int VEC = kVec<T>;
   static_assert(V <= BR, "one sub-warp finishes each vector");
@@ -119,20 +140,26 @@ __device__ __forceinline__ void combine_store(const float (&acc)[V][kVec<T>],
     for (int i = 0; i < VEC; ++i) s_part[sub][v][i][lane] = acc[v][i];
   __syncthreads();
   if (sub < V) {
-    float sum[VEC];
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) sum[i] = s_part[0][sub][i][lane];
-    for (int s = 1; s < BR; ++s)
-#pragma unroll
-      for (int i = 0; i < VEC; ++i) sum[i] += s_part[s][sub][i][lane];
+    // One store's worth of sums at a time: an f32 C of bf16 operands takes two.
+    constexpr int CV = kStore<T, TC>;
     const int64_t j = tile0 + (static_cast<int64_t>(sub) * SW + lane) * VEC;
-    if (j < p.n) store_vec<T>(c + j, p.n - j, sum, p.alpha, p.beta);
+#pragma unroll
+    for (int h = 0; h < VEC; h += CV) {
+      float sum[CV];
+#pragma unroll
+      for (int i = 0; i < CV; ++i) sum[i] = s_part[0][sub][h + i][lane];
+      for (int s = 1; s < BR; ++s)
+#pragma unroll
+        for (int i = 0; i < CV; ++i) sum[i] += s_part[s][sub][h + i][lane];
+      if (j + h < p.n) store_vec<TC>(c + j + h, p.n - j - h, sum, p.alpha, p.beta);
+    }
   }
   // The next column tile rewrites s_part: every sub-warp must be done reading it.
   __syncthreads();
 }
 
-template <typename T, int SW, int BR, int V, typename Values, typename Path, bool Split>
+template <typename T, typename TC, int SW, int BR, int V, typename Values, typename Path,
+          bool Split>
 __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) {
   constexpr int VEC = kVec<T>;
   constexpr int U = Path::kUnroll;
@@ -158,7 +185,7 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
   const int32_t end = __ldg(p.row_ptr + row + 1);
   const T *__restrict__ values = static_cast<const T *>(p.values);
   const T *__restrict__ b = static_cast<const T *>(p.b);
-  T *__restrict__ c = static_cast<T *>(p.c) + static_cast<int64_t>(row) * p.ldc;
+  TC *__restrict__ c = static_cast<TC *>(p.c) + static_cast<int64_t>(row) * p.ldc;
   // This sub-warp's batches: from `from`, `step` apart (a long row's sub-warps interleave
   // theirs). Fixed before the column loop, so the batch loop carries no more live values
   // than the unsplit kernel's; `from` is clamped to the row's end, so it fits an int32.
@@ -200,14 +227,14 @@ __global__ void __launch_bounds__(SW *BR) spmm_kernel(const rosa_spmm_params p) 
     if constexpr (Split) {
       if (long_row) {
         __shared__ float s_part[BR][V][VEC][SW];
-        combine_store<T, SW, BR, V>(acc, s_part, sub, lane, c, tile0, p);
+        combine_store<T, TC, SW, BR, V>(acc, s_part, sub, lane, c, tile0, p);
         continue;
       }
     }
 #pragma unroll
     for (int v = 0; v < V; ++v) {
       const int64_t j = tile0 + (static_cast<int64_t>(v) * SW + lane) * VEC;
-      if (j < p.n) store_vec<T>(c + j, p.n - j, acc[v], p.alpha, p.beta);
+      if (j < p.n) store_out<T>(c + j, p.n - j, acc[v], p.alpha, p.beta);
     }
   }
 }
@@ -217,19 +244,32 @@ template <typename T> bool b_rows_aligned(const rosa_spmm_params &p) {
   return (reinterpret_cast<uintptr_t>(p.b) & 15u) == 0 && p.ldb % kVec<T> == 0;
 }
 
-template <typename T, int SW, int BR, int V, int U, bool Split, typename Values>
+template <typename T, typename TC, int SW, int BR, int V, int U, bool Split, typename Values>
 int32_t launch(const rosa_spmm_params &p, cudaStream_t stream) {
   constexpr int64_t TILE = static_cast<int64_t>(SW) * V * kVec<T>;
   const dim3 grid(static_cast<unsigned>(p.long_rows) + ceil_div(p.rows - p.long_rows, BR),
                   static_cast<unsigned>(std::min<int64_t>((p.n + TILE - 1) / TILE, 65535)));
   if constexpr (U > 1) {
     if (b_rows_aligned<T>(p)) {
-      spmm_kernel<T, SW, BR, V, Values, FastPath<U>, Split><<<grid, SW * BR, 0, stream>>>(p);
+      spmm_kernel<T, TC, SW, BR, V, Values, FastPath<U>, Split>
+          <<<grid, SW * BR, 0, stream>>>(p);
       return static_cast<int32_t>(cudaGetLastError());
     }
   }
-  spmm_kernel<T, SW, BR, V, Values, GeneralPath, Split><<<grid, SW * BR, 0, stream>>>(p);
+  spmm_kernel<T, TC, SW, BR, V, Values, GeneralPath, Split><<<grid, SW * BR, 0, stream>>>(p);
   return static_cast<int32_t>(cudaGetLastError());
+}
+
+template <typename T, typename TC, typename Values>
+int32_t launch_tile(const rosa_spmm_params &p, int32_t config, cudaStream_t stream) {
+  return with_index(
+      config,
+      [&](auto ic) {
+        constexpr Tile t = kSpmmTiles[decltype(ic)::value];
+        return launch<T, TC, t.subwarp, t.block_rows, t.vectors, t.unroll, (t.split > 0),
+                      Values>(p, stream);
+      },
+      std::make_index_sequence<kSpmmCount>{});
 }
 
 template <typename Values>
@@ -239,6 +279,10 @@ int32_t run(const rosa_spmm_params *p, int32_t config, void *stream) {
   // An unsplit kernel treats every slot as a sub-warp's row: long_rows > 0 would skip rows.
   if (kSpmmTiles[config].split == 0 && p->long_rows != 0) return ROSA_ERR_BAD_ARGUMENT;
   if (p->dtype < ROSA_DTYPE_F32 || p->dtype > ROSA_DTYPE_BF16) return ROSA_ERR_BAD_DTYPE;
+  if (p->c_f32 != 0 && p->c_f32 != 1) return ROSA_ERR_BAD_ARGUMENT;
+  // f16 operands with an f32 C are not compiled: no caller needs them (the layer's W is
+  // f32, bf16 or NF4 dequantized to bf16), and each pairing is another 28 kernels.
+  if (p->c_f32 == 1 && p->dtype == ROSA_DTYPE_F16) return ROSA_ERR_BAD_DTYPE;
   if (p->rows < 0 || p->n < 0 || p->b_rows < 0 || p->ldb < p->n || p->ldc < p->n ||
       p->long_rows < 0 || p->long_rows > p->rows)
     return ROSA_ERR_BAD_ARGUMENT;
@@ -246,16 +290,12 @@ int32_t run(const rosa_spmm_params *p, int32_t config, void *stream) {
   if (p->row_ptr == nullptr || p->row_swizzle == nullptr || p->c == nullptr)
     return ROSA_ERR_BAD_ARGUMENT;
   const auto s = static_cast<cudaStream_t>(stream);
+  if (p->c_f32 == 1 && p->dtype == ROSA_DTYPE_BF16)
+    return launch_tile<__nv_bfloat16, float, Values>(*p, config, s);
+  // An f32 C of f32 operands is the plain f32 product.
   return with_dtype(p->dtype, [&](auto tag) {
     using T = decltype(tag);
-    return with_index(
-        config,
-        [&](auto ic) {
-          constexpr Tile t = kSpmmTiles[decltype(ic)::value];
-          return launch<T, t.subwarp, t.block_rows, t.vectors, t.unroll, (t.split > 0),
-                        Values>(*p, s);
-        },
-        std::make_index_sequence<kSpmmCount>{});
+    return launch_tile<T, T, Values>(*p, config, s);
   });
 }
 

@@ -8,7 +8,8 @@
 # `-Xptxas -v`, disassembles it with cuobjdump, and hands both to scripts/sass_report.py,
 # which prints the table and fails (exit 1) when a kernel spills or an SpMM fast-path
 # kernel keeps fewer than 4 128-bit loads in flight. The nvcc flags are build.rs's (C++17,
-# -lineinfo), so the code measured is the code the `cuda` feature ships.
+# -lineinfo, relocatable device code as the cc crate compiles it), so the code measured is
+# the code the `cuda` feature ships.
 #
 # The disassemblers come from PyPI (nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm, about
 # 5 MB) into $ROSA_SASS_TOOLS (default ~/.cache/rosa/cuda-sass-tools). PyPI has no 13.0
@@ -41,7 +42,9 @@ for src in csrc/*.cu; do
   # Host-only units (the tile-table queries) hold no kernel.
   grep -q "__global__" "$src" || continue
   echo "[sass-report] $unit: nvcc -arch=$ARCH" >&2
-  "$NVCC" -cubin -arch="$ARCH" -std=c++17 -lineinfo -Xptxas -v -Icsrc \
+  # -rdc=true: build.rs compiles through the cc crate, which passes --device-c, and ptxas
+  # allocates registers differently for relocatable device code.
+  "$NVCC" -cubin -rdc=true -arch="$ARCH" -std=c++17 -lineinfo -Xptxas -v -Icsrc \
     -o "$work/$unit.cubin" "$src" 2>"$work/$unit.ptxas.log" || {
     cat "$work/$unit.ptxas.log" >&2
     exit 1

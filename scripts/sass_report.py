@@ -40,11 +40,20 @@ INSN_RE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\
 REG_RE = re.compile(r"\bR(\d+)\b")
 
 
+# Relocatable device code (-rdc, as build.rs compiles) prefixes the symbols of functions in
+# an anonymous namespace with `__nv_static_<n>__<unit id>_`, which c++filt does not read.
+NV_STATIC_RE = re.compile(r"^__nv_static_\w*?_(?=_Z)")
+
+
 def demangle(names):
     """Demangled names, in order (binutils' c++filt reads the Itanium ABI nvcc uses)."""
     try:
         out = subprocess.run(
-            ["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True
+            ["c++filt"],
+            input="\n".join(NV_STATIC_RE.sub("", n) for n in names),
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.splitlines()
         return out if len(out) == len(names) else names
     except (OSError, subprocess.CalledProcessError):
@@ -194,6 +203,8 @@ def self_test():
     line = "        /*0270*/               @!P0 BRA 0x27a0 ;"
     assert INSN_RE.search(line).group(1) == "BRA"
     assert short("void rosa::(anonymous namespace)::spmm_kernel<float, 4, 32, 1>(p)") == "spmm_kernel<f32,4,32,1>"
+    rdc = "__nv_static_28__74968019_7_spmm_cu_5bd76c94__ZN4rosa3fooEv"
+    assert NV_STATIC_RE.sub("", rdc) == "_ZN4rosa3fooEv", NV_STATIC_RE.sub("", rdc)
 
 
 if __name__ == "__main__":

@@ -497,6 +497,7 @@ fn spmm_case(
     let alpha = 0.75f32;
     let p = sys::rosa_spmm_params {
         dtype: dt.code(),
+        c_f32: 0,
         rows: walk_rows as i32,
         n: n as i32,
         b_rows: b_rows as i32,
@@ -939,6 +940,7 @@ fn long_rows_refusals() {
     let (b, mut c) = ([0u8; 64], [0u8; 64]);
     let mut p = sys::rosa_spmm_params {
         dtype: Dt::F32.code(),
+        c_f32: 0,
         rows: 2,
         n: 1,
         b_rows: 1,

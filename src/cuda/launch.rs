@@ -103,10 +103,26 @@ fn long_rows_of(s: &RawStructure) -> Result<i32> {
     i32_of("long_rows", s.long_rows)
 }
 
-/// The C parameters of an SpMM over `s` with every shape, stride and length checked; the
-/// pointers are filled in by the caller.
+/// `rosa_spmm_params::c_f32` for operands of `dtype` and a C of `c_dtype`: C in the
+/// operands' type, or f32 for bf16 operands (the only mixed pairing compiled, spmm.cu).
+fn c_f32_of(dtype: DType, c_dtype: DType) -> Result<i32> {
+    match (dtype, c_dtype) {
+        (a, c) if a == c => Ok(0),
+        (DType::Bf16, DType::F32) => Ok(1),
+        _ => Err(Error::Unsupported(format!(
+            "SpMM of {} operands into a {} C: C is in the operands' type, or f32 for bf16 operands",
+            dtype.name(),
+            c_dtype.name()
+        ))),
+    }
+}
+
+/// The C parameters of an SpMM over `s` of `dtype` operands into a C of `c_dtype`, with
+/// every shape, stride and length checked; the pointers are filled in by the caller.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn spmm_params(
     dtype: DType,
+    c_dtype: DType,
     s: &RawStructure,
     n: usize,
     ldb: usize,
@@ -118,6 +134,7 @@ pub(crate) fn spmm_params(
     check_ld("c", ldc, n)?;
     Ok(sys::rosa_spmm_params {
         dtype: dtype_code(dtype),
+        c_f32: c_f32_of(dtype, c_dtype)?,
         rows: i32_of("rows", s.rows)?,
         n: i32_of("n", n)?,
         b_rows: i32_of("cols", s.cols)?,

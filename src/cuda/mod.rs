@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | [`spmm`] | `C = alpha A B + beta C` | A: M x K sparse, B: K x N, C: M x N |
 //! | [`spmm_t`] | `C = alpha A^T B + beta C` | A: M x K sparse, B: M x N, C: K x N |
+//! | [`spmm_f32_out`], [`spmm_t_f32_out`] | the same with bf16 A and B, f32 C | as above |
 //! | [`sddmm`] | `out[p] = alpha (L R^T)[i, j] + beta out[p]` | L: M x k, R: N x k, out: M x N mask |
 //!
 //! [`DeviceNf4`] holds an NF4-quantized frozen weight ([`crate::quant::Nf4Matrix`]) on the
@@ -83,7 +84,7 @@ pub use optim::DeviceAdamW;
 pub use quant::{dequantize, DeviceNf4};
 pub use sddmm::{sddmm, sddmm_with};
 pub use sparse::{Sparse, SparseSddmm, SparseSpmm, SpmmAlg};
-pub use spmm::{spmm, spmm_t, spmm_t_with, spmm_with};
+pub use spmm::{spmm, spmm_f32_out, spmm_t, spmm_t_f32_out, spmm_t_with, spmm_with};
 pub use view::{
     DenseOperand, DenseOperandMut, DenseView, DenseViewMut, SparseOperand, SparseOperandMut,
     SparseView, SparseViewMut,

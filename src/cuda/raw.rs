@@ -170,7 +170,7 @@ pub unsafe fn spmm(
         cols: s.cols,
         long_rows: s.long_rows,
     };
-    let mut p = launch::spmm_params(dtype, &shape, n, b.ld, c.ld, alpha, beta)?;
+    let mut p = launch::spmm_params(dtype, dtype, &shape, n, b.ld, c.ld, alpha, beta)?;
     p.row_ptr = s.row_ptr as usize as *const i32;
     p.col_idx = s.col_idx as usize as *const i32;
     p.row_swizzle = s.row_swizzle as usize as *const i32;

@@ -70,6 +70,7 @@ fn spmm_rows_ending_at_i32_max_sum_their_last_entries() {
                 let (cp, _g7) = c_d.device_ptr_mut(stream);
                 let params = sys::rosa_spmm_params {
                     dtype: sys::rosa_dtype::ROSA_DTYPE_F32 as i32,
+                    c_f32: 0,
                     rows: 1,
                     n: n as i32,
                     b_rows: b_rows as i32,

@@ -127,13 +127,13 @@ impl Structure<'_> {
 
 /// Launch arguments of SpMM / transposed SpMM, `c = alpha * s * b + beta * c`, with `s` the
 /// walked structure (rows x cols), `b` (cols x n, row stride `ldb`), `c` (rows x n, row
-/// stride `ldc`), row-major.
-pub(crate) struct Spmm<'a, T> {
+/// stride `ldc`), row-major; `C` is `T`, or f32 for bf16 operands.
+pub(crate) struct Spmm<'a, T, C> {
     pub s: Structure<'a>,
     pub values: CudaView<'a, T>,
     pub b: CudaView<'a, T>,
     pub ldb: usize,
-    pub c: CudaViewMut<'a, T>,
+    pub c: CudaViewMut<'a, C>,
     pub ldc: usize,
     pub n: usize,
     pub alpha: f32,
@@ -152,10 +152,10 @@ fn span(rows: usize, n: usize, ld: usize) -> usize {
 }
 
 /// Launches `rosa_spmm` (no perm) or `rosa_spmm_t` (perm) on `stream`.
-pub(crate) fn spmm<T: crate::Scalar>(
+pub(crate) fn spmm<T: crate::Scalar, C: crate::Scalar>(
     stream: &CudaStream,
     config: usize,
-    mut a: Spmm<'_, T>,
+    mut a: Spmm<'_, T, C>,
 ) -> Result<()> {
     a.s.check(a.values.len())?;
     let shape = RawStructure {
@@ -163,7 +163,16 @@ pub(crate) fn spmm<T: crate::Scalar>(
         cols: a.s.cols,
         long_rows: a.long_rows,
     };
-    let mut params = spmm_params(T::DTYPE, &shape, a.n, a.ldb, a.ldc, a.alpha, a.beta)?;
+    let mut params = spmm_params(
+        T::DTYPE,
+        C::DTYPE,
+        &shape,
+        a.n,
+        a.ldb,
+        a.ldc,
+        a.alpha,
+        a.beta,
+    )?;
     need("b", a.b.len(), span(a.s.cols, a.n, a.ldb))?;
     need("c", a.c.len(), span(a.s.rows, a.n, a.ldc))?;
     let (row_ptr, _g1) = a.s.row_ptr.device_ptr(stream);

@@ -110,6 +110,65 @@ pub fn spmm_t_with<T: CudaScalar>(
     launch(dev, config, alpha, a, true, b, beta, c)
 }
 
+/// [`spmm`] of bf16 (or f32) operands into an f32 `C`: the products accumulate in f32 as
+/// always, and C is written from the accumulators without a round to bf16. This is the
+/// sparse term of a bf16 layer, `y += S x`, added straight into f32 activations: no bf16
+/// temporary, cast and add over the M x N output. The configuration is the one [`spmm`]
+/// picks for the same operands (the reads, which dominate, are the same).
+///
+/// # Errors
+/// As [`spmm`]; [`Error::Unsupported`] for f16 operands (that pairing is not compiled).
+///
+/// ```no_run
+/// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
+/// let dev = Device::new(0)?;
+/// let s = rosa::random::csr::<rosa::bf16>(256, 128, 0.02, 1)?;
+/// let x = rosa::random::dense::<rosa::bf16>(128, 64, 2);
+/// let (ds, dx) = (DeviceCsr::from_host(&dev, s.as_ref())?, DeviceDense::from_host(&dev, x.as_ref())?);
+/// let mut y = DeviceDense::filled(&dev, 256, 64, 1.0f32)?;
+/// cuda::spmm_f32_out(&dev, 1.0, &ds, &dx, 1.0, &mut y)?; // y += S x, in f32
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn spmm_f32_out<T: CudaScalar>(
+    dev: &Device,
+    alpha: f32,
+    a: &impl SparseOperand<T>,
+    b: &impl DenseOperand<T>,
+    beta: f32,
+    c: &mut impl DenseOperandMut<f32>,
+) -> Result<()> {
+    let (config, _) = choose(dev, Op::Spmm, a, b);
+    launch(dev, &config, alpha, a, false, b, beta, c)
+}
+
+/// [`spmm_t`] into an f32 `C`, as [`spmm_f32_out`]: the input gradient's sparse term of a
+/// bf16 layer, `dX += S^T dY`.
+///
+/// # Errors
+/// As [`spmm_f32_out`].
+///
+/// ```no_run
+/// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
+/// let dev = Device::new(0)?;
+/// let s = rosa::random::csr::<rosa::bf16>(256, 128, 0.02, 1)?;
+/// let dy = rosa::random::dense::<rosa::bf16>(256, 64, 2);
+/// let (ds, ddy) = (DeviceCsr::from_host(&dev, s.as_ref())?, DeviceDense::from_host(&dev, dy.as_ref())?);
+/// let mut dx = DeviceDense::zeros(&dev, 128, 64)?;
+/// cuda::spmm_t_f32_out(&dev, 1.0, &ds, &ddy, 0.0, &mut dx)?;
+/// # Ok::<(), rosa::Error>(())
+/// ```
+pub fn spmm_t_f32_out<T: CudaScalar>(
+    dev: &Device,
+    alpha: f32,
+    a: &impl SparseOperand<T>,
+    b: &impl DenseOperand<T>,
+    beta: f32,
+    c: &mut impl DenseOperandMut<f32>,
+) -> Result<()> {
+    let (config, _) = choose(dev, Op::SpmmT, a, b);
+    launch(dev, &config, alpha, a, true, b, beta, c)
+}
+
 fn choose<T: CudaScalar>(
     dev: &Device,
     op: Op,
@@ -121,9 +180,10 @@ fn choose<T: CudaScalar>(
 }
 
 /// Checks the configuration, the scaling factors and the shapes of `C = op(A) B`, then
-/// launches: one path for both products, so their checks cannot drift apart.
+/// launches: one path for both products and both output types, so their checks cannot
+/// drift apart.
 #[allow(clippy::too_many_arguments)]
-fn launch<T: CudaScalar>(
+fn launch<T: CudaScalar, C: CudaScalar>(
     dev: &Device,
     config: &KernelConfig,
     alpha: f32,
@@ -131,7 +191,7 @@ fn launch<T: CudaScalar>(
     transposed: bool,
     b: &impl DenseOperand<T>,
     beta: f32,
-    c: &mut impl DenseOperandMut<T>,
+    c: &mut impl DenseOperandMut<C>,
 ) -> Result<()> {
     let op = if transposed { Op::SpmmT } else { Op::Spmm };
     check_config(config, op)?;
