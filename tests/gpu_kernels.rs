@@ -231,6 +231,80 @@ fn default_launchers_match_the_cpu() {
     assert_eq!(da.to_host().unwrap(), a, "round trip of the CSR");
 }
 
+/// bf16 operands into an f32 C (`spmm_f32_out`, `spmm_t_f32_out`, the sparse terms of a
+/// bf16 RoSA layer): held to f32's tolerance, so a result rounded to bf16 on the way fails.
+/// Every tile of this variant runs on the emulator (tests/emu_kernels.rs); here the
+/// launchers' own choice, on the random and big cases.
+#[test]
+fn f32_output_launchers_match_the_f64_reference() {
+    let Some(dev) = device("f32-output SpMM") else {
+        return;
+    };
+    let widen = |m: &Dense<bf16>| {
+        Dense::from_vec(
+            m.rows(),
+            m.cols(),
+            m.as_slice().iter().map(|v| v.to_f32()).collect(),
+        )
+        .unwrap()
+    };
+    let check = |c: &Case| {
+        for transposed in [false, true] {
+            let what = format!("f32-output spmm transposed={transposed} {c:?}");
+            let p = c.spmm::<bf16>(transposed);
+            // The bf16 inputs are exact in f32, so the f32 CPU kernel and the f64 reference
+            // see the same values as the GPU.
+            let a32 =
+                p.a.with_values(p.a.values().iter().map(|v| v.to_f32()).collect())
+                    .unwrap();
+            let (b32, mut cpu_c) = (widen(&p.b), widen(&p.c0));
+            if transposed {
+                let plan = a32.transpose_plan();
+                cpu::spmm_t(
+                    c.alpha,
+                    a32.as_ref(),
+                    &plan,
+                    b32.as_ref(),
+                    c.beta,
+                    cpu_c.as_mut(),
+                )
+            } else {
+                cpu::spmm(c.alpha, a32.as_ref(), b32.as_ref(), c.beta, cpu_c.as_mut())
+            }
+            .unwrap();
+            let da = DeviceCsr::from_host(dev, p.a.as_ref()).unwrap();
+            let db = DeviceDense::from_host(dev, p.b.as_ref()).unwrap();
+            let mut dc = DeviceDense::from_host(dev, widen(&p.c0).as_ref()).unwrap();
+            if transposed {
+                cuda::spmm_t_f32_out(dev, c.alpha, &da, &db, c.beta, &mut dc)
+            } else {
+                cuda::spmm_f32_out(dev, c.alpha, &da, &db, c.beta, &mut dc)
+            }
+            .unwrap();
+            let gpu_c = dc.to_host().unwrap();
+            assert_agree(&what, gpu_c.as_slice(), cpu_c.as_slice(), &p.want);
+        }
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&case(), |c| {
+            check(&c);
+            Ok(())
+        })
+        .unwrap();
+    big_cases().iter().for_each(check);
+    // f16 operands have no f32-output kernel: a typed refusal, nothing launched.
+    let a = DeviceCsr::from_host(dev, random::csr::<f16>(8, 6, 0.5, 1).unwrap().as_ref()).unwrap();
+    let b = DeviceDense::<f16>::zeros(dev, 6, 4).unwrap();
+    let mut c = DeviceDense::<f32>::zeros(dev, 8, 4).unwrap();
+    let err = cuda::spmm_f32_out(dev, 1.0, &a, &b, 0.0, &mut c).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+}
+
 #[test]
 fn launchers_refuse_bad_shapes_and_configs_before_launching() {
     let Some(dev) = device("argument checks") else {

@@ -354,7 +354,9 @@ fn layer_forward_backward_and_step_match_cpu() {
         let x = random::dense::<f32>(s.inp, s.tokens, seed + 10);
         let dy = random::dense::<f32>(s.out, s.tokens, seed + 11);
         // The bf16 path rounds the activations to bf16 for the W products (cuBLAS needs
-        // both operands in one type); the CPU widens W instead. Adapter terms stay f32.
+        // both operands in one type), and the sparse plan's S x and S^T dY read those bf16
+        // activations and S rounded to bf16 (f32 accumulation and output); the CPU widens
+        // W instead and keeps S in f32. The low-rank terms stay f32.
         let w_rel = if s.bf16_w { 2e-2 } else { 1e-5 };
         // With a bf16 W, dS comes from the bf16 activations of W's products (f32
         // accumulation): a few 1e-3 relative. The clipping norm inherits that, and Adam's

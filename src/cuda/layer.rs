@@ -5,8 +5,8 @@ use cudarc::driver::CudaSlice;
 
 use super::elementwise;
 use super::{
-    mem, quant, result, sddmm, spmm, spmm_t, Blas, Device, DeviceCsr, DeviceDense, DeviceNf4,
-    SparseViewMut, Transpose,
+    mem, quant, result, sddmm, spmm, spmm_f32_out, spmm_t, spmm_t_f32_out, Blas, Device, DeviceCsr,
+    DeviceDense, DeviceNf4, SparseView, SparseViewMut, Transpose,
 };
 use crate::bf16;
 use crate::quant::Nf4Matrix;
@@ -211,7 +211,9 @@ impl DeviceParam<'_> {
 /// activations (`x` is in x tokens, `y` out x tokens), every tensor in device memory and
 /// no host round trip per product. Dense products run on cuBLAS (f32 without TF32, or a
 /// bf16 W times bf16-rounded activations accumulated in f32), the sparse ones on this
-/// crate's SpMM, transposed SpMM and SDDMM, the rest on `csrc/elementwise.cu`.
+/// crate's SpMM, transposed SpMM and SDDMM (for a bf16 or NF4 W on the same bf16
+/// activations and S rounded to bf16, accumulated in f32 into the f32 output), the rest on
+/// `csrc/elementwise.cu`.
 ///
 /// Built from a host layer ([`DeviceRosaLinear::from_host`]) and copied back with
 /// [`DeviceRosaLinear::to_host`]; trained with [`super::DeviceAdamW`]. LoRA dropout has no
@@ -244,6 +246,10 @@ pub struct DeviceRosaLinear {
     bias: Option<DeviceDense<f32>>,
     lora: Option<DeviceLora>,
     sparse: Option<DeviceCsr<f32>>,
+    /// With a bf16 or NF4 W: S's values rounded to bf16 before each sparse-plan product,
+    /// which then reads bf16 values and activations (half the bytes per nonzero) and adds
+    /// into the f32 output unrounded.
+    sparse16: Option<CudaSlice<bf16>>,
     train_w: bool,
     merged: bool,
     cache: Option<Cache>,
@@ -302,6 +308,15 @@ impl DeviceRosaLinear {
         let train_w = layer.trains_weight();
         let (out, inp) = (layer.out_features(), layer.in_features());
         let zeros = |r, c| DeviceDense::<f32>::zeros(dev, r, c);
+        // A bf16 or NF4 W's sparse terms run in bf16: nnz bf16 values for S and for dS.
+        let values16 = || -> Result<Option<CudaSlice<bf16>>> {
+            match (&w, s_host) {
+                (DeviceWeight::Bf16(_) | DeviceWeight::Nf4(_), Some(s)) => {
+                    Ok(Some(mem::zeros(dev.stream(), crate::CsrShape::nnz(s))?))
+                }
+                _ => Ok(None),
+            }
+        };
         let grads = Grads {
             a: lora.as_ref().map(|l| zeros(l.a.rows(), inp)).transpose()?,
             b: lora.as_ref().map(|l| zeros(out, l.b.cols())).transpose()?,
@@ -311,18 +326,14 @@ impl DeviceRosaLinear {
                     DeviceCsr::from_host(dev, g.as_ref())
                 })
                 .transpose()?,
-            s16: match (&w, s_host) {
-                (DeviceWeight::Bf16(_) | DeviceWeight::Nf4(_), Some(s)) => {
-                    Some(mem::zeros(dev.stream(), crate::CsrShape::nnz(s))?)
-                }
-                _ => None,
-            },
+            s16: values16()?,
             w: train_w.then(|| zeros(out, inp)).transpose()?,
             bias: (train_w && bias.is_some())
                 .then(|| zeros(out, 1))
                 .transpose()?,
             ready: false,
         };
+        let sparse16 = values16()?;
         Ok(DeviceRosaLinear {
             dev: dev.clone(),
             blas: Blas::new(dev)?,
@@ -330,6 +341,7 @@ impl DeviceRosaLinear {
             bias,
             lora,
             sparse,
+            sparse16,
             train_w,
             merged: layer.is_merged(),
             cache: None,
@@ -553,8 +565,10 @@ impl DeviceRosaLinear {
             tokens,
             nnz: self.sparse.as_ref().map_or(0, |s| s.nnz()),
             weight_bytes: self.w.element_bytes(),
-            // The sparse products run in f32 (the layer's activations are f32).
-            value_bytes: 4,
+            // The sparse products read W's type: f32, or bf16 for a bf16 or NF4 W (their
+            // f32 C is counted at that width too, a small under-count at RoSA's densities,
+            // where the reads of x or dY per nonzero dominate).
+            value_bytes: self.w.element_bytes(),
             row_cv: self.sparse.as_ref().map_or(0.0, |s| s.mask().row_cv()),
             quantized: matches!(self.w, DeviceWeight::Nf4(_)),
             weight_trains: self.train_w,
@@ -673,7 +687,8 @@ impl DeviceRosaLinear {
             h_kept = Some(h);
         }
         if let (Some(s), false) = (&self.sparse, self.merged || self.s_in_copy()) {
-            spmm(dev, 1.0, s, x, 1.0, &mut y)?;
+            let s16 = self.sparse16.as_mut();
+            sparse_product(dev, s, s16, Transpose::No, x, x16.as_ref(), &mut y)?;
         }
         self.cache = if train {
             let mut copy = DeviceDense::zeros(dev, x.rows(), tokens)?;
@@ -779,7 +794,8 @@ impl DeviceRosaLinear {
                 _ => sddmm(dev, 1.0, dy, x, 0.0, gs)?,
             }
             if !s_in_copy {
-                spmm_t(dev, 1.0, s, dy, 1.0, &mut dx)?;
+                let s16 = self.sparse16.as_mut();
+                sparse_product(dev, s, s16, Transpose::Yes, dy, dy16.as_ref(), &mut dx)?;
             }
         }
         g.ready = true;
@@ -939,6 +955,38 @@ impl DeviceRosaLinear {
             }
             DeviceWeight::Nf4(_) => Err(nf4_refusal("merging the adapters")),
         }
+    }
+}
+
+/// `out += op(S) rhs` for the sparse plan: in f32, or, where W is bf16 or NF4 (`s16` and
+/// `rhs16`, the bf16 activations of W's product, are both there), with S's values rounded
+/// into `s16` first and the bf16 kernels accumulating in f32 into the f32 `out`.
+fn sparse_product(
+    dev: &Device,
+    s: &DeviceCsr<f32>,
+    s16: Option<&mut CudaSlice<bf16>>,
+    t: Transpose,
+    rhs: &DeviceDense<f32>,
+    rhs16: Option<&DeviceDense<bf16>>,
+    out: &mut DeviceDense<f32>,
+) -> Result<()> {
+    match (s16, rhs16) {
+        (Some(s16), Some(rhs16)) => {
+            // Rounded per product, not once per step: S may have changed since the forward
+            // pass (an optimizer step, a plan switch), and this is O(nnz) next to the
+            // product's O(nnz tokens).
+            let nnz = s.nnz();
+            result::cast(dev.stream(), nnz, s.values(), s16)?;
+            let s16 = SparseView::new(s.mask(), s16.slice(0..nnz))?;
+            match t {
+                Transpose::No => spmm_f32_out(dev, 1.0, &s16, rhs16, 1.0, out),
+                Transpose::Yes => spmm_t_f32_out(dev, 1.0, &s16, rhs16, 1.0, out),
+            }
+        }
+        _ => match t {
+            Transpose::No => spmm(dev, 1.0, s, rhs, 1.0, out),
+            Transpose::Yes => spmm_t(dev, 1.0, s, rhs, 1.0, out),
+        },
     }
 }
 

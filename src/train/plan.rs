@@ -12,10 +12,11 @@
 //! the LoRA products; SDDMM for dS) is the same in both and left out of the comparison.
 //! Rewriting the copy costs O(nnz) bytes and the two products O(nnz N): at low density the
 //! rewrite moves about 72 bytes per entry through DRAM (its CSR entry, and a 32-byte
-//! sector of W read and one of the copy written) and the two f32 products gather 8 bytes
-//! per entry and token through L2, so with the example's ceilings the merged plan wins
-//! from about 21 tokens per step on whenever its copy fits, and the memory budget is what
-//! decides. (With a bf16 W the copy is `bf16(W + S)`: an update of S smaller than
+//! sector of W read and one of the copy written) and the two products gather 2 s bytes per
+//! entry and token through L2 (s = 2 with a bf16 or NF4 W, whose sparse terms run in bf16;
+//! 4 in f32), so with the example's ceilings the merged plan wins from about 41 tokens per
+//! step on for a bf16 W (21 for f32 products) whenever its copy fits, and the memory
+//! budget is what decides. (With a bf16 W the copy is `bf16(W + S)`: an update of S smaller than
 //! half a bf16 ulp of W's entry leaves the forward pass unchanged until it accumulates.)
 //!
 //! ```
@@ -28,18 +29,22 @@
 //!     memory_budget: None,
 //! };
 //! // A bf16 11008 x 4096 projection at 0.6% density and 2048 tokens: SpMM and SpMM^T
-//! // gather 2.2 GB each through L2; rewriting the mask's entries of a copy moves 19 MB.
+//! // gather 1.1 GB each through L2 (bf16); rewriting the mask's entries of a copy moves
+//! // 19 MB.
 //! let p = PlanInputs { out: 11008, inp: 4096, tokens: 2048, nnz: 270_532,
-//!     weight_bytes: 2, value_bytes: 4, row_cv: 0.1, quantized: false, weight_trains: false };
+//!     weight_bytes: 2, value_bytes: 2, row_cv: 0.1, quantized: false, weight_trains: false };
 //! let c = choose(&p, &model);
 //! assert_eq!(c.plan, LayerPlan::Merged);
 //! assert_eq!(c.costs.merged_bytes, 11008 * 4096 * 2); // 86 MiB
 //! // One token per step (decoding): the products are cheaper than the rewrite.
 //! assert_eq!(choose(&PlanInputs { tokens: 1, ..p }, &model).plan, LayerPlan::Sparse);
-//! // The crossover: 72 B x 270,532 at 4.3 TB/s (4.4 us) against 2 x 4 B x 270,532 per
-//! // token at 10 TB/s (0.22 us per token).
-//! assert_eq!(choose(&PlanInputs { tokens: 20, ..p }, &model).plan, LayerPlan::Sparse);
-//! assert_eq!(choose(&PlanInputs { tokens: 21, ..p }, &model).plan, LayerPlan::Merged);
+//! // The crossover: 69 B x 270,532 at 4.3 TB/s (4.4 us) against 2 x 2 B x 270,532 per
+//! // token at 10 TB/s (0.11 us per token); products in f32 would cross at 21 tokens.
+//! assert_eq!(choose(&PlanInputs { tokens: 40, ..p }, &model).plan, LayerPlan::Sparse);
+//! assert_eq!(choose(&PlanInputs { tokens: 41, ..p }, &model).plan, LayerPlan::Merged);
+//! let f32_products = PlanInputs { value_bytes: 4, ..p };
+//! assert_eq!(choose(&PlanInputs { tokens: 20, ..f32_products }, &model).plan, LayerPlan::Sparse);
+//! assert_eq!(choose(&PlanInputs { tokens: 21, ..f32_products }, &model).plan, LayerPlan::Merged);
 //! // A 64 MiB budget leaves no room for the copy.
 //! let tight = PlanModel { memory_budget: Some(64 << 20), ..model };
 //! assert!(matches!(choose(&p, &tight).reason, PlanReason::OverBudget { .. }));
@@ -84,7 +89,8 @@ pub struct PlanInputs {
     /// Bytes per element of W's storage, which the working copy shares: 4 (f32) or 2
     /// (bf16).
     pub weight_bytes: usize,
-    /// Bytes per element of the sparse products' operands: 4 (f32) or 2 (bf16).
+    /// Bytes per element of the sparse products' operands: 4 (f32) or 2 (bf16; the device
+    /// layer's products for a bf16 or NF4 W, which write f32 outputs).
     pub value_bytes: usize,
     /// Coefficient of variation of S's row lengths (keys the tuner's measurements).
     pub row_cv: f64,
