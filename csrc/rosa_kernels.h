@@ -80,8 +80,9 @@ typedef struct rosa_spmm_params {
                                  Any value is correct; the split rule's count is fast */
   int32_t c_f32;              /* 0: c has `dtype`; 1: c is f32, written from the f32
                                  accumulators unrounded (dtype bf16 or f32 only; f16
-                                 is refused with ROSA_ERR_BAD_DTYPE): a bf16 product
-                                 added straight into f32 activations */
+                                 is refused with ROSA_ERR_BAD_DTYPE, other values
+                                 with ROSA_ERR_BAD_ARGUMENT): a bf16 product added
+                                 straight into f32 activations */
   const int32_t *row_ptr;     /* [rows + 1] */
   const int32_t *col_idx;     /* [nnz], each in [0, b_rows) */
   const int32_t *perm;        /* [nnz] or NULL: value index of each entry */

@@ -110,7 +110,7 @@ fn c_f32_of(dtype: DType, c_dtype: DType) -> Result<i32> {
         (a, c) if a == c => Ok(0),
         (DType::Bf16, DType::F32) => Ok(1),
         _ => Err(Error::Unsupported(format!(
-            "SpMM of {} operands into a {} C: C is in the operands' type, or f32 for bf16 operands",
+            "SpMM of {} operands with C in {}: C is in the operands' type, or f32 for bf16 operands",
             dtype.name(),
             c_dtype.name()
         ))),

@@ -565,9 +565,8 @@ impl DeviceRosaLinear {
             tokens,
             nnz: self.sparse.as_ref().map_or(0, |s| s.nnz()),
             weight_bytes: self.w.element_bytes(),
-            // The sparse products read W's type: f32, or bf16 for a bf16 or NF4 W (their
-            // f32 C is counted at that width too, a small under-count at RoSA's densities,
-            // where the reads of x or dY per nonzero dominate).
+            // The sparse products read W's type: f32, or bf16 for a bf16 or NF4 W (their C,
+            // y or dX, is f32 either way; the model counts it so).
             value_bytes: self.w.element_bytes(),
             row_cv: self.sparse.as_ref().map_or(0.0, |s| s.mask().row_cv()),
             quantized: matches!(self.w, DeviceWeight::Nf4(_)),

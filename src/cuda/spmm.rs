@@ -117,7 +117,11 @@ pub fn spmm_t_with<T: CudaScalar>(
 /// picks for the same operands (the reads, which dominate, are the same).
 ///
 /// # Errors
-/// As [`spmm`]; [`Error::Unsupported`] for f16 operands (that pairing is not compiled).
+/// [`Error::Unsupported`] for f16 operands (that pairing is not compiled);
+/// [`Error::ShapeMismatch`] unless `A` is M x K, `B` K x N and `C` M x N;
+/// [`Error::InvalidArgument`] for non-finite `alpha` or `beta`, operands on another
+/// device, or a leading dimension below the width; [`Error::IndexOverflow`] for
+/// sizes past the kernels' 32-bit limits; [`Error::Cuda`] when the launch fails.
 ///
 /// ```no_run
 /// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};
@@ -145,7 +149,7 @@ pub fn spmm_f32_out<T: CudaScalar>(
 /// bf16 layer, `dX += S^T dY`.
 ///
 /// # Errors
-/// As [`spmm_f32_out`].
+/// As [`spmm_f32_out`], with `A^T` (K x M) in place of `A`: `B` is M x N and `C` K x N.
 ///
 /// ```no_run
 /// use rosa::cuda::{self, Device, DeviceCsr, DeviceDense};

@@ -11,7 +11,7 @@
 //! Everything else of the step (the GEMMs on W or on the copy, which have the same shape;
 //! the LoRA products; SDDMM for dS) is the same in both and left out of the comparison.
 //! Rewriting the copy costs O(nnz) bytes and the two products O(nnz N): at low density the
-//! rewrite moves about 72 bytes per entry through DRAM (its CSR entry, and a 32-byte
+//! rewrite moves about 70 bytes per entry through DRAM (its CSR entry, and a 32-byte
 //! sector of W read and one of the copy written) and the two products gather 2 s bytes per
 //! entry and token through L2 (s = 2 with a bf16 or NF4 W, whose sparse terms run in bf16;
 //! 4 in f32), so with the example's ceilings the merged plan wins from about 41 tokens per
@@ -237,7 +237,12 @@ fn product_time(op: Op, p: &PlanInputs, model: &PlanModel<'_>) -> (f64, CostSour
     if let Some(e) = model.measured.iter().find(|e| e.key == key) {
         return (e.tuned_us * 1e-6, CostSource::Measured);
     }
-    let work = roofline::work(op, m, k, p.tokens, p.nnz, p.value_bytes);
+    let mut work = roofline::work(op, m, k, p.tokens, p.nnz, p.value_bytes);
+    // The layer's products add into its f32 activations (beta = 1): C is read and written
+    // in f32, 8 bytes per element, where `op_bytes` counts one write of `value_bytes`. At
+    // low density that output is most of the DRAM traffic.
+    let c_rows = if op == Op::SpmmT { k } else { m };
+    work.dram_bytes += (8 - p.value_bytes.min(8)) as f64 * c_rows as f64 * p.tokens as f64;
     (model.ceilings.floor(&work).seconds, CostSource::Roofline)
 }
 
@@ -311,6 +316,31 @@ mod tests {
             quantized: false,
             weight_trains: false,
         }
+    }
+
+    #[test]
+    fn sparse_products_count_their_f32_output_read_and_written() {
+        // 0.1% of an 11008 x 4096 bf16 S, 512 tokens: DRAM-bound, and the f32 y (SpMM) and
+        // dX (SpMM^T) are most of the bytes, read and written (beta = 1).
+        let p = PlanInputs {
+            out: 11008,
+            inp: 4096,
+            nnz: 45_089,
+            tokens: 512,
+            ..inputs(0, 0)
+        };
+        let model = PlanModel {
+            ceilings: ceilings(),
+            measured: &[],
+            memory_budget: None,
+        };
+        let (nnz, n) = (45_089.0, 512.0);
+        let bytes = |rows: f64, inner: f64| {
+            nnz * 6.0 + 4.0 * (rows + 1.0) + 2.0 * inner * n + 8.0 * rows * n
+        };
+        let want = (bytes(11008.0, 4096.0) + bytes(4096.0, 11008.0)) / 4.0e12;
+        let got = choose(&p, &model).costs.sparse_s;
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     }
 
     #[test]
