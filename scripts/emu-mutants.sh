@@ -106,6 +106,9 @@ mutant lower-bound asan sddmm_every_dtype_and_tile 'ERROR: AddressSanitizer' \
 mutant tail-store plain spmm_and_spmm_t_every_dtype_and_tile 'padding byte [0-9]+ overwritten' \
   common.cuh 'if (avail >= V && aligned16(p)) {' 'if (aligned16(p)) {'
 
+mutant f32-out-half plain spmm_f32_out_every_tile 'C F32 .*: got NaN, want ' \
+  spmm.cu 'for (int h = 0; h < kVec<T>; h += CV)' 'for (int h = 0; h < CV; h += CV)'
+
 mutant shfl-width-32 plain sddmm_every_dtype_and_tile '^cuda-emu: .*shuffle reads a lane outside its mask' \
   sddmm.cu 'for (; off > 0; off /= 2) sum += __shfl_xor_sync(mask, sum, off, SW);' \
   'for (off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(mask, sum, off, 32);'

@@ -4,7 +4,9 @@
 //! must survive, NaN-poisoned outputs with beta = 0, and sorted and shuffled row orders;
 //! SpMM and SDDMM also against rosa::cpu's kernels on the same inputs. The tiles that split
 //! long rows also on skewed masks with long rows (the library's count, then every row),
-//! each launch rerun and compared bit for bit.
+//! each launch rerun and compared bit for bit. SpMM and SpMM^T also from bf16 operands into
+//! an f32 C (c_f32), every tile and the long rows of the splitting ones, checked at f32's
+//! precision.
 #![cfg(feature = "cuda-emu")]
 // Index loops read clearer where the same index addresses several parallel arrays.
 #![allow(clippy::needless_range_loop)]
@@ -27,7 +29,7 @@ fn launched(code: i32) {
     check(code).unwrap_or_else(|(c, m)| panic!("launch failed: {c} {m}"));
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Dt {
     F32,
     F16,
@@ -427,22 +429,43 @@ fn cpu_sddmm<T: Scalar>(
     from_t(mask.values())
 }
 
-/// One SpMM (transposed when `t`) per case, checked element by element against f64 and
-/// against rosa::cpu's SpMM.
-#[allow(clippy::too_many_arguments)]
-fn spmm_case(
-    rng: &mut Rng,
-    dt: Dt,
-    t: bool,
-    config: i32,
-    m: usize,
-    k: usize,
-    n: usize,
-    beta: f32,
-    shuffled: bool,
-    aligned: bool,
-    long: Long,
-) {
+/// One SpMM problem of the tables below, (m, k, n, beta, shuffled, aligned, long): A is
+/// m x k (its transpose walked for SpMM^T), B and C have n columns; beta 0 on NaN-poisoned
+/// C; rows shuffled or longest first; B and C aligned (16-byte bases, leading dimensions a
+/// multiple of the vector width: the fast path) or at any base offset and padding; the
+/// long-row count and its matrix.
+#[derive(Clone, Copy, Debug)]
+struct Shape(usize, usize, usize, f32, bool, bool, Long);
+
+/// Every tile's cases: N = 37 (not a multiple of any vector width), 1, and wide enough for
+/// several column tiles (grid.y > 1); then aligned B, the fast path of the unroll > 1
+/// configurations, on whole column tiles only (N = 256) and with a partial last tile
+/// (N = 37, 300).
+const SHAPES: [Shape; 7] = [
+    Shape(40, 80, 37, 0.0, false, false, Long::Off),
+    Shape(23, 75, 1, 0.5, true, false, Long::Off),
+    Shape(9, 71, 300, 0.0, true, false, Long::Off),
+    Shape(12, 72, 64, -1.0, false, false, Long::Off),
+    Shape(40, 80, 256, 0.0, false, true, Long::Off),
+    Shape(23, 75, 37, 0.5, true, true, Long::Off),
+    Shape(9, 71, 300, -1.0, true, true, Long::Off),
+];
+
+/// The splitting tiles' long rows: the library's count on skewed masks, then every row long
+/// (empty rows too); ragged and whole column tiles, aligned and misaligned B, both row
+/// orders.
+const LONG_SHAPES: [Shape; 5] = [
+    Shape(40, 80, 37, 0.0, false, false, Long::Rule),
+    Shape(33, 300, 64, 0.5, false, true, Long::Rule),
+    Shape(31, 290, 256, 0.0, true, true, Long::Rule),
+    Shape(9, 300, 300, -1.0, true, false, Long::All),
+    Shape(23, 75, 1, 0.0, false, true, Long::All),
+];
+
+/// One SpMM (transposed when `t`) of `dt` operands into a C of `c_dt` (`dt`, or f32 for bf16
+/// operands), checked element by element against f64 and against rosa::cpu's SpMM.
+fn spmm_case(rng: &mut Rng, dt: Dt, c_dt: Dt, t: bool, config: i32, s: Shape) {
+    let Shape(m, k, n, beta, shuffled, aligned, long) = s;
     let a = long.matrix(rng, m, k);
     let vals: Vec<f32> = a.values.iter().map(|&v| dt.round(v)).collect();
     let (walk_rows, b_rows, row_ptr, col_idx, perm) = if t {
@@ -451,19 +474,22 @@ fn spmm_case(
     } else {
         (m, k, a.row_ptr.clone(), a.col_idx.clone(), None)
     };
-    let es = dt.size();
-    // `aligned`: B and C 16-byte aligned with leading dimensions a multiple of the vector
-    // width, the operands of the fast path; otherwise any padding and base offset.
-    let vec = 16 / es;
+    let (es, c_es) = (dt.size(), c_dt.size());
+    // `aligned`: B and C 16-byte aligned with leading dimensions a multiple of their vector
+    // widths, the operands of the fast path; otherwise any padding and base offset, in
+    // whole elements (a misaligned element is undefined behaviour, which UBSan reports).
+    let pad = |rng: &mut Rng, es: usize| {
+        let vec = 16 / es;
+        n.next_multiple_of(vec) - n + vec * rng.below(2)
+    };
     let (pad_b, pad_c, off_b, off_c) = if aligned {
-        let pad = |rng: &mut Rng| n.next_multiple_of(vec) - n + vec * rng.below(2);
-        (pad(rng), pad(rng), 0, 0)
+        (pad(rng, es), pad(rng, c_es), 0, 0)
     } else {
         (
             1 + rng.below(9),
             1 + rng.below(9),
             es * (1 + rng.below(14 / es)),
-            es * (1 + rng.below(14 / es)),
+            c_es * (1 + rng.below(14 / c_es)),
         )
     };
     let mut b = Buf::new(dt, b_rows, n, n + pad_b, off_b);
@@ -475,14 +501,14 @@ fn spmm_case(
             bh[r * n + c] = x;
         }
     }
-    let mut c = Buf::new(dt, walk_rows, n, n + pad_c, off_c);
+    let mut c = Buf::new(c_dt, walk_rows, n, n + pad_c, off_c);
     let mut ch = vec![0f32; walk_rows * n];
     for r in 0..walk_rows {
         for j in 0..n {
             let x = if beta == 0.0 {
                 f32::NAN
             } else {
-                dt.round(rng.unit())
+                c_dt.round(rng.unit())
             };
             c.set(r, j, x);
             ch[r * n + j] = x;
@@ -497,7 +523,7 @@ fn spmm_case(
     let alpha = 0.75f32;
     let p = sys::rosa_spmm_params {
         dtype: dt.code(),
-        c_f32: 0,
+        c_f32: i32::from(c_dt != dt),
         rows: walk_rows as i32,
         n: n as i32,
         b_rows: b_rows as i32,
@@ -527,7 +553,8 @@ fn spmm_case(
     };
     launch();
     let what = format!(
-        "spmm t={t} {dt:?} config {config} m={m} k={k} n={n} beta={beta} long_rows={long_rows}"
+        "spmm t={t} {dt:?} C {c_dt:?} config {config} m={m} k={k} n={n} beta={beta} \
+         long_rows={long_rows}"
     );
     if long != Long::Off {
         // Bitwise reproducible: the same inputs again (C restored) give the same bits.
@@ -544,7 +571,8 @@ fn spmm_case(
         }
         CHECKS.fetch_add(1, Ordering::Relaxed);
     }
-    let cpu = match dt {
+    // In C's type: bf16 operands are exact in f32, so an f32 C is the f32 CPU SpMM's.
+    let cpu = match c_dt {
         Dt::F32 => cpu_spmm::<f32>(&a, &vals, t, &bh, n, &ch, alpha, beta),
         Dt::F16 => cpu_spmm::<f16>(&a, &vals, t, &bh, n, &ch, alpha, beta),
         Dt::Bf16 => cpu_spmm::<bf16>(&a, &vals, t, &bh, n, &ch, alpha, beta),
@@ -564,8 +592,9 @@ fn spmm_case(
                 scale += (beta * ch[r * n + j]).abs() as f64;
             }
             let at = format!("{what} C[{r},{j}]");
-            assert_close(c.get(r, j), want, scale, dt, &at);
-            assert_agree(c.get(r, j), cpu[r * n + j], want, scale, dt, &at);
+            // At C's precision: an f32 C rounded to bf16 on the way out fails.
+            assert_close(c.get(r, j), want, scale, c_dt, &at);
+            assert_agree(c.get(r, j), cpu[r * n + j], want, scale, c_dt, &at);
         }
     }
     c.assert_padding(&what);
@@ -578,101 +607,32 @@ fn spmm_and_spmm_t_every_dtype_and_tile() {
     for op in [0, 1] {
         for config in 0..config_count(op) {
             for dt in DTYPES {
-                // N = 37 (not a multiple of any vector width), 1, and wide enough for
-                // several column tiles (grid.y > 1).
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    op == 1,
-                    config,
-                    40,
-                    80,
-                    37,
-                    0.0,
-                    false,
-                    false,
-                    Long::Off,
-                );
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    op == 1,
-                    config,
-                    23,
-                    75,
-                    1,
-                    0.5,
-                    true,
-                    false,
-                    Long::Off,
-                );
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    op == 1,
-                    config,
-                    9,
-                    71,
-                    300,
-                    0.0,
-                    true,
-                    false,
-                    Long::Off,
-                );
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    op == 1,
-                    config,
-                    12,
-                    72,
-                    64,
-                    -1.0,
-                    false,
-                    false,
-                    Long::Off,
-                );
-                // Aligned B: the fast path of the unroll > 1 configurations, on whole
-                // column tiles only (N = 256) and with a partial last tile (N = 37, 300).
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    op == 1,
-                    config,
-                    40,
-                    80,
-                    256,
-                    0.0,
-                    false,
-                    true,
-                    Long::Off,
-                );
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    op == 1,
-                    config,
-                    23,
-                    75,
-                    37,
-                    0.5,
-                    true,
-                    true,
-                    Long::Off,
-                );
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    op == 1,
-                    config,
-                    9,
-                    71,
-                    300,
-                    -1.0,
-                    true,
-                    true,
-                    Long::Off,
-                );
+                for s in SHAPES {
+                    spmm_case(&mut rng, dt, dt, op == 1, config, s);
+                }
+            }
+        }
+    }
+    report();
+}
+
+/// bf16 operands into an f32 C (c_f32 = 1), the output of the bf16 sparse terms: every
+/// tile, both paths, direct and gathered (SpMM^T) values, and the splitting tiles on long
+/// rows too, each of those rerun and compared bit for bit. C is checked at f32's precision,
+/// so a result rounded to bf16 (or an f32 vector left unstored) fails.
+#[test]
+fn spmm_f32_out_every_tile() {
+    let mut rng = Rng(0x5eed_0007);
+    for op in [0, 1] {
+        let split = split_configs(op);
+        for config in 0..config_count(op) {
+            let long: &[Shape] = if split.contains(&config) {
+                &LONG_SHAPES
+            } else {
+                &[]
+            };
+            for &s in SHAPES.iter().chain(long) {
+                spmm_case(&mut rng, Dt::Bf16, Dt::F32, op == 1, config, s);
             }
         }
     }
@@ -825,73 +785,10 @@ fn split_long_rows_every_dtype_and_split_tile() {
         let configs = split_configs(op);
         assert!(!configs.is_empty(), "no splitting tile for op {op}");
         for config in configs {
-            let t = op == 1;
             for dt in DTYPES {
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    t,
-                    config,
-                    40,
-                    80,
-                    37,
-                    0.0,
-                    false,
-                    false,
-                    Long::Rule,
-                );
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    t,
-                    config,
-                    33,
-                    300,
-                    64,
-                    0.5,
-                    false,
-                    true,
-                    Long::Rule,
-                );
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    t,
-                    config,
-                    31,
-                    290,
-                    256,
-                    0.0,
-                    true,
-                    true,
-                    Long::Rule,
-                );
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    t,
-                    config,
-                    9,
-                    300,
-                    300,
-                    -1.0,
-                    true,
-                    false,
-                    Long::All,
-                );
-                spmm_case(
-                    &mut rng,
-                    dt,
-                    t,
-                    config,
-                    23,
-                    75,
-                    1,
-                    0.0,
-                    false,
-                    true,
-                    Long::All,
-                );
+                for s in LONG_SHAPES {
+                    spmm_case(&mut rng, dt, dt, op == 1, config, s);
+                }
             }
         }
     }
@@ -930,10 +827,11 @@ fn long_row_rule_finds_the_skewed_rows() {
     }
 }
 
-/// A long-row count is refused by an unsplit tile (its kernel has no long-row blocks) and
-/// above the rows by any, before anything runs.
+/// Refused before anything runs: a long-row count by an unsplit tile (its kernel has no
+/// long-row blocks) and above the rows by any; an f32 C of f16 operands (not compiled) and a
+/// c_f32 other than 0 or 1, by SpMM and SpMM^T alike.
 #[test]
-fn long_rows_refusals() {
+fn spmm_and_sddmm_refusals() {
     let bad = sys::rosa_status::ROSA_ERR_BAD_ARGUMENT;
     let (row_ptr, sw, col_idx) = ([0i32, 1, 1], [0i32, 1], [0i32]);
     let values = [0u8; 16];
@@ -968,6 +866,29 @@ fn long_rows_refusals() {
         assert_eq!(sys::rosa_spmm(&p, split, std::ptr::null_mut()), bad);
         p.long_rows = -1;
         assert_eq!(sys::rosa_spmm(&p, split, std::ptr::null_mut()), bad);
+    }
+    p.long_rows = 0;
+    let perm = [0i32];
+    let bad_dtype = sys::rosa_status::ROSA_ERR_BAD_DTYPE;
+    for (dtype, c_f32, want) in [(Dt::F16, 1, bad_dtype), (Dt::Bf16, 2, bad)] {
+        p.dtype = dtype.code();
+        p.c_f32 = c_f32;
+        for t in [false, true] {
+            // SAFETY: refused before a pointer is read.
+            let got = unsafe {
+                if t {
+                    let q = sys::rosa_spmm_params {
+                        perm: perm.as_ptr(),
+                        ..p
+                    };
+                    sys::rosa_spmm_t(&q, split, std::ptr::null_mut())
+                } else {
+                    sys::rosa_spmm(&p, split, std::ptr::null_mut())
+                }
+            };
+            assert_eq!(got, want, "{dtype:?} c_f32 = {c_f32} t={t}");
+            CHECKS.fetch_add(1, Ordering::Relaxed);
+        }
     }
     let mut out = [0u8; 16];
     let q = sys::rosa_sddmm_params {
