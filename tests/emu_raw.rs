@@ -6,8 +6,9 @@
 //! operands at row strides above their width and at offsets inside larger buffers, whose
 //! padding must survive, outputs NaN-poisoned when beta = 0, empty rows and a row longer
 //! than any sub-warp batch, the splitting tiles with `KernelConfig::long_rows` and with
-//! every row long. Then the refusals, each a typed error, and a launch the C side refuses
-//! as `Error::Cuda`.
+//! every row long; `raw::spmm_f32_out` the same way, bf16 operands into an f32 C checked
+//! at f32's precision. Then the refusals, each a typed error, and a launch the C side
+//! refuses as `Error::Cuda`.
 //!
 //! Under AddressSanitizer (scripts/emu-check.sh) the guard elements before and after each
 //! operand are unaddressable to the kernels, as in tests/emu_kernels.rs.
@@ -15,6 +16,7 @@
 
 mod common;
 
+use std::ffi::c_void;
 use std::ptr::null_mut;
 
 use common::kernels::Case;
@@ -148,8 +150,20 @@ fn case(seed: u64, beta: f32) -> Case {
     }
 }
 
-/// `C = alpha op(A) B + beta C` through `raw::spmm`, checked against f64; returns the
-/// launch's `long_rows`.
+/// A raw SpMM entry: `raw::spmm` or `raw::spmm_f32_out`.
+type Entry = unsafe fn(
+    DType,
+    &KernelConfig,
+    f32,
+    &RawCsr,
+    u64,
+    &RawDense,
+    f32,
+    &RawDense,
+    *mut c_void,
+) -> rosa::Result<()>;
+
+/// [`spmm_into`] with C in the operands' type, through `raw::spmm`.
 fn spmm_case<T: Scalar>(
     c: &Case,
     transposed: bool,
@@ -157,7 +171,23 @@ fn spmm_case<T: Scalar>(
     lay: Layout,
     long: Long,
 ) -> usize {
+    spmm_into::<T, T>(c, transposed, config, lay, long, raw::spmm)
+}
+
+/// `C = alpha op(A) B + beta C` through `entry`, operands of `T` and C of `O`, checked
+/// against f64 at `O`'s precision; returns the launch's `long_rows`.
+fn spmm_into<T: Scalar, O: Scalar>(
+    c: &Case,
+    transposed: bool,
+    config: &KernelConfig,
+    lay: Layout,
+    long: Long,
+    entry: Entry,
+) -> usize {
     let p = c.spmm::<T>(transposed);
+    // Widening is exact (bf16 into f32), so `p.want` still holds; NaN stays NaN.
+    let c0 = p.c0.as_slice().iter().map(|x| O::from_f32(x.to_f32()));
+    let c0 = Dense::from_vec(p.c0.rows(), p.c0.cols(), c0.collect()).unwrap();
     let plan = p.a.transpose_plan();
     let (rows, cols, row_ptr, col_idx, swizzle) = if transposed {
         (c.k, c.m, plan.row_ptr(), plan.col_idx(), plan.row_swizzle())
@@ -179,11 +209,13 @@ fn spmm_case<T: Scalar>(
     let (ldb, ldc) = (n + lay.pad[0], n + lay.pad[1]);
     let mut values = Fenced::around(p.a.values(), 3, 2);
     let mut b = Fenced::strided(&p.b, ldb, lay.off[0]);
-    let mut out = Fenced::strided(&p.c0, ldc, lay.off[1]);
+    // C's offset and stride count `O` elements, so an f32 C stays 4-byte aligned.
+    let mut out = Fenced::strided(&c0, ldc, lay.off[1]);
     let what = format!(
-        "raw spmm t={transposed} {} {config} {rows}x{cols} n={n} ldb={ldb} ldc={ldc} \
+        "raw spmm t={transposed} {} C {} {config} {rows}x{cols} n={n} ldb={ldb} ldc={ldc} \
          offsets {:?} beta={} long_rows={long_rows}",
         T::DTYPE,
+        O::DTYPE,
         lay.off,
         c.beta
     );
@@ -204,7 +236,7 @@ fn spmm_case<T: Scalar>(
     // plan's; nothing else touches C until the call returns (the emulated launch has
     // finished by then).
     unsafe {
-        raw::spmm(
+        entry(
             T::DTYPE,
             config,
             c.alpha,
@@ -347,6 +379,35 @@ fn spmm_and_spmm_t_every_tile_and_dtype_on_strided_offset_views() {
                 off: [0, 0],
             };
             spmm_case::<f32>(&c, transposed, &config, lay, Long::Rule);
+        }
+    }
+}
+
+/// `raw::spmm_f32_out`: bf16 operands into an f32 C on every SpMM and SpMM^T tile, the
+/// splitting ones with every row long too, checked at f32's precision (a C rounded to
+/// bf16 fails); and f32 operands, the plain product.
+#[test]
+fn spmm_f32_out_every_tile_on_strided_offset_views() {
+    let mut i = 0;
+    for (op, transposed) in [(Op::Spmm, false), (Op::SpmmT, true)] {
+        for config in KernelConfig::all(op) {
+            let longs: &[Long] = if config.split > 0 {
+                &[Long::Rule, Long::All]
+            } else {
+                &[Long::Rule]
+            };
+            for &long in longs {
+                for beta in [0.0, -0.5] {
+                    i += 1;
+                    let c = case(500 + i as u64, beta);
+                    let lay = Layout::ragged(i);
+                    spmm_into::<bf16, f32>(&c, transposed, &config, lay, long, raw::spmm_f32_out);
+                }
+            }
+            i += 1;
+            let c = case(500 + i as u64, 1.0);
+            let lay = Layout::ragged(i);
+            spmm_into::<f32, f32>(&c, transposed, &config, lay, Long::Rule, raw::spmm_f32_out);
         }
     }
 }
@@ -662,6 +723,14 @@ fn refusals_are_typed_errors_and_a_refused_launch_is_error_cuda() {
             }
             other => panic!("{call}: want Error::Cuda, got {other}"),
         }
+    }
+    // An f32 C of f16 operands is not compiled: refused before a launch, plan or not.
+    for (cfg, s, b, c) in [(&spmm_cfg, &s, b, c), (&spmm_t_cfg, &t, bt, ct)] {
+        // SAFETY: refused before a launch, asserted; every address is live besides.
+        let e =
+            unsafe { raw::spmm_f32_out(DType::F16, cfg, 1.0, s, values, &b, 0.0, &c, null_mut()) }
+                .unwrap_err();
+        assert!(matches!(e, Error::Unsupported(_)), "f16 into f32: {e}");
     }
     assert!(mem.iter().all(|&x| x == 0.0), "no refused call wrote");
 }
