@@ -82,172 +82,205 @@ fn check_structure(s: &RawCsr) -> Result<()> {
     nonnull("row_swizzle", s.row_swizzle, s.rows > 0)
 }
 
-/// [`spmm`] and [`spmm_f32_out`] differ only in C's dtype (`$c_dtype`, an expression of the
-/// operands' `$dtype`, which the launch layer pairs or refuses before anything is queued):
-/// one signature and one body for both, each with its own docs. The operands' dtype is
-/// named at the call so that `$c_dtype` can use it (macro hygiene).
-macro_rules! raw_spmm {
-    ($(#[$doc:meta])* fn $name:ident($dtype:ident, C = $c_dtype:expr)) => {
-        $(#[$doc])*
-        #[allow(clippy::too_many_arguments)]
-        pub unsafe fn $name(
-            $dtype: DType,
-            config: &KernelConfig,
-            alpha: f32,
-            s: &RawCsr,
-            values: u64,
-            b: &RawDense,
-            beta: f32,
-            c: &RawDense,
-            stream: *mut c_void,
-        ) -> Result<()> {
-            let transposed = s.perm != 0;
-            let op = if transposed { Op::SpmmT } else { Op::Spmm };
-            check_config(config, op)?;
-            check_scalars(op.name(), alpha, beta)?;
-            if b.rows != s.cols || c.rows != s.rows || c.cols != b.cols {
-                return Err(Error::ShapeMismatch {
-                    op: op.name(),
-                    detail: format!(
-                        "walked structure {} x B {} -> C {}",
-                        crate::error::shape(s.rows, s.cols),
-                        crate::error::shape(b.rows, b.cols),
-                        crate::error::shape(c.rows, c.cols)
-                    ),
-                });
-            }
-            check_structure(s)?;
-            let n = c.cols;
-            nonnull("values", values, s.nnz > 0)?;
-            nonnull("b", b.ptr, s.nnz > 0 && n > 0)?;
-            nonnull("c", c.ptr, s.rows > 0 && n > 0)?;
-            check_long_rows(config, s.long_rows)?;
-            let shape = RawStructure {
-                rows: s.rows,
-                cols: s.cols,
-                long_rows: s.long_rows,
-            };
-            let mut p =
-                launch::spmm_params($dtype, $c_dtype, &shape, n, b.ld, c.ld, alpha, beta)?;
-            p.row_ptr = s.row_ptr as usize as *const i32;
-            p.col_idx = s.col_idx as usize as *const i32;
-            p.row_swizzle = s.row_swizzle as usize as *const i32;
-            p.perm = s.perm as usize as *const i32;
-            p.values = values as usize as *const c_void;
-            p.b = b.ptr as usize as *const c_void;
-            p.c = c.ptr as usize as *mut c_void;
-            // SAFETY: the caller's contract above is the launcher's.
-            unsafe { launch::launch_spmm(&p, transposed, config.index, stream) }
-        }
+/// `C = alpha S B + beta C` with values of `dtype` (f32 accumulation), where `S` is the
+/// walked structure `s` over `values` (`nnz` elements): `A` itself, or `A^T` through a
+/// transpose plan when `s.perm != 0` (then `config` must be an [`Op::SpmmT`]
+/// configuration, else an [`Op::Spmm`] one). `B` is `s.cols x N`, `C` is `s.rows x N`;
+/// `beta == 0` leaves the old `C` unread. Queued on `stream` (a `CUstream` /
+/// `cudaStream_t`; null is the legacy default stream); returns once it is queued.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] / [`Error::ShapeMismatch`] / [`Error::IndexOverflow`] for
+/// what is checked before the launch (see the module docs), [`Error::Cuda`] for a failed
+/// launch.
+///
+/// # Safety
+/// Every address is device memory of the context current on the calling thread (the one
+/// `stream` belongs to), holding what [`RawCsr`] describes, `values` with `nnz` elements
+/// and `b` / `c` the spans their shapes and strides give, all of `dtype`; the index arrays
+/// are those of a validated structure (see the module docs); nothing else writes `c`
+/// until the launch completes on `stream`.
+///
+/// ```no_run
+/// # #[cfg(feature = "cuda")] {
+/// use rosa::cuda::{raw, KernelConfig, Op};
+/// use rosa::CsrShape;
+/// # fn upload(_: &[u8]) -> u64 { 0 }
+/// let a = rosa::random::csr::<f32>(64, 32, 0.1, 1)?;
+/// let b = rosa::random::dense::<f32>(32, 16, 2);
+/// let bytes = |v: &[i32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+/// // Upload with your own stack's allocator and copy (here a stand-in `upload`).
+/// let s = raw::RawCsr {
+///     rows: 64, cols: 32, nnz: a.nnz(),
+///     row_ptr: upload(&bytes(a.row_ptr())),
+///     col_idx: upload(&bytes(a.col_idx())),
+///     row_swizzle: upload(&bytes(&a.row_swizzle())),
+///     perm: 0,
+///     long_rows: 0, // or config.long_rows(a.row_ptr(), &a.row_swizzle())
+/// };
+/// # let (values, b_ptr, c_ptr) = (0u64, 0u64, 0u64);
+/// let config = KernelConfig::heuristic(Op::Spmm, rosa::DType::F32, 16);
+/// unsafe {
+///     raw::spmm(
+///         rosa::DType::F32, &config, 1.0, &s, values,
+///         &raw::RawDense { ptr: b_ptr, rows: 32, cols: 16, ld: 16 },
+///         0.0,
+///         &raw::RawDense { ptr: c_ptr, rows: 64, cols: 16, ld: 16 },
+///         std::ptr::null_mut(),
+///     )?;
+/// }
+/// # }
+/// # Ok::<(), rosa::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn spmm(
+    dtype: DType,
+    config: &KernelConfig,
+    alpha: f32,
+    s: &RawCsr,
+    values: u64,
+    b: &RawDense,
+    beta: f32,
+    c: &RawDense,
+    stream: *mut c_void,
+) -> Result<()> {
+    // SAFETY: the caller's contract is spmm_into's, with C of `dtype`.
+    unsafe { spmm_into(dtype, dtype, config, alpha, s, values, b, beta, c, stream) }
+}
+
+/// [`spmm`] into an f32 `C`: `C = alpha S B + beta C` with `values` and `B` of `dtype`,
+/// accumulated in f32 as always and stored from the accumulators without a round to
+/// `dtype`. For bf16 operands this is the sparse term of a bf16 layer (`y += S x`, or
+/// `dX += S^T dY` through a plan) added straight into f32 activations, the raw form of
+/// `rosa::cuda::spmm_f32_out` / `spmm_t_f32_out`; f32 operands give the plain f32 product.
+/// Shapes, the configuration's op (by `s.perm`), stream and ordering as [`spmm`]: `B` is
+/// `s.cols x N`, `C` is `s.rows x N`, `beta == 0` leaves the old `C` unread. The
+/// configuration is the one [`spmm`] would take for the same operands (the reads, which
+/// dominate, are the same).
+///
+/// # Errors
+/// [`Error::Unsupported`] for f16 operands (that pairing is not compiled), before anything
+/// is launched; otherwise as [`spmm`].
+///
+/// # Safety
+/// As [`spmm`], except that `c` holds f32 elements (4 bytes each, row `i` at element
+/// `i * c.ld`, so the address is 4-byte aligned) while `values` and `b` hold `dtype`.
+///
+/// ```no_run
+/// # #[cfg(feature = "cuda")] {
+/// use rosa::cuda::{raw, KernelConfig, Op};
+/// use rosa::{bf16, CsrShape, DType};
+/// # fn upload(_: &[u8]) -> u64 { 0 }
+/// let a = rosa::random::csr::<bf16>(64, 32, 0.1, 1)?;
+/// let bytes = |v: &[i32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+/// // The transposed product, dX += S^T dY: the plan's arrays, walked as A^T (32 x 64).
+/// let plan = a.transpose_plan();
+/// let s = raw::RawCsr {
+///     rows: 32, cols: 64, nnz: a.nnz(),
+///     row_ptr: upload(&bytes(plan.row_ptr())),
+///     col_idx: upload(&bytes(plan.col_idx())),
+///     row_swizzle: upload(&bytes(&plan.row_swizzle())),
+///     perm: upload(&bytes(plan.perm())),
+///     long_rows: 0,
+/// };
+/// // bf16 values (A's, in A's order) and dY (64 x 16); dX is f32 (32 x 16).
+/// # let (values, dy_ptr, dx_ptr) = (0u64, 0u64, 0u64);
+/// let config = KernelConfig::heuristic(Op::SpmmT, DType::Bf16, 16);
+/// unsafe {
+///     raw::spmm_f32_out(
+///         DType::Bf16, &config, 1.0, &s, values,
+///         &raw::RawDense { ptr: dy_ptr, rows: 64, cols: 16, ld: 16 },
+///         1.0,
+///         &raw::RawDense { ptr: dx_ptr, rows: 32, cols: 16, ld: 16 },
+///         std::ptr::null_mut(),
+///     )?;
+/// }
+/// # }
+/// # Ok::<(), rosa::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn spmm_f32_out(
+    dtype: DType,
+    config: &KernelConfig,
+    alpha: f32,
+    s: &RawCsr,
+    values: u64,
+    b: &RawDense,
+    beta: f32,
+    c: &RawDense,
+    stream: *mut c_void,
+) -> Result<()> {
+    // SAFETY: the caller's contract is spmm_into's, with an f32 C.
+    unsafe {
+        spmm_into(
+            dtype,
+            DType::F32,
+            config,
+            alpha,
+            s,
+            values,
+            b,
+            beta,
+            c,
+            stream,
+        )
+    }
+}
+
+/// The one body of [`spmm`] and [`spmm_f32_out`]: operands of `dtype`, C of `c_dtype`
+/// (the launch layer pairs the two or refuses them before anything is queued).
+///
+/// # Safety
+/// As [`spmm`], with `c` holding `c_dtype` elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn spmm_into(
+    dtype: DType,
+    c_dtype: DType,
+    config: &KernelConfig,
+    alpha: f32,
+    s: &RawCsr,
+    values: u64,
+    b: &RawDense,
+    beta: f32,
+    c: &RawDense,
+    stream: *mut c_void,
+) -> Result<()> {
+    let transposed = s.perm != 0;
+    let op = if transposed { Op::SpmmT } else { Op::Spmm };
+    check_config(config, op)?;
+    check_scalars(op.name(), alpha, beta)?;
+    if b.rows != s.cols || c.rows != s.rows || c.cols != b.cols {
+        return Err(Error::ShapeMismatch {
+            op: op.name(),
+            detail: format!(
+                "walked structure {} x B {} -> C {}",
+                crate::error::shape(s.rows, s.cols),
+                crate::error::shape(b.rows, b.cols),
+                crate::error::shape(c.rows, c.cols)
+            ),
+        });
+    }
+    check_structure(s)?;
+    let n = c.cols;
+    nonnull("values", values, s.nnz > 0)?;
+    nonnull("b", b.ptr, s.nnz > 0 && n > 0)?;
+    nonnull("c", c.ptr, s.rows > 0 && n > 0)?;
+    check_long_rows(config, s.long_rows)?;
+    let shape = RawStructure {
+        rows: s.rows,
+        cols: s.cols,
+        long_rows: s.long_rows,
     };
-}
-
-raw_spmm! {
-    /// `C = alpha S B + beta C` with values of `dtype` (f32 accumulation), where `S` is the
-    /// walked structure `s` over `values` (`nnz` elements): `A` itself, or `A^T` through a
-    /// transpose plan when `s.perm != 0` (then `config` must be an [`Op::SpmmT`]
-    /// configuration, else an [`Op::Spmm`] one). `B` is `s.cols x N`, `C` is `s.rows x N`;
-    /// `beta == 0` leaves the old `C` unread. Queued on `stream` (a `CUstream` /
-    /// `cudaStream_t`; null is the legacy default stream); returns once it is queued.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] / [`Error::ShapeMismatch`] / [`Error::IndexOverflow`] for
-    /// what is checked before the launch (see the module docs), [`Error::Cuda`] for a failed
-    /// launch.
-    ///
-    /// # Safety
-    /// Every address is device memory of the context current on the calling thread (the one
-    /// `stream` belongs to), holding what [`RawCsr`] describes, `values` with `nnz` elements
-    /// and `b` / `c` the spans their shapes and strides give, all of `dtype`; the index arrays
-    /// are those of a validated structure (see the module docs); nothing else writes `c`
-    /// until the launch completes on `stream`.
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "cuda")] {
-    /// use rosa::cuda::{raw, KernelConfig, Op};
-    /// use rosa::CsrShape;
-    /// # fn upload(_: &[u8]) -> u64 { 0 }
-    /// let a = rosa::random::csr::<f32>(64, 32, 0.1, 1)?;
-    /// let b = rosa::random::dense::<f32>(32, 16, 2);
-    /// let bytes = |v: &[i32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
-    /// // Upload with your own stack's allocator and copy (here a stand-in `upload`).
-    /// let s = raw::RawCsr {
-    ///     rows: 64, cols: 32, nnz: a.nnz(),
-    ///     row_ptr: upload(&bytes(a.row_ptr())),
-    ///     col_idx: upload(&bytes(a.col_idx())),
-    ///     row_swizzle: upload(&bytes(&a.row_swizzle())),
-    ///     perm: 0,
-    ///     long_rows: 0, // or config.long_rows(a.row_ptr(), &a.row_swizzle())
-    /// };
-    /// # let (values, b_ptr, c_ptr) = (0u64, 0u64, 0u64);
-    /// let config = KernelConfig::heuristic(Op::Spmm, rosa::DType::F32, 16);
-    /// unsafe {
-    ///     raw::spmm(
-    ///         rosa::DType::F32, &config, 1.0, &s, values,
-    ///         &raw::RawDense { ptr: b_ptr, rows: 32, cols: 16, ld: 16 },
-    ///         0.0,
-    ///         &raw::RawDense { ptr: c_ptr, rows: 64, cols: 16, ld: 16 },
-    ///         std::ptr::null_mut(),
-    ///     )?;
-    /// }
-    /// # }
-    /// # Ok::<(), rosa::Error>(())
-    /// ```
-    fn spmm(dtype, C = dtype)
-}
-
-raw_spmm! {
-    /// [`spmm`] into an f32 `C`: `C = alpha S B + beta C` with `values` and `B` of `dtype`,
-    /// accumulated in f32 as always and stored from the accumulators without a round to
-    /// `dtype`. For bf16 operands this is the sparse term of a bf16 layer (`y += S x`, or
-    /// `dX += S^T dY` through a plan) added straight into f32 activations, the raw form of
-    /// `rosa::cuda::spmm_f32_out` / `spmm_t_f32_out`; f32 operands give the plain f32 product.
-    /// Shapes, the configuration's op (by `s.perm`), stream and ordering as [`spmm`]: `B` is
-    /// `s.cols x N`, `C` is `s.rows x N`, `beta == 0` leaves the old `C` unread. The
-    /// configuration is the one [`spmm`] would take for the same operands (the reads, which
-    /// dominate, are the same).
-    ///
-    /// # Errors
-    /// [`Error::Unsupported`] for f16 operands (that pairing is not compiled), before anything
-    /// is launched; otherwise as [`spmm`].
-    ///
-    /// # Safety
-    /// As [`spmm`], except that `c` holds f32 elements (4 bytes each, row `i` at element
-    /// `i * c.ld`, so the address is 4-byte aligned) while `values` and `b` hold `dtype`.
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "cuda")] {
-    /// use rosa::cuda::{raw, KernelConfig, Op};
-    /// use rosa::{bf16, CsrShape, DType};
-    /// # fn upload(_: &[u8]) -> u64 { 0 }
-    /// let a = rosa::random::csr::<bf16>(64, 32, 0.1, 1)?;
-    /// let bytes = |v: &[i32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
-    /// // The transposed product, dX += S^T dY: the plan's arrays, walked as A^T (32 x 64).
-    /// let plan = a.transpose_plan();
-    /// let s = raw::RawCsr {
-    ///     rows: 32, cols: 64, nnz: a.nnz(),
-    ///     row_ptr: upload(&bytes(plan.row_ptr())),
-    ///     col_idx: upload(&bytes(plan.col_idx())),
-    ///     row_swizzle: upload(&bytes(&plan.row_swizzle())),
-    ///     perm: upload(&bytes(plan.perm())),
-    ///     long_rows: 0,
-    /// };
-    /// // bf16 values (A's, in A's order) and dY (64 x 16); dX is f32 (32 x 16).
-    /// # let (values, dy_ptr, dx_ptr) = (0u64, 0u64, 0u64);
-    /// let config = KernelConfig::heuristic(Op::SpmmT, DType::Bf16, 16);
-    /// unsafe {
-    ///     raw::spmm_f32_out(
-    ///         DType::Bf16, &config, 1.0, &s, values,
-    ///         &raw::RawDense { ptr: dy_ptr, rows: 64, cols: 16, ld: 16 },
-    ///         1.0,
-    ///         &raw::RawDense { ptr: dx_ptr, rows: 32, cols: 16, ld: 16 },
-    ///         std::ptr::null_mut(),
-    ///     )?;
-    /// }
-    /// # }
-    /// # Ok::<(), rosa::Error>(())
-    /// ```
-    fn spmm_f32_out(dtype, C = DType::F32)
+    let mut p = launch::spmm_params(dtype, c_dtype, &shape, n, b.ld, c.ld, alpha, beta)?;
+    p.row_ptr = s.row_ptr as usize as *const i32;
+    p.col_idx = s.col_idx as usize as *const i32;
+    p.row_swizzle = s.row_swizzle as usize as *const i32;
+    p.perm = s.perm as usize as *const i32;
+    p.values = values as usize as *const c_void;
+    p.b = b.ptr as usize as *const c_void;
+    p.c = c.ptr as usize as *mut c_void;
+    // SAFETY: the caller's contract above is the launcher's.
+    unsafe { launch::launch_spmm(&p, transposed, config.index, stream) }
 }
 
 /// `out[p] = alpha (L R^T)[i, j] + beta out[p]` for every stored entry `p = (i, j)` of the
