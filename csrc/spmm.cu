@@ -140,19 +140,14 @@ __device__ __forceinline__ void combine_store(const float (&acc)[V][kVec<T>],
     for (int i = 0; i < VEC; ++i) s_part[sub][v][i][lane] = acc[v][i];
   __syncthreads();
   if (sub < V) {
-    // One store's worth of sums at a time: an f32 C of bf16 operands takes two.
-    constexpr int CV = kStore<T, TC>;
+    float sum[VEC];
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) sum[i] = s_part[0][sub][i][lane];
+    for (int s = 1; s < BR; ++s)
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) sum[i] += s_part[s][sub][i][lane];
     const int64_t j = tile0 + (static_cast<int64_t>(sub) * SW + lane) * VEC;
-#pragma unroll
-    for (int h = 0; h < VEC; h += CV) {
-      float sum[CV];
-#pragma unroll
-      for (int i = 0; i < CV; ++i) sum[i] = s_part[0][sub][h + i][lane];
-      for (int s = 1; s < BR; ++s)
-#pragma unroll
-        for (int i = 0; i < CV; ++i) sum[i] += s_part[s][sub][h + i][lane];
-      if (j + h < p.n) store_vec<TC>(c + j + h, p.n - j - h, sum, p.alpha, p.beta);
-    }
+    if (j < p.n) store_out<T>(c + j, p.n - j, sum, p.alpha, p.beta);
   }
   // The next column tile rewrites s_part: every sub-warp must be done reading it.
   __syncthreads();
