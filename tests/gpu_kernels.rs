@@ -137,13 +137,17 @@ fn every_config(
 ) {
     let configs = KernelConfig::all(op);
     assert!(!configs.is_empty(), "{op}: no compiled configuration");
-    let run_one = |c: &Case| {
+    each_case(cases, |c| {
         for config in &configs {
             for dtype in rosa::DType::ALL {
                 check(dev, c, config, dtype);
             }
         }
-    };
+    });
+}
+
+/// Runs `run_one` on `cases` random cases, then on the big fixed ones.
+fn each_case(cases: u32, run_one: impl Fn(&Case)) {
     // The GPU runner lowers the count under compute-sanitizer, where each launch is slow.
     let cases = std::env::var("ROSA_GPU_CASES")
         .ok()
@@ -285,18 +289,7 @@ fn f32_output_launchers_match_the_f64_reference() {
             assert_agree(&what, gpu_c.as_slice(), cpu_c.as_slice(), &p.want);
         }
     };
-    let mut runner = TestRunner::new(Config {
-        cases: 24,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    runner
-        .run(&case(), |c| {
-            check(&c);
-            Ok(())
-        })
-        .unwrap();
-    big_cases().iter().for_each(check);
+    each_case(24, check);
     // f16 operands have no f32-output kernel: a typed refusal, nothing launched.
     let a = DeviceCsr::from_host(dev, random::csr::<f16>(8, 6, 0.5, 1).unwrap().as_ref()).unwrap();
     let b = DeviceDense::<f16>::zeros(dev, 6, 4).unwrap();

@@ -16,8 +16,9 @@
 //! entry and token through L2 (s = 2 with a bf16 or NF4 W, whose sparse terms run in bf16;
 //! 4 in f32), so with the example's ceilings the merged plan wins from about 41 tokens per
 //! step on for a bf16 W (21 for f32 products) whenever its copy fits, and the memory
-//! budget is what decides. (With a bf16 W the copy is `bf16(W + S)`: an update of S smaller than
-//! half a bf16 ulp of W's entry leaves the forward pass unchanged until it accumulates.)
+//! budget is what decides. (With a bf16 W the copy is `bf16(W + S)`: an update of S
+//! smaller than half a bf16 ulp of W's entry leaves the forward pass unchanged until it
+//! accumulates.)
 //!
 //! ```
 //! use rosa::bench::roofline::Ceilings;
